@@ -1,0 +1,160 @@
+"""Image input and output: any common file in, RGB float32 in [0, 1] out; atomic PNG writes.
+
+Every mode Pillow reads is converted rather than refused: grayscale and 1-bit are replicated to
+RGB, 16-bit and 32-bit integer images keep their full precision, palette and alpha images are
+composited over white, CMYK goes through Pillow's conversion, and the EXIF orientation is applied
+so a phone photo is upright. Resizing works on float channels (no 8-bit rounding in between).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps
+
+from .errors import ImageError, OutputError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+#: Default refusal threshold, checked from the header before any pixel is decoded.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def _to_float_rgb(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(arr / top, 0.0, 1.0)
+        return np.repeat(arr[..., None], 3, axis=-1).astype(np.float32)
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        arr = arr / 255.0 if arr.max(initial=0) > 1.0 else arr
+        return np.repeat(np.clip(arr, 0, 1)[..., None], 3, axis=-1).astype(np.float32)
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def load_image(
+    path: str | Path,
+    size: int | None = None,
+    shape: tuple[int, int] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Read an image as ``(H, W, 3)`` float32 RGB in [0, 1].
+
+    Args:
+      path: any format Pillow reads; animated files use their first frame.
+      size: if given, resize so the longest side is ``size`` pixels (aspect ratio kept).
+      shape: if given, resize to exactly ``(height, width)`` (takes precedence over ``size``).
+      max_pixels: refuse images with more pixels than this, read from the header before decoding.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"image not found: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise ImageError(f"{path}: {w}x{h} pixels exceeds the limit of {max_pixels} "
+                                     "(raise max_pixels to allow it)")
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                arr = _to_float_rgb(img)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: refused as too large: {exc}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError(f"cannot read image {path}: {exc}") from None
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageError(f"cannot read image {path}: no pixels")
+    if shape is not None:
+        return resize(arr, shape)
+    if size is not None:
+        return resize(arr, fit_shape(arr.shape[:2], size))
+    return arr
+
+
+def fit_shape(shape: Sequence[int], size: int) -> tuple[int, int]:
+    """``(height, width)`` with the longest side ``size`` and the aspect ratio of ``shape``."""
+    h, w = int(shape[0]), int(shape[1])
+    scale = size / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def resize(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Resize ``(H, W, 3)`` float RGB to ``(height, width)`` with Lanczos, per float channel."""
+    h, w = int(shape[0]), int(shape[1])
+    if image.shape[:2] == (h, w):
+        return np.asarray(image, np.float32)
+    chans = [np.asarray(Image.fromarray(np.asarray(image[..., c], np.float32), mode="F")
+                        .resize((w, h), Image.Resampling.LANCZOS)) for c in range(image.shape[-1])]
+    return np.clip(np.stack(chans, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float RGB (any range) -> uint8, clipped to [0, 1] first."""
+    return np.round(np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def save_png(image: np.ndarray | Image.Image, path: str | Path) -> Path:
+    """Write a PNG atomically: a temporary file in the same folder, then a rename."""
+    path = Path(path)
+    pil = image if isinstance(image, Image.Image) else Image.fromarray(to_uint8(image))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pil.save(f, format="PNG")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def contact_sheet(
+    images: Sequence[np.ndarray], labels: Sequence[str], columns: int | None = None,
+    tile: int | None = None, title: str | None = None,
+) -> Image.Image:
+    """A grid of images, each captioned below with its label (e.g. seed, alpha/beta, layers).
+
+    ``tile`` (longest side of each tile in pixels) defaults to the images' own size.
+    """
+    if len(images) != len(labels):
+        raise ValueError("one label per image")
+    n = len(images)
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    tiles = [Image.fromarray(to_uint8(im)) for im in images]
+    if tile:
+        tiles = [t.resize(fit_shape((t.height, t.width), tile)[::-1], Image.Resampling.LANCZOS)
+                 for t in tiles]
+    tw, th = max(t.width for t in tiles), max(t.height for t in tiles)
+    caption, pad = 14, 4
+    top = caption + pad if title else 0
+    sheet = Image.new("RGB", (columns * (tw + pad) + pad, top + rows * (th + caption + pad) + pad),
+                      "white")
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((pad, pad), title, fill="black")
+    for i, (t, label) in enumerate(zip(tiles, labels)):
+        x = pad + (i % columns) * (tw + pad)
+        y = top + pad + (i // columns) * (th + caption + pad)
+        sheet.paste(t, (x, y))
+        draw.text((x, y + th + 1), label, fill="black")
+    return sheet

@@ -1,0 +1,160 @@
+"""VGG-19 (convolutional part) as a pure function of its parameters.
+
+The network follows Gatys et al. (2016), section 2: the 16 convolutional layers of VGG-19, no
+fully connected layers, ReLU after every convolution and, by default, average pooling in place
+of max pooling. Layer names follow Caffe, where ReLU runs in place, so ``conv4_2`` is the
+*rectified* output of that convolution.
+
+Parameters are a plain dict ``{"conv1_1": {"kernel": (3, 3, Cin, Cout), "bias": (Cout,)}, ...}``
+with kernels in HWIO layout and ``conv1_1`` expecting Caffe's input convention (BGR, 0..255,
+ImageNet mean subtracted); :func:`preprocess` makes that conversion explicit.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import ConfigError
+
+#: The five blocks of VGG-19: number of convolutions and output channels of each.
+BLOCKS: tuple[tuple[int, int], ...] = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
+
+#: Caffe's ImageNet mean in BGR order (the convention of the pretrained weights).
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+
+
+def _layer_table() -> tuple[tuple[str, int, int], ...]:
+    """(name, in_channels, out_channels) of every conv, plus ``poolN`` entries with 0, 0."""
+    table = []
+    cin = 3
+    for b, (n, cout) in enumerate(BLOCKS, start=1):
+        for i in range(1, n + 1):
+            table.append((f"conv{b}_{i}", cin, cout))
+            cin = cout
+        table.append((f"pool{b}", 0, 0))
+    return tuple(table)
+
+
+LAYERS: tuple[tuple[str, int, int], ...] = _layer_table()
+#: Every layer name in forward order: ``conv1_1, conv1_2, pool1, conv2_1, ...``.
+LAYER_NAMES: tuple[str, ...] = tuple(name for name, _, _ in LAYERS)
+#: The 16 convolution names in forward order.
+CONV_NAMES: tuple[str, ...] = tuple(name for name, cin, _ in LAYERS if cin)
+#: Expected ``(kernel_shape, bias_shape)`` of each convolution.
+PARAM_SHAPES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    name: ((3, 3, cin, cout), (cout,)) for name, cin, cout in LAYERS if cin
+}
+_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
+
+
+def layer_channels(name: str) -> int:
+    """Number of feature maps N_l of a layer (a pooling layer has its block's channels)."""
+    idx = layer_index(name)
+    return next(cout for _, _, cout in reversed(LAYERS[: idx + 1]) if cout)
+
+
+def layer_stride(name: str) -> int:
+    """Total down-sampling factor of a layer's responses relative to the input image."""
+    idx = layer_index(name)
+    return 2 ** sum(1 for n in LAYER_NAMES[:idx] if n.startswith("pool"))
+
+
+def layer_index(name: str) -> int:
+    """Position of a layer in forward order; unknown names raise :class:`ConfigError`."""
+    try:
+        return _INDEX[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(str(name), LAYER_NAMES, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(
+            f"unknown VGG-19 layer '{name}'{hint}; valid layers: conv1_1 .. conv5_4, pool1 .. pool5"
+        ) from None
+
+
+def min_image_side(layers: Iterable[str]) -> int:
+    """Smallest image side whose responses at every given layer are at least 1 x 1."""
+    return max((2 ** sum(1 for n in LAYER_NAMES[: layer_index(l) + 1] if n.startswith("pool"))
+                for l in layers), default=1)
+
+
+def preprocess(images: jax.Array) -> jax.Array:
+    """RGB in [0, 1] -> Caffe's input: BGR, 0..255, ImageNet mean subtracted.
+
+    This is exactly the 1x1 convolution that opens the mean-normalised VGG-19 file (checked when
+    the weights are converted), written out so that the network's input convention is explicit.
+    Shape ``(..., H, W, 3)`` is kept.
+    """
+    mean = jnp.asarray(CAFFE_MEAN_BGR, dtype=images.dtype)
+    return images[..., ::-1] * 255.0 - mean
+
+
+def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    # 3x3, stride 1, zero padding 1 (VGG's and Caffe's convention), NHWC activations throughout
+    # so that no layout transposes appear between layers.
+    y = jax.lax.conv_general_dilated(
+        x, kernel.astype(x.dtype), window_strides=(1, 1), padding=((1, 1), (1, 1)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    return y + bias.astype(x.dtype)
+
+
+def pool2x2(x: jax.Array, pooling: str) -> jax.Array:
+    # 2x2, stride 2, no padding: an odd trailing row or column is dropped (PyTorch's floor mode).
+    window, strides = (1, 2, 2, 1), (1, 2, 2, 1)
+    if pooling == "max":
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, strides, "VALID")
+    summed = jax.lax.reduce_window(x, jnp.zeros((), x.dtype), jax.lax.add, window, strides, "VALID")
+    return summed * 0.25
+
+
+def check_layers(layers: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` for any unknown layer name."""
+    for name in layers:
+        layer_index(name)
+
+
+def vgg19_features(
+    params: Mapping[str, Mapping[str, jax.Array]],
+    images: jax.Array,
+    layers: Sequence[str],
+    pooling: str = "avg",
+) -> dict[str, jax.Array]:
+    """VGG-19 responses of ``images`` at the requested layers (Gatys et al. 2016, section 2).
+
+    Args:
+      params: converted weights, see :func:`jaxstyle.load_vgg19`.
+      images: ``(H, W, 3)`` or ``(N, H, W, 3)`` RGB in [0, 1] (float32, or float64 for tests).
+      layers: names from :data:`LAYER_NAMES`; ``convX_Y`` are rectified responses (Caffe's
+        in-place ReLU), ``poolX`` the pooled ones.
+      pooling: ``"avg"`` (the paper's choice) or ``"max"`` (the original network's).
+
+    Returns:
+      ``{name: responses}``, each ``(h, w, C)`` or ``(N, h, w, C)`` to match ``images``. No layer
+      deeper than the deepest requested one is computed.
+    """
+    if pooling not in ("avg", "max"):
+        raise ConfigError(f"pooling must be 'avg' or 'max', not '{pooling}'")
+    wanted = set(layers)
+    check_layers(wanted)
+    if not wanted:
+        return {}
+    if images.ndim not in (3, 4) or images.shape[-1] != 3:
+        raise ConfigError(f"images must be (H, W, 3) or (N, H, W, 3), got shape {images.shape}")
+    single = images.ndim == 3
+    x = preprocess(images[None] if single else images)
+    last = max(layer_index(n) for n in wanted)
+    out = {}
+    for name in LAYER_NAMES[: last + 1]:
+        if name.startswith("pool"):
+            x = pool2x2(x, pooling)
+        else:
+            x = jax.nn.relu(conv3x3(x, params[name]["kernel"], params[name]["bias"]))
+        if name in wanted:
+            out[name] = x[0] if single else x
+    return out
