@@ -105,12 +105,10 @@ def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
 
 
 def pool2x2(x: jax.Array, pooling: str) -> jax.Array:
-    # 2x2, stride 2, no padding: an odd trailing row or column is dropped (PyTorch's floor mode).
-    window, strides = (1, 2, 2, 1), (1, 2, 2, 1)
-    if pooling == "max":
-        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, strides, "VALID")
-    summed = jax.lax.reduce_window(x, jnp.zeros((), x.dtype), jax.lax.add, window, strides, "VALID")
-    return summed * 0.25
+    """2x2, stride 2 pooling of ``(N, H, W, C)``; an odd last row or column is dropped (floor)."""
+    n, h, w, c = x.shape
+    blocks = x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+    return blocks.max(axis=(2, 4)) if pooling == "max" else blocks.mean(axis=(2, 4))
 
 
 def check_layers(layers: Sequence[str]) -> None:

@@ -1,0 +1,236 @@
+"""Run configuration: YAML in, a validated, typed :class:`Config` out.
+
+Defaults are the paper's settings (conv4_2 content, conv1_1..conv5_1 style at w_l = 1/5,
+alpha/beta = 1e-3, average pooling, L-BFGS, white-noise initialisation). Relative paths are taken
+relative to the current working directory. Every mistake raises :class:`ConfigError` with one line
+that names the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError
+from .images import DEFAULT_MAX_PIXELS
+from .losses import TERMS
+from .optim import SolverConfig
+from .vgg import check_layers
+
+PAPER_STYLE_LAYERS = {f"conv{i}_1": 0.2 for i in range(1, 6)}
+
+DEFAULTS: dict[str, Any] = {
+    "content": None,
+    "style": None,
+    "output": "outputs/run",
+    "size": 512,
+    "alpha": 1.0,
+    "beta": 1000.0,
+    "content_layers": {"conv4_2": 1.0},
+    "style_layers": dict(PAPER_STYLE_LAYERS),
+    "pooling": "avg",
+    "init": "noise",
+    "seeds": [0],
+    "terms": {},
+    "sweep": {},
+    "optimizer": asdict(SolverConfig()),
+    "save_every": 0,
+    "print_every": 50,
+    "overwrite": False,
+    "max_pixels": DEFAULT_MAX_PIXELS,
+    "weights": None,
+}
+SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated run configuration (see ``DEFAULTS`` and the README for each key)."""
+
+    content: str
+    style: str
+    output: str
+    size: int
+    alpha: float
+    beta: float
+    content_layers: dict[str, float]
+    style_layers: dict[str, float]
+    pooling: str
+    init: str
+    seeds: list[int]
+    terms: dict[str, float]
+    sweep: dict[str, list]
+    optimizer: SolverConfig
+    save_every: int
+    print_every: int
+    overwrite: bool
+    max_pixels: int
+    weights: str | None = None
+    source: dict = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration as plain data (what report.json records)."""
+        d = asdict(self)
+        d.pop("source")
+        return d
+
+
+def _suggest(key: str, valid) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _number(name: str, value: Any, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, not {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}, not {value!r}")
+    return float(value)
+
+
+def _whole(name: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be a whole number, not {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {value!r}")
+    return value
+
+
+def _layer_weights(name: str, value: Any) -> dict[str, float]:
+    if isinstance(value, (list, tuple)):  # a plain list of layers: equal weights summing to 1
+        value = {str(l): 1.0 / len(value) for l in value} if value else {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must map layer names to weights, e.g. {{conv4_2: 1.0}}")
+    check_layers(list(value))
+    return {str(k): _number(f"{name}.{k}", v) for k, v in value.items()}
+
+
+def _terms(name: str, value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must map term names to weights, e.g. {{tv: 1e-3}}")
+    for k in value:
+        if k not in TERMS:
+            raise ConfigError(f"unknown loss term '{k}' in {name}{_suggest(str(k), TERMS)}; "
+                              f"known terms: {', '.join(sorted(TERMS))}")
+    return {str(k): _number(f"{name}.{k}", v) for k, v in value.items()}
+
+
+def _check_keys(data: Mapping, valid, where: str) -> None:
+    for key in data:
+        if key not in valid:
+            raise ConfigError(f"unknown config key '{where}{key}'{_suggest(str(key), valid)}")
+
+
+def validate(raw: Mapping[str, Any]) -> Config:
+    """Fill defaults into ``raw`` and check every value; returns a :class:`Config`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("the config must be a YAML mapping of keys to values")
+    _check_keys(raw, DEFAULTS, "")
+    d = copy.deepcopy(DEFAULTS)
+    for key, value in raw.items():
+        if key == "optimizer":
+            if not isinstance(value, Mapping):
+                raise ConfigError("optimizer must be a mapping, e.g. {name: lbfgs, iterations: 500}")
+            _check_keys(value, DEFAULTS["optimizer"], "optimizer.")
+            d["optimizer"].update(value)
+        else:
+            d[key] = value
+    for key in ("content", "style"):
+        if not isinstance(d[key], (str, Path)) or not str(d[key]):
+            raise ConfigError(f"'{key}' must be the path of an image file")
+    if not isinstance(d["output"], (str, Path)) or not str(d["output"]):
+        raise ConfigError("'output' must be a directory path")
+    if not isinstance(d["init"], (str, Path)) or not str(d["init"]):
+        raise ConfigError("'init' must be noise, content, style or an image path")
+    if d["pooling"] not in ("avg", "max"):
+        raise ConfigError(f"pooling must be 'avg' or 'max', not {d['pooling']!r}")
+    seeds = d["seeds"]
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError("seeds must be a non-empty list of whole numbers, e.g. [0, 1, 2, 3]")
+    seeds = [_whole("seeds[]", s) for s in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError("seeds must not repeat")
+    sweep = d["sweep"] or {}
+    if not isinstance(sweep, Mapping):
+        raise ConfigError("sweep must map keys to lists of values, e.g. {alpha: [1e-4, 1e-3]}")
+    for key, values in sweep.items():
+        if key not in SWEEPABLE:
+            raise ConfigError(f"cannot sweep '{key}'{_suggest(str(key), SWEEPABLE)}; "
+                              f"sweepable: {', '.join(SWEEPABLE)}")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"sweep.{key} must be a non-empty list")
+    checked_sweep = {
+        k: [(_layer_weights(f"sweep.{k}[]", v) if k.endswith("layers") else
+             _terms(f"sweep.{k}[]", v) if k == "terms" else _number(f"sweep.{k}[]", v)) for v in vs]
+        for k, vs in sweep.items()}
+    optimizer = SolverConfig(**d["optimizer"]).validate()
+    cfg = Config(
+        content=str(d["content"]), style=str(d["style"]), output=str(d["output"]),
+        size=_whole("size", d["size"], 1),
+        alpha=_number("alpha", d["alpha"]), beta=_number("beta", d["beta"]),
+        content_layers=_layer_weights("content_layers", d["content_layers"]),
+        style_layers=_layer_weights("style_layers", d["style_layers"]),
+        pooling=d["pooling"], init=str(d["init"]), seeds=seeds, terms=_terms("terms", d["terms"]),
+        sweep=checked_sweep, optimizer=optimizer,
+        save_every=_whole("save_every", d["save_every"]), print_every=_whole("print_every", d["print_every"]),
+        overwrite=d["overwrite"] if isinstance(d["overwrite"], bool) else _bad_bool("overwrite", d["overwrite"]),
+        max_pixels=_whole("max_pixels", d["max_pixels"], 1),
+        weights=None if d["weights"] is None else str(d["weights"]),
+        source=dict(raw),
+    )
+    if not cfg.content_layers and not cfg.style_layers and "content_layers" not in sweep \
+            and "style_layers" not in sweep:
+        raise ConfigError("content_layers and style_layers are both empty: nothing to optimise")
+    return cfg
+
+
+def _bad_bool(name: str, value: Any):
+    raise ConfigError(f"{name} must be true or false, not {value!r}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optimizer.iterations=100"`` -> (["optimizer", "iterations"], 100); the value is YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set needs key=value, got '{text}'")
+    key, value = text.split("=", 1)
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: cannot parse value '{value}'") from None
+    return key.strip().split("."), parsed
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (or start from defaults with ``path=None``) and apply ``--set`` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}: invalid YAML{where}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the config must be a mapping of keys to values")
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {'.'.join(keys)}: '{k}' is not a mapping")
+        node[keys[-1]] = value
+    return validate(raw)

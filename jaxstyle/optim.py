@@ -1,0 +1,269 @@
+"""Minimise a loss over a batch of images: jaxopt L-BFGS (the paper's choice) or optax Adam.
+
+Each variant of a batch is optimised independently: the solver's ``init``/``update`` are written
+for one image and ``jax.vmap``-ed, so line-search decisions, step sizes and convergence are per
+variant and no variant reads another's values.
+
+Iterations run in compiled chunks. How a chunk is compiled is a performance choice, settled by
+measurement per backend and kept in :func:`make_advance` alone:
+
+* ``"loop"``: one ``lax.fori_loop`` over the chunk (no host round trip per step);
+* ``"unroll"``: ``unroll`` steps traced one after another in a single compiled call, the call
+  repeated from the host (``unroll=1`` is one compiled step per call).
+
+On XLA:CPU a loss-and-gradient inside ``fori_loop``/``while_loop`` runs about 4x slower than the
+same computation at top level (see the README's performance section), so CPUs use ``"unroll"``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jaxopt
+import optax
+
+from .errors import ConfigError
+
+#: fun(x, *args) -> (loss, aux): the loss of one image and its auxiliary parts.
+LossFn = Callable[..., tuple[jax.Array, Any]]
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Optimiser settings (the ``optimizer`` section of a config).
+
+    name: ``"lbfgs"`` (jaxopt.LBFGS) or ``"adam"`` (optax.adam).
+    iterations: iterations per variant.
+    history_size: L-BFGS memory (pairs of steps kept).
+    tol: stop a variant once its gradient's L2 norm is at most this (0: run every iteration).
+    linesearch: ``"none"`` (the L-BFGS step taken as it is, after a first step scaled to unit
+      L1 size, like ``torch.optim.LBFGS`` without a line search: one evaluation per iteration) or
+      a jaxopt line search, ``"backtracking"`` (Armijo), ``"zoom"`` (strong Wolfe) or
+      ``"hager-zhang"``. jaxopt runs line searches in a ``while_loop``, which XLA:CPU executes
+      several times slower than straight-line code.
+    linesearch_init: first step tried by the line search: ``"max"`` (1, the L-BFGS step),
+      ``"increase"`` (jaxopt's default) or ``"current"``.
+    maxls: most line-search evaluations per iteration.
+    learning_rate: Adam's step size (pixels are in [0, 1]).
+    strategy: ``"auto"``, ``"loop"`` or ``"unroll"`` (see the module docstring).
+    unroll: steps per compiled call with ``"unroll"``.
+    """
+
+    name: str = "lbfgs"
+    iterations: int = 500
+    history_size: int = 10
+    tol: float = 0.0
+    linesearch: str = "none"
+    linesearch_init: str = "max"
+    maxls: int = 20
+    learning_rate: float = 0.02
+    strategy: str = "auto"
+    unroll: int = 1
+
+    def validate(self) -> "SolverConfig":
+        if self.name not in ("lbfgs", "adam"):
+            raise ConfigError(f"optimizer.name must be 'lbfgs' or 'adam', not '{self.name}'")
+        if self.linesearch not in ("none", "backtracking", "zoom", "hager-zhang"):
+            raise ConfigError("optimizer.linesearch must be 'none', 'backtracking', 'zoom' or 'hager-zhang', "
+                              f"not '{self.linesearch}'")
+        if self.linesearch_init not in ("max", "increase", "current"):
+            raise ConfigError("optimizer.linesearch_init must be 'max', 'increase' or 'current'")
+        if self.strategy not in ("auto", "loop", "unroll"):
+            raise ConfigError(f"optimizer.strategy must be 'auto', 'loop' or 'unroll', not '{self.strategy}'")
+        for key in ("iterations", "history_size", "maxls", "unroll"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "iterations" else 1):
+                raise ConfigError(f"optimizer.{key} must be a positive whole number, not {value!r}")
+        for key in ("tol", "learning_rate"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+                    or value < 0:
+                raise ConfigError(f"optimizer.{key} must be a non-negative number, not {value!r}")
+        return self
+
+    def resolved_strategy(self, backend: str | None = None) -> str:
+        if self.strategy != "auto":
+            return self.strategy
+        return "unroll" if (backend or jax.default_backend()) == "cpu" else "loop"
+
+
+class AdamState(NamedTuple):
+    inner: Any
+    value: jax.Array
+    aux: Any
+    error: jax.Array
+    num_fun_eval: jax.Array
+
+
+class BatchState(NamedTuple):
+    """The state of a batch of V variants (every leaf has a leading axis V).
+
+    x: the images ``(V, H, W, 3)``; opt: the solver's own state; iterations: iterations taken;
+    done: converged or stopped; nonfinite_at: iteration at which the loss or image became
+    non-finite (-1 if never), after which the variant keeps its last finite image.
+    """
+
+    x: jax.Array
+    opt: Any
+    iterations: jax.Array
+    done: jax.Array
+    nonfinite_at: jax.Array
+
+
+@dataclass(frozen=True)
+class Solver:
+    """Per-image ``init``/``step`` of the chosen optimiser, vmapped over a batch by :meth:`batch_*`."""
+
+    fun: LossFn
+    config: SolverConfig
+
+    def _lbfgs(self) -> jaxopt.LBFGS:
+        c = self.config
+        return jaxopt.LBFGS(fun=self.fun, has_aux=True, maxiter=max(c.iterations, 1), tol=c.tol,
+                            history_size=c.history_size,
+                            linesearch="backtracking" if c.linesearch == "none" else c.linesearch,
+                            stepsize=1.0 if c.linesearch == "none" else 0.0,
+                            linesearch_init=c.linesearch_init, maxls=c.maxls, max_stepsize=1.0,
+                            implicit_diff=False)
+
+    def init(self, x: jax.Array, *args) -> Any:
+        """Solver state of one image (one loss-and-gradient evaluation)."""
+        if self.config.name == "adam":
+            (value, aux), grad = jax.value_and_grad(self.fun, has_aux=True)(x, *args)
+            inner = optax.adam(self.config.learning_rate).init(x)
+            return AdamState(inner, value, aux, optax.tree_utils.tree_norm(grad), jnp.asarray(1, jnp.int32))
+        state = self._lbfgs().init_state(x, *args)
+        # The first L-BFGS direction is the raw gradient, whose size depends on alpha, beta and the
+        # image size; scaling it to a unit-sum step (as torch.optim.LBFGS does) lets the line search
+        # accept its first trial instead of backtracking dozens of times.
+        gamma = 1.0 / jnp.maximum(jnp.sum(jnp.abs(state.grad)), 1e-30)
+        return state._replace(gamma=gamma.astype(state.gamma.dtype))
+
+    def step(self, x: jax.Array, state: Any, *args) -> tuple[jax.Array, Any]:
+        """One iteration for one image."""
+        if self.config.name == "adam":
+            (value, aux), grad = jax.value_and_grad(self.fun, has_aux=True)(x, *args)
+            updates, inner = optax.adam(self.config.learning_rate).update(grad, state.inner, x)
+            return optax.apply_updates(x, updates), AdamState(
+                inner, value, aux, optax.tree_utils.tree_norm(grad), state.num_fun_eval + 1)
+        new_x, new_state = self._lbfgs().update(x, state, *args)
+        if self.config.linesearch != "none":
+            return new_x, new_state
+        # Without a line search a unit step can overshoot. Check Armijo's sufficient decrease on
+        # the value the update already computed (no extra evaluation, no while_loop). On failure
+        # stay at the old image but keep what the trial taught: its (s, y) pair is already in the
+        # history, so the next direction knows the curvature along s and steps shorter. If that
+        # pair has no positive curvature, drop the history (zeroed rho_history removes every pair
+        # from the two-loop recursion) and restart from a steepest-descent step a quarter as long.
+        s = new_x - x
+        decrease = new_state.value <= state.value + 1e-4 * jnp.vdot(state.grad, s)
+        ok = decrease & jnp.isfinite(new_state.value)
+        curvature = jnp.vdot(s, new_state.grad - state.grad)
+        learn = jnp.isfinite(curvature) & (curvature > 0)
+        gamma = 0.25 * jnp.linalg.norm(s) / jnp.maximum(jnp.linalg.norm(state.grad), 1e-30)
+        retry = new_state._replace(
+            value=state.value, grad=state.grad, aux=state.aux, error=state.error,
+            rho_history=jnp.where(learn, new_state.rho_history, 0.0).astype(state.rho_history.dtype),
+            gamma=jnp.where(learn, new_state.gamma, gamma).astype(state.gamma.dtype),
+            s_history=jnp.where(learn, new_state.s_history, state.s_history),
+            y_history=jnp.where(learn, new_state.y_history, state.y_history))
+        keep = lambda a, b: jnp.where(ok, a, b)
+        return keep(new_x, x), jax.tree_util.tree_map(keep, new_state, retry)
+
+    # ---- batches -----------------------------------------------------------------------------
+    def batch_init(self, x: jax.Array, shared: tuple, per_variant: tuple) -> BatchState:
+        """Initial :class:`BatchState`; ``shared`` args are the same for all variants, ``per_variant``
+        args have a leading axis V like ``x``."""
+        opt = jax.vmap(lambda xi, *pv: self.init(xi, *shared, *pv))(x, *per_variant)
+        v = x.shape[0]
+        return BatchState(x, opt, jnp.zeros(v, jnp.int32), jnp.zeros(v, bool), jnp.full(v, -1, jnp.int32))
+
+    def batch_step(self, s: BatchState, shared: tuple, per_variant: tuple) -> BatchState:
+        """One iteration of every variant still running; finished variants are left unchanged."""
+        new_x, new_opt = jax.vmap(lambda xi, oi, *pv: self.step(xi, oi, *shared, *pv))(s.x, s.opt, *per_variant)
+        value = loss_of(new_opt)
+        finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(new_x), axis=tuple(range(1, new_x.ndim)))
+        accept = ~s.done & finite
+        pick = lambda new, old: jnp.where(accept.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+        x = pick(new_x, s.x)
+        opt = jax.tree_util.tree_map(pick, new_opt, s.opt)
+        iterations = s.iterations + accept.astype(jnp.int32)
+        nonfinite_at = jnp.where(~s.done & ~finite, s.iterations + 1, s.nonfinite_at)
+        converged = error_of(opt) <= self.config.tol
+        done = s.done | ~finite | converged
+        return BatchState(x, opt, iterations, done, nonfinite_at)
+
+
+def loss_of(opt: Any) -> jax.Array:
+    """Current loss of a (batched) solver state."""
+    return opt.value
+
+
+def aux_of(opt: Any) -> Any:
+    """Current auxiliary output (the loss parts) of a solver state."""
+    return opt.aux
+
+
+def error_of(opt: Any) -> jax.Array:
+    """Gradient norm of a solver state (L-BFGS: at the current image)."""
+    return opt.error
+
+
+def evals_of(opt: Any) -> jax.Array:
+    """Loss-and-gradient evaluations so far, initialisation included."""
+    return getattr(opt, "num_fun_eval")
+
+
+class Program:
+    """The compiled programs of a run: batch initialisation and ``advance`` by ``n`` iterations.
+
+    With ``"loop"`` one compiled call runs all ``n`` steps in a ``lax.fori_loop``; with
+    ``"unroll"`` each compiled call runs up to ``unroll`` steps (steps past ``n`` are skipped with
+    ``lax.cond``) and the host repeats it. Either way each program is compiled once, ahead of time
+    by :meth:`compile`, whatever ``n`` and however many variants the batch holds.
+    """
+
+    def __init__(self, solver: Solver, strategy: str, unroll: int = 1):
+        if strategy not in ("loop", "unroll"):
+            raise ConfigError(f"unknown strategy '{strategy}'")
+        self.solver, self.strategy, self.unroll = solver, strategy, unroll
+        self._init = None
+        self._advance = None
+
+    def _block(self, s, shared, per_variant, n):
+        step = self.solver.batch_step
+        if self.strategy == "loop":
+            return jax.lax.fori_loop(0, n, lambda i, c: step(c, shared, per_variant), s)
+        for i in range(self.unroll):
+            s = step(s, shared, per_variant) if self.unroll == 1 else jax.lax.cond(
+                i < n, lambda c: step(c, shared, per_variant), lambda c: c, s)
+        return s
+
+    def compile(self, x0: jax.Array, shared: tuple, per_variant: tuple) -> float:
+        """Compile both programs for these shapes; returns the seconds spent."""
+        t0 = time.perf_counter()
+        self._init = jax.jit(self.solver.batch_init).lower(x0, shared, per_variant).compile()
+        state = jax.eval_shape(self.solver.batch_init, x0, shared, per_variant)
+        self._advance = jax.jit(self._block).lower(state, shared, per_variant, jnp.int32(0)).compile()
+        return time.perf_counter() - t0
+
+    def init(self, x0: jax.Array, shared: tuple, per_variant: tuple) -> BatchState:
+        return self._init(x0, shared, per_variant)
+
+    def advance(self, s: BatchState, shared: tuple, per_variant: tuple, n: int) -> BatchState:
+        """Run ``n`` more iterations of every variant that has not finished."""
+        if self.strategy == "loop":
+            return self._advance(s, shared, per_variant, jnp.int32(n))
+        for start in range(0, int(n), self.unroll):
+            s = self._advance(s, shared, per_variant, jnp.int32(min(self.unroll, int(n) - start)))
+        return s
+
+
+def with_iterations(config: SolverConfig, iterations: int) -> SolverConfig:
+    """A copy of ``config`` with another iteration count."""
+    return replace(config, iterations=iterations)

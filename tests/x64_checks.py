@@ -1,0 +1,69 @@
+"""Float64 checks, run in a subprocess with JAX_ENABLE_X64=1 (x64 is process-wide in JAX).
+
+Prints one JSON object: gradient vs finite differences, and batch-vs-solo L-BFGS trajectories.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import EXAMPLES  # noqa: E402
+
+import jaxstyle  # noqa: E402
+from jaxstyle.images import load_image  # noqa: E402
+from jaxstyle.losses import LossWeights, Objective  # noqa: E402
+from jaxstyle.optim import Program, Solver, SolverConfig  # noqa: E402
+
+assert jax.config.jax_enable_x64, "run with JAX_ENABLE_X64=1"
+f64 = lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), t)
+
+params = f64(jaxstyle.load_vgg19())
+content = jnp.asarray(load_image(EXAMPLES / "home.jpg", shape=(32, 40)), jnp.float64)
+style = jnp.asarray(load_image(EXAMPLES / "starry_night.jpg", shape=(32, 40)), jnp.float64)
+obj = Objective(("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), "avg", ("tv",))
+targets = obj.targets(params, content, style)
+w1 = f64(LossWeights(1.0, 1e3, {"conv4_2": 1.0}, {l: 0.2 for l in obj.style_layers}, {"tv": 0.5}))
+out = {}
+
+# Gradient of the total loss vs central finite differences along random directions.
+f = lambda x: obj(x, params, targets, w1)[0]
+x = jax.random.uniform(jax.random.key(1), content.shape, jnp.float64)
+g = jax.grad(f)(x)
+rel = []
+for k in range(3):
+    v = jax.random.normal(jax.random.key(10 + k), x.shape, jnp.float64)
+    h = 1e-7  # ReLU and max-pool kinks make the error grow linearly with h above this
+    fd = (f(x + h * v) - f(x - h * v)) / (2 * h)
+    rel.append(float(abs(fd - jnp.vdot(g, v)) / abs(fd)))
+out["grad_fd_rel"] = rel
+
+# Batch of 4 seeds vs each seed alone, 20 L-BFGS iterations.
+solver = Solver(obj, SolverConfig(iterations=20))
+seeds = [0, 1, 2, 3]
+x0 = jnp.stack([jax.random.uniform(jax.random.key(s), content.shape, jnp.float64) for s in seeds])
+wb = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (len(seeds),)), w1)
+
+
+def optimise(x0, w):
+    prog = Program(solver, "unroll", 1)
+    prog.compile(x0, (params, targets), (w,))
+    s = prog.init(x0, (params, targets), (w,))
+    return prog.advance(s, (params, targets), (w,), 20)
+
+
+batch = optimise(x0, wb)
+diffs = []
+for i in range(len(seeds)):
+    solo = optimise(x0[i:i + 1], jax.tree_util.tree_map(lambda a: a[i:i + 1], wb))
+    diffs.append(float(jnp.max(jnp.abs(solo.x[0] - batch.x[i]))))
+out["batch_vs_solo_maxabs"] = diffs
+out["batch_losses"] = [float(v) for v in batch.opt.value]
+out["initial_losses"] = [float(f(x0[i])) for i in range(len(seeds))]
+print(json.dumps(out))
