@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -47,6 +48,26 @@ DEFAULTS: dict[str, Any] = {
     "weights": None,
 }
 SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1's float syntax needs a dot and a signed exponent (``1.0e+3``); accept ``1e3`` and
+    ``1e-4`` too, as everyone writes loss weights that way."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def yaml_load(text: str):
+    """Parse YAML with the float syntax above."""
+    return yaml.load(text, Loader=_Loader)
 
 
 @dataclass(frozen=True)
@@ -202,7 +223,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set needs key=value, got '{text}'")
     key, value = text.split("=", 1)
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = yaml_load(value) if value.strip() else None
     except yaml.YAMLError:
         raise ConfigError(f"--set {key}: cannot parse value '{value}'") from None
     return key.strip().split("."), parsed
@@ -216,7 +237,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""

@@ -267,3 +267,12 @@ def test_config_set_overrides_and_suggestions(tmp_path):
     assert c.content_layers == {"conv4_2": 1.0} and c.style_layers["conv5_1"] == 0.2
     with pytest.raises(ConfigError, match="did you mean 'iterations'"):
         load_config(None, [f"content={BASE['content']}", f"style={BASE['style']}", "optimizer.iteration=7"])
+
+
+def test_yaml_floats_without_dot_are_numbers(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"content: {BASE['content']}\nstyle: {BASE['style']}\nbeta: 1e4\nalpha: 1e-3\n"
+                    "sweep: {alpha: [1e-4, 2.5e-2]}\n")
+    c = load_config(path, ["terms={tv: 1e-2}"])
+    assert c.beta == 10000.0 and c.alpha == 0.001 and c.sweep["alpha"] == [1e-4, 0.025]
+    assert c.terms == {"tv": 0.01}
