@@ -8,6 +8,8 @@ from typing import Callable
 from .errors import JaxstyleError
 
 EXIT_USAGE = 2
+#: A run stopped by SIGINT/SIGTERM after saving its progress (resumable).
+EXIT_INTERRUPTED = 3
 
 
 def run_main(main: Callable[[], int | None]) -> None:

@@ -45,8 +45,15 @@ DEFAULTS: dict[str, Any] = {
     "print_every": 50,
     "overwrite": False,
     "max_pixels": DEFAULT_MAX_PIXELS,
+    "memory_check": True,
     "weights": None,
+    "style_blend": None,
+    "style_scale": 1.0,
+    "preserve_colors": "none",
+    "masks": None,
+    "denoise": 0,
 }
+COLOR_MODES = ("none", "luminance", "histogram", "chroma")
 SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms")
 
 
@@ -75,7 +82,7 @@ class Config:
     """A validated run configuration (see ``DEFAULTS`` and the README for each key)."""
 
     content: str
-    style: str
+    style: str | list[str]
     output: str
     size: int
     alpha: float
@@ -92,8 +99,25 @@ class Config:
     print_every: int
     overwrite: bool
     max_pixels: int
+    memory_check: bool = True
     weights: str | None = None
+    style_blend: list[float] | None = None
+    style_scale: float = 1.0
+    preserve_colors: str = "none"
+    masks: list[str] | None = None
+    denoise: int = 0
     source: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def styles(self) -> list[str]:
+        """The style image paths (``style`` may name one or several)."""
+        return [self.style] if isinstance(self.style, str) else list(self.style)
+
+    @property
+    def blend(self) -> list[float]:
+        """Blend weights of the style images, summing to 1 (equal unless ``style_blend`` says)."""
+        w = self.style_blend or [1.0] * len(self.styles)
+        return [x / sum(w) for x in w]
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as plain data (what report.json records)."""
@@ -113,6 +137,13 @@ def _number(name: str, value: Any, minimum: float = 0.0) -> float:
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum:g}, not {value!r}")
     return float(value)
+
+
+def _positive(name: str, value: Any) -> float:
+    value = _number(name, value)
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, not {value!r}")
+    return value
 
 
 def _whole(name: str, value: Any, minimum: int = 0) -> int:
@@ -162,9 +193,36 @@ def validate(raw: Mapping[str, Any]) -> Config:
             d["optimizer"].update(value)
         else:
             d[key] = value
-    for key in ("content", "style"):
-        if not isinstance(d[key], (str, Path)) or not str(d[key]):
-            raise ConfigError(f"'{key}' must be the path of an image file")
+    if not isinstance(d["content"], (str, Path)) or not str(d["content"]):
+        raise ConfigError("'content' must be the path of an image file")
+    style = d["style"]
+    if isinstance(style, Path):
+        style = str(style)
+    if isinstance(style, list) and len(style) == 1:
+        style = style[0]
+    if not (isinstance(style, str) and style) and not (
+            isinstance(style, list) and style and all(isinstance(x, str) and x for x in style)):
+        raise ConfigError("'style' must be the path of an image file, or a list of them")
+    n_styles = 1 if isinstance(style, str) else len(style)
+    blend = d["style_blend"]
+    if blend is not None:
+        if not isinstance(blend, list) or len(blend) != n_styles:
+            raise ConfigError(f"style_blend must be a list of {n_styles} weight(s), one per style image")
+        blend = [_number("style_blend[]", w) for w in blend]
+        if sum(blend) <= 0:
+            raise ConfigError("style_blend must not be all zero")
+    masks = d["masks"]
+    if masks is not None:
+        if not isinstance(masks, list) or len(masks) != n_styles or not all(isinstance(m, str) for m in masks):
+            raise ConfigError(f"masks must be a list of {n_styles} mask image path(s), one per style image")
+        if blend is not None:
+            raise ConfigError("masks and style_blend cannot be combined: masks give each region one "
+                              "style, style_blend mixes styles everywhere")
+    if d["preserve_colors"] not in COLOR_MODES:
+        raise ConfigError(f"preserve_colors must be one of {', '.join(COLOR_MODES)}, not {d['preserve_colors']!r}")
+    denoise = _whole("denoise", d["denoise"])
+    if denoise not in (0, 3, 5):
+        raise ConfigError(f"denoise must be 0 (off), 3 or 5 (median filter size), not {denoise}")
     if not isinstance(d["output"], (str, Path)) or not str(d["output"]):
         raise ConfigError("'output' must be a directory path")
     if not isinstance(d["init"], (str, Path)) or not str(d["init"]):
@@ -194,7 +252,7 @@ def validate(raw: Mapping[str, Any]) -> Config:
         for k, vs in sweep.items()}
     optimizer = SolverConfig(**d["optimizer"]).validate()
     cfg = Config(
-        content=str(d["content"]), style=str(d["style"]), output=str(d["output"]),
+        content=str(d["content"]), style=style, output=str(d["output"]),
         size=_whole("size", d["size"], 1),
         alpha=_number("alpha", d["alpha"]), beta=_number("beta", d["beta"]),
         content_layers=_layer_weights("content_layers", d["content_layers"]),
@@ -202,9 +260,12 @@ def validate(raw: Mapping[str, Any]) -> Config:
         pooling=d["pooling"], init=str(d["init"]), seeds=seeds, terms=_terms("terms", d["terms"]),
         sweep=checked_sweep, optimizer=optimizer,
         save_every=_whole("save_every", d["save_every"]), print_every=_whole("print_every", d["print_every"]),
-        overwrite=d["overwrite"] if isinstance(d["overwrite"], bool) else _bad_bool("overwrite", d["overwrite"]),
+        overwrite=_bool("overwrite", d["overwrite"]),
         max_pixels=_whole("max_pixels", d["max_pixels"], 1),
+        memory_check=_bool("memory_check", d["memory_check"]),
         weights=None if d["weights"] is None else str(d["weights"]),
+        style_blend=blend, style_scale=_positive("style_scale", d["style_scale"]),
+        preserve_colors=d["preserve_colors"], masks=masks, denoise=denoise,
         source=dict(raw),
     )
     if not cfg.content_layers and not cfg.style_layers and "content_layers" not in sweep \
@@ -213,8 +274,10 @@ def validate(raw: Mapping[str, Any]) -> Config:
     return cfg
 
 
-def _bad_bool(name: str, value: Any):
-    raise ConfigError(f"{name} must be true or false, not {value!r}")
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, not {value!r}")
+    return value
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

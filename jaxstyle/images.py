@@ -8,16 +8,15 @@ so a phone photo is upright. Resizing works on float channels (no 8-bit rounding
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from .errors import ImageError, OutputError
+from .errors import ImageError
+from .fileio import atomic_write
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 #: Default refusal threshold, checked from the header before any pixel is decoded.
@@ -78,11 +77,12 @@ def load_image(
         raise ImageError(f"cannot read image {path}: {exc}") from None
     if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError(f"cannot read image {path}: no pixels")
-    if shape is not None:
-        return resize(arr, shape)
-    if size is not None:
-        return resize(arr, fit_shape(arr.shape[:2], size))
-    return arr
+    target = tuple(shape) if shape is not None else fit_shape(arr.shape[:2], size) if size is not None \
+        else arr.shape[:2]
+    if target[0] * target[1] > max_pixels:
+        raise ImageError(f"{path}: resizing to {target[1]}x{target[0]} px exceeds the limit of "
+                         f"{max_pixels} pixels (raise max_pixels to allow it)")
+    return resize(arr, target)
 
 
 def fit_shape(shape: Sequence[int], size: int) -> tuple[int, int]:
@@ -108,23 +108,9 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def save_png(image: np.ndarray | Image.Image, path: str | Path) -> Path:
-    """Write a PNG atomically: a temporary file in the same folder, then a rename."""
-    path = Path(path)
+    """Write a PNG atomically (see :func:`jaxstyle.fileio.atomic_write`)."""
     pil = image if isinstance(image, Image.Image) else Image.fromarray(to_uint8(image))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pil.save(f, format="PNG")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
 
 
 def contact_sheet(
@@ -145,16 +131,33 @@ def contact_sheet(
         tiles = [t.resize(fit_shape((t.height, t.width), tile)[::-1], Image.Resampling.LANCZOS)
                  for t in tiles]
     tw, th = max(t.width for t in tiles), max(t.height for t in tiles)
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     caption, pad = 14, 4
-    top = caption + pad if title else 0
-    sheet = Image.new("RGB", (columns * (tw + pad) + pad, top + rows * (th + caption + pad) + pad),
-                      "white")
+    # Tiles are widened to fit their captions, and the title wraps to the sheet's width.
+    tw = max([tw] + [int(measure.textlength(label, font=font)) + 2 for label in labels])
+    width = columns * (tw + pad) + pad
+    lines = _wrap(title, width - 2 * pad, measure, font) if title else []
+    top = len(lines) * caption + pad if lines else 0
+    sheet = Image.new("RGB", (width, top + rows * (th + caption + pad) + pad), "white")
     draw = ImageDraw.Draw(sheet)
-    if title:
-        draw.text((pad, pad), title, fill="black")
+    for k, line in enumerate(lines):
+        draw.text((pad, pad + k * caption), line, fill="black", font=font)
     for i, (t, label) in enumerate(zip(tiles, labels)):
         x = pad + (i % columns) * (tw + pad)
         y = top + pad + (i // columns) * (th + caption + pad)
         sheet.paste(t, (x, y))
-        draw.text((x, y + th + 1), label, fill="black")
+        draw.text((x, y + th + 1), label, fill="black", font=font)
     return sheet
+
+
+def _wrap(text: str, width: int, draw: ImageDraw.ImageDraw, font) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        trial = f"{line} {word}".strip()
+        if line and draw.textlength(trial, font=font) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    return lines + [line] if line else lines

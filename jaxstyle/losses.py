@@ -13,12 +13,12 @@ layer off without changing the program).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, NamedTuple
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from .vgg import vgg19_features
+from .vgg import layer_stride, vgg19_features
 
 
 def content_loss(features: jax.Array, target: jax.Array) -> jax.Array:
@@ -84,13 +84,46 @@ class Targets(NamedTuple):
     """What the generated image is matched against, computed once before optimisation.
 
     content: ``{layer: P^l (h, w, N_l)}`` from the photograph.
-    style: ``{layer: A^l (N_l, N_l)}`` from the artwork resized to the photograph's size.
+    style: ``{layer: A^l (N_l, N_l)}`` from the artwork resized to the photograph's size, or with
+      masks ``{layer: (K, N_l, N_l)}``, one target per masked region.
     content_image: the photograph itself ``(H, W, 3)``, for terms that compare pixels.
+    masks: ``None``, or ``{layer: (K, h, w)}`` region masks at each style layer's resolution.
     """
 
     content: dict[str, jax.Array]
     style: dict[str, jax.Array]
     content_image: jax.Array
+    masks: dict[str, jax.Array] | None = None
+
+
+def c_positions(image_shape: Sequence[int], layer: str) -> int:
+    """M_l, the number of positions of ``layer``'s responses for an image of ``image_shape``."""
+    h, w = int(image_shape[-3]), int(image_shape[-2])
+    for _ in range(layer_stride(layer).bit_length() - 1):
+        h, w = h // 2, w // 2
+    return h * w
+
+
+def downsample_masks(masks: jax.Array, layer: str) -> jax.Array:
+    """``(K, H, W)`` masks averaged 2x2 (floor, like the network's pooling) to ``layer``'s size."""
+    for _ in range(layer_stride(layer).bit_length() - 1):
+        k, h, w = masks.shape
+        masks = masks[:, : h // 2 * 2, : w // 2 * 2].reshape(k, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
+    return masks
+
+
+def guided_style_layer_loss(features: jax.Array, target_grams: jax.Array, masks: jax.Array) -> jax.Array:
+    """Eq. 4 per masked region (guided Gram matrices, Gatys et al. 2017, section 4), summed.
+
+    Args:
+      features: ``(h, w, N_l)``; target_grams: ``(K, N_l, N_l)``, each region's target A_k for
+        its area; masks: ``(K, h, w)``. Region k's Gram matrix is that of F * m_k, and its
+        M_k = sum(m_k); a region of zero area contributes nothing.
+    """
+    guided = features[None] * masks[..., None]
+    area = jnp.sum(masks, axis=(-2, -1))
+    e = style_layer_loss(gram_matrix(guided), target_grams, 1) / jnp.maximum(area, 1e-12) ** 2
+    return jnp.sum(jnp.where(area > 0, e, 0.0))
 
 
 class LossWeights(NamedTuple):
@@ -135,12 +168,34 @@ class Objective:
     def layers(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.content_layers + self.style_layers))
 
-    def targets(self, params, content_image: jax.Array, style_image: jax.Array) -> Targets:
-        """P^l of the photograph and A^l of the artwork (already resized to the photo's size)."""
+    def targets(self, params, content_image: jax.Array, style_image: jax.Array | Sequence[jax.Array],
+                blend: Sequence[float] | None = None, masks: jax.Array | None = None) -> Targets:
+        """P^l of the photograph and A^l of the artwork(s), computed once.
+
+        Args:
+          content_image: ``(H, W, 3)``.
+          style_image: one ``(h, w, 3)`` image or a sequence of them. The paper resizes the
+            artwork to the photograph's size; at another size (a style scale) its Gram matrix is
+            rescaled by M_generated / M_style so that Eq. 4 compares like with like.
+          blend: weights of several style images (summing to 1): A^l = sum_k w_k A_k^l.
+          masks: ``(K, H, W)`` in [0, 1], one per style image: guided Gram matrices (Gatys et al.
+            2017) match style k only inside mask k; where no mask covers, no style is matched.
+        """
+        styles = [style_image] if not isinstance(style_image, (list, tuple)) else list(style_image)
         c = vgg19_features(params, content_image, self.content_layers, self.pooling)
-        s = vgg19_features(params, style_image, self.style_layers, self.pooling)
-        return Targets(content=dict(c), style={k: gram_matrix(v) for k, v in s.items()},
-                       content_image=content_image)
+        feats = [vgg19_features(params, s, self.style_layers, self.pooling) for s in styles]
+        grams = {l: [gram_matrix(f[l]) / (f[l].shape[-3] * f[l].shape[-2]) for f in feats]
+                 for l in self.style_layers}  # Gram per position: independent of the style's size
+        region_masks = None
+        if masks is None:
+            w = blend if blend is not None else [1.0] * len(styles)
+            positions = {l: c_positions(content_image.shape, l) for l in self.style_layers}
+            style = {l: positions[l] * sum(wk * g for wk, g in zip(w, grams[l])) for l in self.style_layers}
+        else:
+            region_masks = {l: downsample_masks(masks, l) for l in self.style_layers}
+            style = {l: jnp.sum(region_masks[l], axis=(-2, -1))[:, None, None] * jnp.stack(grams[l])
+                     for l in self.style_layers}
+        return Targets(content=dict(c), style=style, content_image=content_image, masks=region_masks)
 
     def parts(self, image: jax.Array, params, targets: Targets, weights: LossWeights) -> dict[str, jax.Array]:
         """``{"total", "content", "style", <term>...}`` for one image ``(H, W, 3)``.
@@ -151,8 +206,12 @@ class Objective:
         feats = vgg19_features(params, image, self.layers, self.pooling)
         l_content = sum(weights.content[l] * content_loss(feats[l], targets.content[l])
                         for l in self.content_layers)
-        e = {l: style_layer_loss(gram_matrix(feats[l]), targets.style[l],
-                                 feats[l].shape[-3] * feats[l].shape[-2]) for l in self.style_layers}
+        if targets.masks is None:
+            e = {l: style_layer_loss(gram_matrix(feats[l]), targets.style[l],
+                                     feats[l].shape[-3] * feats[l].shape[-2]) for l in self.style_layers}
+        else:
+            e = {l: guided_style_layer_loss(feats[l], targets.style[l], targets.masks[l])
+                 for l in self.style_layers}
         l_style = style_loss(e, weights.style)
         out = {"content": jnp.asarray(l_content, image.dtype), "style": jnp.asarray(l_style, image.dtype)}
         total = total_loss(out["content"], out["style"], weights.alpha, weights.beta)

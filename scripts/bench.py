@@ -16,7 +16,6 @@ import argparse
 import datetime
 import json
 import platform
-import resource
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from jaxstyle import load_vgg19
 from jaxstyle.config import PAPER_STYLE_LAYERS
 from jaxstyle.images import load_image
 from jaxstyle.losses import LossWeights, Objective
+from jaxstyle.memory import peak_rss_bytes
 from jaxstyle.optim import Program, Solver, SolverConfig, evals_of
 from jaxstyle.vgg import LAYER_NAMES, LAYERS
 
@@ -55,7 +55,7 @@ def peak_memory_mb() -> float:
     if dev.platform != "cpu":
         stats = dev.memory_stats() or {}
         return stats.get("peak_bytes_in_use", float("nan")) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return peak_rss_bytes() / 2**20
 
 
 def bench_case(params, size: int, batch: int, iterations: int, solver_cfg: SolverConfig) -> dict:

@@ -5,14 +5,18 @@
     python scripts/transfer.py --config cfg.yaml --set size=256 --set seeds=[0,1,2,3]
 
 Writes one PNG per variant, a labelled contact sheet (several variants) and report.json into the
-config's output directory. Errors in the input end with one line and exit status 2.
+config's output directory. Errors in the input end with one line and exit status 2. Ctrl-C or
+SIGTERM stops after the current chunk, saves the images so far, the report and a checkpoint, and
+exits with status 3; run the same command with --resume to continue.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 
-from jaxstyle.cli import run_main
+from jaxstyle.cli import EXIT_INTERRUPTED, run_main
 from jaxstyle.config import load_config
 from jaxstyle.transfer import run_and_save
 
@@ -22,10 +26,25 @@ def main() -> int:
     ap.add_argument("--config", help="YAML config (keys: see README); omitted: defaults plus --set")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key (dotted for nested, value parsed as YAML); repeatable")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run from the checkpoint in its output directory")
     args = ap.parse_args()
     cfg = load_config(args.config, args.overrides)
-    run_and_save(cfg, log=lambda line: print(line, flush=True))
-    return 0
+
+    received: list[int] = []
+
+    def on_signal(signum, frame):
+        if received:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        received.append(signum)
+        print(f"{signal.Signals(signum).name}: stopping after the current chunk "
+              "(again to stop at once)", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    result = run_and_save(cfg, log=lambda line: print(line, flush=True),
+                          should_stop=lambda: bool(received), resume=args.resume)
+    return EXIT_INTERRUPTED if result.checkpoint is not None else 0
 
 
 if __name__ == "__main__":
