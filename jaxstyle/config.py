@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "preserve_colors": "none",
     "masks": None,
     "denoise": 0,
+    "remat": False,
 }
 COLOR_MODES = ("none", "luminance", "histogram", "chroma")
 SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms")
@@ -106,6 +107,7 @@ class Config:
     preserve_colors: str = "none"
     masks: list[str] | None = None
     denoise: int = 0
+    remat: bool = False
     source: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -235,6 +237,8 @@ def validate(raw: Mapping[str, Any]) -> Config:
     if not isinstance(seeds, list) or not seeds:
         raise ConfigError("seeds must be a non-empty list of whole numbers, e.g. [0, 1, 2, 3]")
     seeds = [_whole("seeds[]", s) for s in seeds]
+    if max(seeds) >= 2**31:
+        raise ConfigError(f"seeds must be below 2**31, not {max(seeds)}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError("seeds must not repeat")
     sweep = d["sweep"] or {}
@@ -266,6 +270,7 @@ def validate(raw: Mapping[str, Any]) -> Config:
         weights=None if d["weights"] is None else str(d["weights"]),
         style_blend=blend, style_scale=_positive("style_scale", d["style_scale"]),
         preserve_colors=d["preserve_colors"], masks=masks, denoise=denoise,
+        remat=_bool("remat", d["remat"]),
         source=dict(raw),
     )
     if not cfg.content_layers and not cfg.style_layers and "content_layers" not in sweep \

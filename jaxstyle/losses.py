@@ -162,6 +162,7 @@ class Objective:
     style_layers: tuple[str, ...]
     pooling: str = "avg"
     terms: tuple[str, ...] = ()
+    remat: bool = False
     term_fns: Mapping[str, LossTerm] = field(default_factory=lambda: dict(TERMS))
 
     @property
@@ -203,7 +204,7 @@ class Objective:
         "content" is sum_l w_l L_content^l (Eq. 1), "style" is L_style (Eq. 5), both before alpha
         and beta; "total" is Eq. 7 plus each extra term times its weight.
         """
-        feats = vgg19_features(params, image, self.layers, self.pooling)
+        feats = vgg19_features(params, image, self.layers, self.pooling, self.remat)
         l_content = sum(weights.content[l] * content_loss(feats[l], targets.content[l])
                         for l in self.content_layers)
         if targets.masks is None:

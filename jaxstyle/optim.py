@@ -25,9 +25,21 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import jaxopt
+import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .errors import ConfigError
+
+#: Name of the mesh axis that variants are split over.
+VARIANT_AXIS = "variants"
+
+
+def variant_mesh(devices=None) -> Mesh | None:
+    """A 1-D mesh over the local devices (or ``devices``), or None when there is only one."""
+    devices = list(devices if devices is not None else jax.local_devices())
+    return Mesh(np.array(devices), (VARIANT_AXIS,)) if len(devices) > 1 else None
+
 
 #: fun(x, *args) -> (loss, aux): the loss of one image and its auxiliary parts.
 LossFn = Callable[..., tuple[jax.Array, Any]]
@@ -230,10 +242,10 @@ class Program:
     by :meth:`compile`, whatever ``n`` and however many variants the batch holds.
     """
 
-    def __init__(self, solver: Solver, strategy: str, unroll: int = 1):
+    def __init__(self, solver: Solver, strategy: str, unroll: int = 1, mesh: Mesh | None = None):
         if strategy not in ("loop", "unroll"):
             raise ConfigError(f"unknown strategy '{strategy}'")
-        self.solver, self.strategy, self.unroll = solver, strategy, unroll
+        self.solver, self.strategy, self.unroll, self.mesh = solver, strategy, unroll, mesh
         self._init = None
         self._advance = None
 
@@ -246,12 +258,30 @@ class Program:
                 i < n, lambda c: step(c, shared, per_variant), lambda c: c, s)
         return s
 
+    def _jit(self, fun, n_args: int):
+        if self.mesh is None:
+            return jax.jit(fun)
+        # Variants are split over the mesh's "variants" axis, everything shared is replicated: the
+        # vmapped program then runs without communication, each device on its own variants.
+        split = NamedSharding(self.mesh, PartitionSpec(VARIANT_AXIS))
+        same = NamedSharding(self.mesh, PartitionSpec())
+        ins = (split, same, split, same)[:n_args]
+        return jax.jit(fun, in_shardings=ins, out_shardings=split)
+
+    def place(self, x0: jax.Array, shared: tuple, per_variant: tuple) -> tuple:
+        """Put the inputs where the compiled programs expect them (a no-op without a mesh)."""
+        if self.mesh is None:
+            return x0, shared, per_variant
+        split = NamedSharding(self.mesh, PartitionSpec(VARIANT_AXIS))
+        same = NamedSharding(self.mesh, PartitionSpec())
+        return jax.device_put(x0, split), jax.device_put(shared, same), jax.device_put(per_variant, split)
+
     def compile(self, x0: jax.Array, shared: tuple, per_variant: tuple) -> float:
         """Compile both programs for these shapes; returns the seconds spent."""
         t0 = time.perf_counter()
-        self._init = jax.jit(self.solver.batch_init).lower(x0, shared, per_variant).compile()
+        self._init = self._jit(self.solver.batch_init, 3).lower(x0, shared, per_variant).compile()
         state = jax.eval_shape(self.solver.batch_init, x0, shared, per_variant)
-        self._advance = jax.jit(self._block).lower(state, shared, per_variant, jnp.int32(0)).compile()
+        self._advance = self._jit(self._block, 4).lower(state, shared, per_variant, jnp.int32(0)).compile()
         return time.perf_counter() - t0
 
     def init(self, x0: jax.Array, shared: tuple, per_variant: tuple) -> BatchState:

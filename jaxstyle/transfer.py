@@ -27,7 +27,7 @@ from .fileio import atomic_write
 from .images import contact_sheet, load_image, resize, save_png
 from .losses import LossWeights, Objective
 from .memory import check_fits, estimate_peak_bytes
-from .optim import Program, Solver, aux_of, evals_of
+from .optim import Program, Solver, aux_of, evals_of, variant_mesh
 from .vgg import min_image_side
 from .weights import load_vgg19
 
@@ -72,12 +72,12 @@ def expand_variants(cfg: Config) -> list[Variant]:
     return out
 
 
-def objective_for(variants: list[Variant], pooling: str) -> Objective:
+def objective_for(variants: list[Variant], pooling: str, remat: bool = False) -> Objective:
     """The one objective all variants share: every layer and term any of them weights."""
     content = tuple(dict.fromkeys(l for v in variants for l in v.content_layers))
     style = tuple(dict.fromkeys(l for v in variants for l in v.style_layers))
     terms = tuple(dict.fromkeys(t for v in variants for t in v.terms))
-    return Objective(content, style, pooling, terms)
+    return Objective(content, style, pooling, terms, remat=remat)
 
 
 def batch_weights(variants: list[Variant], objective: Objective, dtype=jnp.float32) -> LossWeights:
@@ -279,7 +279,7 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
     interrupted, with a :class:`Checkpoint` in the result. ``resume`` continues from one.
     """
     variants = expand_variants(cfg)
-    objective = objective_for(variants, cfg.pooling)
+    objective = objective_for(variants, cfg.pooling, cfg.remat)
     inputs = prepare_images(cfg, objective.layers)
     content = inputs.content
     sizing = (*content.shape[:2], len(variants), objective.layers, cfg.optimizer.history_size)
@@ -289,16 +289,21 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
     targets = jax.jit(objective.targets)(
         params, jnp.asarray(content), [jnp.asarray(s) for s in inputs.styles], cfg.blend,
         None if inputs.masks is None else jnp.asarray(inputs.masks))
-    weights = batch_weights(variants, objective)
     x0 = initial_images(cfg.init, [v.seed for v in variants], content, inputs.styles[0], cfg.max_pixels)
     if cfg.preserve_colors == "luminance":  # the optimisation runs on gray images
         x0 = np.stack([color.gray_rgb(color.rgb_to_yiq(x)[..., 0]) for x in x0])
-    x0 = jnp.asarray(x0)
+    # With several local devices the variants are split over them; the batch is padded with
+    # copies of its last variant to a multiple of the device count, and the copies dropped after.
+    mesh = variant_mesh()
+    n_dev = 1 if mesh is None else mesh.size
+    padded = variants + [variants[-1]] * (-len(variants) % n_dev)
+    x0 = np.concatenate([x0, np.repeat(x0[-1:], len(padded) - len(variants), axis=0)])
+    weights = batch_weights(padded, objective)
 
     solver = Solver(objective, cfg.optimizer)
     strategy = cfg.optimizer.resolved_strategy()
-    program = Program(solver, strategy, cfg.optimizer.unroll)
-    shared, per_variant = (params, targets), (weights,)
+    program = Program(solver, strategy, cfg.optimizer.unroll, mesh)
+    x0, shared, per_variant = program.place(jnp.asarray(x0), (params, targets), (weights,))
     log(f"{len(variants)} variant(s) at {content.shape[1]}x{content.shape[0]} px, "
         f"{cfg.optimizer.iterations} {cfg.optimizer.name} iterations, on {jax.devices()[0].platform}")
     compile_s = program.compile(x0, shared, per_variant)
@@ -321,7 +326,7 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
         state = program.advance(state, shared, per_variant, end - done_iters)
         done_iters = end
         aux = jax.device_get(aux_of(state.opt))
-        history.append({"iteration": end, "total": [float(t) for t in aux["total"]]})
+        history.append({"iteration": end, "total": [float(t) for t in aux["total"][: len(variants)]]})
         if cfg.print_every and (end % cfg.print_every == 0 or end == cfg.optimizer.iterations):
             log(_progress_line(end, cfg.optimizer.iterations, aux, time.perf_counter() - t0))
         if save_intermediate and cfg.save_every and end % cfg.save_every == 0 \
@@ -331,6 +336,8 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
             break
     jax.block_until_ready(state)
     run_s = time.perf_counter() - t0
+    checkpoint = Checkpoint.capture(state, done_iters, initial, run_s) if interrupted else None
+    state, initial = jax.tree_util.tree_map(lambda a: a[: len(variants)], (state, initial))
 
     final = jax.device_get(aux_of(state.opt))
     evals = np.asarray(evals_of(state.opt))
@@ -347,6 +354,7 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
         "evaluations": int(evals.sum()),
         "timing": {"compile_s": round(compile_s, 4), "run_s": round(run_s, 4)},
         "device": f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}",
+        "devices": n_dev,
         "versions": versions(),
         "image_size": [int(content.shape[0]), int(content.shape[1])],
         "strategy": strategy,
@@ -364,7 +372,6 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
             entry["nonfinite_at"] = int(nonfinite[i])
         report["variants"].append(entry)
     images = finish_images(cfg, np.asarray(state.x), inputs.photo)
-    checkpoint = Checkpoint.capture(state, done_iters, initial, run_s) if interrupted else None
     return RunResult(images, variants, report, history, checkpoint)
 
 

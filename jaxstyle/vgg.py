@@ -122,6 +122,7 @@ def vgg19_features(
     images: jax.Array,
     layers: Sequence[str],
     pooling: str = "avg",
+    remat: bool = False,
 ) -> dict[str, jax.Array]:
     """VGG-19 responses of ``images`` at the requested layers (Gatys et al. 2016, section 2).
 
@@ -131,6 +132,8 @@ def vgg19_features(
       layers: names from :data:`LAYER_NAMES`; ``convX_Y`` are rectified responses (Caffe's
         in-place ReLU), ``poolX`` the pooled ones.
       pooling: ``"avg"`` (the paper's choice) or ``"max"`` (the original network's).
+      remat: wrap each block in ``jax.checkpoint``, so that a gradient keeps only the blocks'
+        inputs and the requested responses and recomputes the rest (less memory, more compute).
 
     Returns:
       ``{name: responses}``, each ``(h, w, C)`` or ``(N, h, w, C)`` to match ``images``. No layer
@@ -146,13 +149,27 @@ def vgg19_features(
         raise ConfigError(f"images must be (H, W, 3) or (N, H, W, 3), got shape {images.shape}")
     single = images.ndim == 3
     x = preprocess(images[None] if single else images)
-    last = max(layer_index(n) for n in wanted)
-    out = {}
-    for name in LAYER_NAMES[: last + 1]:
+    names = LAYER_NAMES[: max(layer_index(n) for n in wanted) + 1]
+    blocks, current = [], []
+    for name in names:  # a block: its convolutions and the pooling that ends it
+        current.append(name)
         if name.startswith("pool"):
-            x = pool2x2(x, pooling)
-        else:
-            x = jax.nn.relu(conv3x3(x, params[name]["kernel"], params[name]["bias"]))
-        if name in wanted:
-            out[name] = x[0] if single else x
-    return out
+            blocks.append(tuple(current))
+            current = []
+    if current:
+        blocks.append(tuple(current))
+
+    out = {}
+    for block in blocks:
+        def run_block(x, p, block=block):
+            kept = {}
+            for name in block:
+                x = pool2x2(x, pooling) if name.startswith("pool") else \
+                    jax.nn.relu(conv3x3(x, p[name]["kernel"], p[name]["bias"]))
+                if name in wanted:
+                    kept[name] = x
+            return x, kept
+        block_params = {n: params[n] for n in block if not n.startswith("pool")}
+        x, kept = (jax.checkpoint(run_block) if remat else run_block)(x, block_params)
+        out.update(kept)
+    return {name: (v[0] if single else v) for name, v in out.items()}

@@ -58,8 +58,9 @@ def peak_memory_mb() -> float:
     return peak_rss_bytes() / 2**20
 
 
-def bench_case(params, size: int, batch: int, iterations: int, solver_cfg: SolverConfig) -> dict:
-    obj = Objective(("conv4_2",), tuple(PAPER_STYLE_LAYERS))
+def bench_case(params, size: int, batch: int, iterations: int, solver_cfg: SolverConfig,
+               remat: bool = False) -> dict:
+    obj = Objective(("conv4_2",), tuple(PAPER_STYLE_LAYERS), remat=remat)
     content = jnp.asarray(load_image(ROOT / "examples" / "leuvenA.jpg", shape=(size, size)))
     style = jnp.asarray(load_image(ROOT / "examples" / "starry_night.jpg", shape=(size, size)))
     targets = jax.jit(obj.targets)(params, content, style)
@@ -93,7 +94,7 @@ def bench_case(params, size: int, batch: int, iterations: int, solver_cfg: Solve
     fwd, bwd = conv_flops(size, size, "conv5_1")
     flops = batch * (fwd + bwd)
     return {
-        "size": size, "batch": batch, "iterations": iterations,
+        "size": size, "batch": batch, "iterations": iterations, "remat": remat,
         "compile_s": round(compile_s, 3), "eval_s": round(eval_s, 4), "iter_s": round(iter_s, 4),
         "iter_per_eval": round(iter_s / eval_s, 3), "evals_per_iter": round(float(evals_per_iter), 3),
         "gflop_per_eval": round(flops / 1e9, 2), "gflops_achieved": round(flops / eval_s / 1e9, 1),
@@ -110,6 +111,7 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--linesearch", default="none")
     ap.add_argument("--strategy", default="auto")
+    ap.add_argument("--remat", action="store_true", help="also measure with jax.checkpoint per block")
     ap.add_argument("--json", type=Path, default=Path("bench.json"))
     args = ap.parse_args()
 
@@ -120,15 +122,16 @@ def main() -> None:
             "host": platform.node(), "cpus": __import__("os").cpu_count(), "jax": jax.__version__,
             "linesearch": cfg.linesearch, "strategy": cfg.resolved_strategy()}
     print(" ".join(f"{k}={v}" for k, v in meta.items()))
-    cols = ["size", "batch", "compile_s", "eval_s", "iter_s", "iter_per_eval", "evals_per_iter",
+    cols = ["size", "batch", "remat", "compile_s", "eval_s", "iter_s", "iter_per_eval", "evals_per_iter",
             "gflop_per_eval", "gflops_achieved", "peak_mem_mb"]
     print(" | ".join(f"{c:>14}" for c in cols))
     rows = []
     for size in args.sizes:
         for batch in args.batches:
-            row = bench_case(params, size, batch, args.iterations, cfg)
-            rows.append(row)
-            print(" | ".join(f"{row[c]:>14}" for c in cols), flush=True)
+            for remat in ([False, True] if args.remat else [False]):
+                row = bench_case(params, size, batch, args.iterations, cfg, remat)
+                rows.append(row)
+                print(" | ".join(f"{row[c]!s:>14}" for c in cols), flush=True)
     args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.json}")
 

@@ -99,3 +99,33 @@ def test_batch_variants_are_independent_float64(x64_results):
     # ... and the optimisation really moved: every loss fell by more than half.
     for start, end in zip(x64_results["initial_losses"], x64_results["batch_losses"]):
         assert end < 0.5 * start
+
+
+def test_variants_sharded_over_4_devices_match_one_device():
+    env = {**os.environ, "JAX_ENABLE_X64": "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    r = subprocess.run([sys.executable, str(Path(__file__).parent / "sharding_checks.py")],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["one_devices_of_x"] == 1 and out["four_devices_of_x"] == 4
+    assert out["maxabs_sharded_vs_single"] < 1e-6, out
+    assert out["loss_drop"] < 0.5  # the optimisation really ran
+    assert out["run_devices"] == 4 and out["run_images"] == [3, 24, 32, 3] and out["run_variants"] == [0, 1, 2]
+
+
+def test_remat_gives_the_same_loss_and_gradient(vgg_params):
+    import jax
+    content = load_image(EXAMPLES / "home.jpg", shape=(32, 40))
+    style = load_image(EXAMPLES / "starry_night.jpg", shape=(32, 40))
+    x = jnp.asarray(rng.random((32, 40, 3)), jnp.float32)
+    w = LossWeights(1.0, 1e3, {"conv4_2": 1.0}, {l: 0.2 for l in ("conv1_1", "conv3_1", "conv5_1")}, {})
+    grads = []
+    for remat in (False, True):
+        obj = Objective(("conv4_2",), ("conv1_1", "conv3_1", "conv5_1"), remat=remat)
+        t = obj.targets(vgg_params, content, style)
+        grads.append(jax.jit(jax.value_and_grad(lambda x: obj(x, vgg_params, t, w)[0]))(x))
+        if remat:  # the checkpointed program really recomputes: it holds a remat region
+            jaxpr = jax.make_jaxpr(jax.grad(lambda x: obj(x, vgg_params, t, w)[0]))(x)
+            assert "remat" in str(jaxpr) or "checkpoint" in str(jaxpr)
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-5)
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-4, atol=1e-6 * float(jnp.abs(grads[0][1]).max()))
