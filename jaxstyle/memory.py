@@ -51,13 +51,9 @@ def available_bytes() -> int | None:
     if dev.platform != "cpu":
         stats = dev.memory_stats() or {}
         return stats.get("bytes_limit")
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    kib = _proc_kib("/proc/meminfo", "MemAvailable:")
+    if kib is not None:
+        return kib * 1024
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):
@@ -83,12 +79,20 @@ def peak_rss_bytes() -> int:
     Read from ``VmHWM`` in /proc/self/status where it exists: ``getrusage``'s ru_maxrss survives
     ``exec``, so a small child of a large parent would report the parent's size.
     """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    kib = _proc_kib("/proc/self/status", "VmHWM:")
+    if kib is not None:
+        return kib * 1024
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _proc_kib(path: str, key: str) -> int | None:
+    """The number on a ``key  N kB`` line of a /proc file, or None where there is none."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
