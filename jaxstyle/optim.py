@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -294,8 +294,3 @@ class Program:
         for start in range(0, int(n), self.unroll):
             s = self._advance(s, shared, per_variant, jnp.int32(min(self.unroll, int(n) - start)))
         return s
-
-
-def with_iterations(config: SolverConfig, iterations: int) -> SolverConfig:
-    """A copy of ``config`` with another iteration count."""
-    return replace(config, iterations=iterations)

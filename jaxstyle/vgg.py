@@ -51,12 +51,6 @@ PARAM_SHAPES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
 _INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
 
 
-def layer_channels(name: str) -> int:
-    """Number of feature maps N_l of a layer (a pooling layer has its block's channels)."""
-    idx = layer_index(name)
-    return next(cout for _, _, cout in reversed(LAYERS[: idx + 1]) if cout)
-
-
 def layer_stride(name: str) -> int:
     """Total down-sampling factor of a layer's responses relative to the input image."""
     idx = layer_index(name)

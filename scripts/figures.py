@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from jaxstyle import load_vgg19
 from jaxstyle.cli import run_main

@@ -12,7 +12,7 @@ from jaxstyle import color
 from jaxstyle.config import validate
 from jaxstyle.errors import ConfigError, ImageError
 from jaxstyle.images import load_image
-from jaxstyle.losses import LossWeights, Objective, guided_style_layer_loss
+from jaxstyle.losses import Objective, guided_style_layer_loss
 from jaxstyle.transfer import median_filter, prepare_images, run
 
 PHOTO, ART, GRAF = (str(EXAMPLES / n) for n in ("home.jpg", "starry_night.jpg", "graf1.png"))

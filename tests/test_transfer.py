@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from conftest import EXAMPLES, ROOT
 from jaxstyle.config import load_config, validate
 from jaxstyle.errors import ConfigError, ImageError, OutputError
 from jaxstyle.images import load_image
-from jaxstyle.transfer import expand_variants, prepare_output, run, run_and_save
+from jaxstyle.transfer import expand_variants, prepare_output, run
 
 BASE = {"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
         "size": 48, "print_every": 0}
