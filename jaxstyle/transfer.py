@@ -171,9 +171,10 @@ class Checkpoint:
         except (OSError, ValueError, KeyError) as exc:
             raise OutputError(f"cannot read checkpoint {path}: {exc}") from None
         saved = {k: v for k, v in meta["config"].items() if k not in RESUMABLE_CHANGES}
-        now = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
-        if json.loads(json.dumps(now)) != saved:
-            changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != json.loads(json.dumps(now)).get(k))
+        # Round-trip through JSON so tuples and lists compare as they were saved.
+        now = json.loads(json.dumps({k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}))
+        if now != saved:
+            changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
             raise OutputError(f"cannot resume: the config changed since the checkpoint ({', '.join(changed)})")
         return cls(int(meta["iteration"]), leaves, initial, float(meta["run_s"]))
 
@@ -401,7 +402,7 @@ def planned_outputs(cfg: Config, variants: list[Variant]) -> list[Path]:
     return files
 
 
-def prepare_output(cfg: Config) -> list[Path]:
+def prepare_output(cfg: Config) -> None:
     """Create the output folder and refuse (before any work) to overwrite earlier results."""
     out = Path(cfg.output)
     if out.exists() and not out.is_dir():
@@ -412,12 +413,10 @@ def prepare_output(cfg: Config) -> list[Path]:
         raise OutputError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise OutputError(f"output directory {out} is not writable")
-    files = planned_outputs(cfg, expand_variants(cfg))
     if not cfg.overwrite:
-        existing = [f for f in files if f.exists()]
+        existing = [f for f in planned_outputs(cfg, expand_variants(cfg)) if f.exists()]
         if existing:
             raise OutputError(f"{existing[0]} already exists; choose another output or set overwrite: true")
-    return files
 
 
 def write_json(data: Any, path: Path) -> Path:
