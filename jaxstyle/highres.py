@@ -305,6 +305,7 @@ def run_stages(cfg: Config, params, log: Callable[[str], None] = print,
         f"px, on {jax.devices()[0].platform}")
     interrupted = None
     initial = None
+    last_aux, last_aux_stage = None, -1
     inputs = final_inputs
     for k, stage in enumerate(stages):
         if k < start_stage:
@@ -331,7 +332,6 @@ def run_stages(cfg: Config, params, log: Callable[[str], None] = print,
         ratio = (th * tw) / (h * w)
         tile_weights = weights._replace(beta=weights.beta * ratio)
         per_tile = stage.iterations_per_tile()
-        last_aux = None
         for p in range(stage.passes):
             if k == start_stage and p < start_pass:
                 continue
@@ -389,7 +389,7 @@ def run_stages(cfg: Config, params, log: Callable[[str], None] = print,
                 evaluations += np.asarray(evals_of(state.opt))[:n]
                 bad = np.asarray(state.nonfinite_at)[:n]
                 nonfinite = np.where((nonfinite < 0) & (bad >= 0), iterations, nonfinite)
-                last_aux = aux_of(state.opt)
+                last_aux, last_aux_stage = aux_of(state.opt), k
                 if stage.tiled and cfg.print_every:
                     tot = np.asarray(last_aux["total"])[:n]
                     log(f"stage {k + 1}/{len(stages)} {w}x{h} px, pass {p + 1}/{stage.passes}, tile "
@@ -427,7 +427,7 @@ def run_stages(cfg: Config, params, log: Callable[[str], None] = print,
         checkpoint = StageCheckpoint(x[: len(variants)].copy(), *interrupted, run_s, reports, iterations,
                                      evaluations)
         final = {key: np.full(len(variants), np.nan) for key in ("total", "content", "style")}
-        if last_aux is not None and x.shape[1:3] == stages[-1].shape and not stages[-1].tiled:
+        if last_aux_stage == len(stages) - 1 and not stages[-1].tiled:  # the image's own loss
             final = {key: np.asarray(v)[: len(variants)] for key, v in last_aux.items()}
     else:
         final = end_losses

@@ -191,3 +191,14 @@ def test_stage_checkpoint_round_trip_and_refusals(tmp_path):
         StageCheckpoint.load(path, validate({**BASE, "scales": [16]}).to_dict())
     with pytest.raises(OutputError, match="not a checkpoint of a direct run"):
         Checkpoint.load(path, cfg)
+
+
+def test_interrupted_before_the_last_stage_reports_no_final_loss(vgg_params):
+    # Stopped between stages: the image is the coarse result, upsampled; no full-size loss exists
+    # yet, so the report says null rather than the coarse stage's loss.
+    cfg = validate({**BASE, "seeds": [0], "scales": [32], "scale_iterations": [3], "optimizer": {"iterations": 3}})
+    calls = []
+    cut = run(cfg, vgg_params, log=quiet, should_stop=lambda: calls.append(1) or len(calls) > 1)
+    assert cut.checkpoint.stage == 1 and cut.checkpoint.tile == 0
+    assert cut.report["variants"][0]["final_loss"]["total"] is None
+    assert cut.report["stages"][0]["shape"] == [24, 32] and len(cut.report["stages"]) == 1
