@@ -39,13 +39,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import color
 from .config import Config
 from .errors import OutputError
 from .fileio import atomic_write
 from .images import fit_shape
 from .memory import BASELINE_BYTES, check_fits, estimate_peak_bytes, forward_peak_bytes
-from .optim import Program, Solver, aux_of, evals_of, to_host, variant_mesh
+from .optim import Program, Solver, aux_of, evals_of, to_host
 from .vgg import layer_index
 
 @dataclass(frozen=True)
@@ -267,9 +266,7 @@ def run_stages(cfg: Config, params, log: Callable[[str], None] = print,
         from .weights import load_vgg19
         params = load_vgg19(cfg.weights)
 
-    mesh = variant_mesh()
-    n_dev = 1 if mesh is None else mesh.size
-    padded = variants + [variants[-1]] * (-len(variants) % n_dev)
+    mesh, n_dev, padded = T.split_over_devices(variants)
     weights = T.batch_weights(padded, objective)
     solver = Solver(objective, cfg.optimizer)
     strategy = cfg.optimizer.resolved_strategy()
@@ -317,10 +314,7 @@ def run_stages(cfg: Config, params, log: Callable[[str], None] = print,
         masks = None if inputs.masks is None else jnp.asarray(inputs.masks)
         grams = grams_fn(params, [jnp.asarray(s) for s in inputs.styles])
         if x is None:
-            x = T.initial_images(cfg.init, [v.seed for v in padded], inputs.content, inputs.styles[0],
-                                 cfg.max_pixels)
-            if cfg.preserve_colors == "luminance":
-                x = np.stack([color.gray_rgb(color.rgb_to_yiq(im)[..., 0]) for im in x])
+            x = T.start_images(cfg, padded, inputs)
         elif x.shape[1:3] != stage.shape:
             x = upsample(x, stage.shape, cfg.upsample)
         x = np.array(x, np.float32)

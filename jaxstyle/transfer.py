@@ -111,6 +111,24 @@ def initial_images(init: str, seeds: list[int], content: np.ndarray, style: np.n
     return np.broadcast_to(start, (len(seeds),) + shape).copy()
 
 
+def start_images(cfg: Config, variants: list[Variant], inputs: "Inputs") -> np.ndarray:
+    """``(V, H, W, 3)`` starting images of ``variants`` at ``inputs``' size (see :func:`initial_images`);
+    gray with ``preserve_colors: luminance``, whose optimisation runs on gray images."""
+    x0 = initial_images(cfg.init, [v.seed for v in variants], inputs.content, inputs.styles[0], cfg.max_pixels)
+    if cfg.preserve_colors == "luminance":
+        x0 = np.stack([color.gray_rgb(color.rgb_to_yiq(x)[..., 0]) for x in x0])
+    return x0
+
+
+def split_over_devices(variants: list[Variant]) -> tuple[Any, int, list[Variant]]:
+    """``(mesh, devices, padded)``: the mesh the batch is split over (None on one device), its size,
+    and the variants padded with copies of the last to a multiple of it (the copies are dropped
+    before anything is written)."""
+    mesh = variant_mesh()
+    n_dev = 1 if mesh is None else mesh.size
+    return mesh, n_dev, variants + [variants[-1]] * (-len(variants) % n_dev)
+
+
 @dataclass
 class RunResult:
     """Images ``(V, H, W, 3)`` in [0, 1] (clipped), per-variant losses and the run's report."""
@@ -349,15 +367,8 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
     targets = jax.jit(objective.targets)(
         params, jnp.asarray(content), [jnp.asarray(s) for s in inputs.styles], cfg.blend,
         None if inputs.masks is None else jnp.asarray(inputs.masks))
-    x0 = initial_images(cfg.init, [v.seed for v in variants], content, inputs.styles[0], cfg.max_pixels)
-    if cfg.preserve_colors == "luminance":  # the optimisation runs on gray images
-        x0 = np.stack([color.gray_rgb(color.rgb_to_yiq(x)[..., 0]) for x in x0])
-    # With several local devices the variants are split over them; the batch is padded with
-    # copies of its last variant to a multiple of the device count, and the copies dropped after.
-    mesh = variant_mesh()
-    n_dev = 1 if mesh is None else mesh.size
-    padded = variants + [variants[-1]] * (-len(variants) % n_dev)
-    x0 = np.concatenate([x0, np.repeat(x0[-1:], len(padded) - len(variants), axis=0)])
+    mesh, n_dev, padded = split_over_devices(variants)
+    x0 = start_images(cfg, padded, inputs)
     weights = batch_weights(padded, objective)
 
     solver = Solver(objective, cfg.optimizer)
