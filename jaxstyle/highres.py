@@ -43,7 +43,7 @@ from .config import Config
 from .errors import OutputError
 from .fileio import atomic_write
 from .images import fit_shape
-from .memory import BASELINE_BYTES, check_fits, estimate_peak_bytes, forward_peak_bytes
+from .memory import BASELINE_BYTES, estimate_peak_bytes, forward_peak_bytes, require_fits
 from .optim import Program, Solver, aux_of, evals_of, to_host
 from .vgg import layer_index
 
@@ -259,9 +259,8 @@ def run_stages(cfg: Config, params, log: Callable[[str], None] = print,
     need = max(estimates)
     if cfg.memory_check:
         worst = stages[int(np.argmax(estimates))]
-        check_fits(*worst.tile, len(variants), objective.layers, history_size, need=need,
-                   what=f"{len(variants)} variant(s) at {worst.shape[1]}x{worst.shape[0]} px"
-                        + (f" in {worst.tile[1]}x{worst.tile[0]} tiles" if worst.tiled else ""))
+        require_fits(need, f"{len(variants)} variant(s) at {worst.shape[1]}x{worst.shape[0]} px"
+                     + (f" in {worst.tile[1]}x{worst.tile[0]} tiles" if worst.tiled else ""))
     if params is None:
         from .weights import load_vgg19
         params = load_vgg19(cfg.weights)

@@ -82,17 +82,17 @@ def available_bytes() -> int | None:
 
 
 def check_fits(height: int, width: int, batch: int, layers: Sequence[str], history_size: int = 10,
-               available: int | None = None, need: int | None = None, what: str | None = None) -> int:
-    """Return the estimate, or raise :class:`ImageError` with it when it exceeds what is available.
+               available: int | None = None) -> int:
+    """Return the estimate, or raise :class:`ImageError` with it when it exceeds what is available."""
+    return require_fits(estimate_peak_bytes(height, width, batch, layers, history_size),
+                        f"{batch} variant(s) at {width}x{height} px", available)
 
-    ``need`` replaces the estimate for ``height`` x ``width`` (a tiled run's own estimate) and
-    ``what`` the run's description in the message.
-    """
-    if need is None:
-        need = estimate_peak_bytes(height, width, batch, layers, history_size)
+
+def require_fits(need: int, what: str, available: int | None = None) -> int:
+    """Return ``need`` (bytes), or raise :class:`ImageError` naming ``what`` when it exceeds what is
+    available."""
     have = available if available is not None else available_bytes()
     if have is not None and need > have:
-        what = what or f"{batch} variant(s) at {width}x{height} px"
         raise ImageError(
             f"{what} need about {need / 2**30:.1f} GiB, but only {have / 2**30:.1f} GiB is available on "
             f"{jax.devices()[0].platform}; lower size or the number of variants, set tile_size (e.g. 512) "
