@@ -58,7 +58,7 @@ def forward_peak_bytes(height: int, width: int, deepest: str) -> int:
 
 
 def estimate_peak_bytes(height: int, width: int, batch: int, layers: Sequence[str],
-                        history_size: int = 10) -> int:
+                        history_size: int = 20) -> int:
     """Predicted peak memory of a run: activations, L-BFGS history and images, plus a baseline."""
     deepest = max(layers, key=layer_index)
     acts = activation_floats(height, width, deepest) * ACTIVATION_FACTOR
@@ -81,7 +81,7 @@ def available_bytes() -> int | None:
         return None
 
 
-def check_fits(height: int, width: int, batch: int, layers: Sequence[str], history_size: int = 10,
+def check_fits(height: int, width: int, batch: int, layers: Sequence[str], history_size: int = 20,
                available: int | None = None) -> int:
     """Return the estimate, or raise :class:`ImageError` with it when it exceeds what is available."""
     return require_fits(estimate_peak_bytes(height, width, batch, layers, history_size),

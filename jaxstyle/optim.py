@@ -11,8 +11,9 @@ measurement per backend and kept in :func:`make_advance` alone:
 * ``"unroll"``: ``unroll`` steps traced one after another in a single compiled call, the call
   repeated from the host (``unroll=1`` is one compiled step per call).
 
-On XLA:CPU a loss-and-gradient inside ``fori_loop``/``while_loop`` runs about 4x slower than the
-same computation at top level (see the README's performance section), so CPUs use ``"unroll"``.
+On XLA:CPU a loss-and-gradient inside ``fori_loop``/``while_loop`` ran about 4x slower than the
+same computation at top level at 96 x 128 px (not at every size; see the README's performance
+section), so CPUs use ``"unroll"``.
 """
 
 from __future__ import annotations
@@ -73,13 +74,15 @@ class SolverConfig:
 
     name: ``"lbfgs"`` (jaxopt.LBFGS) or ``"adam"`` (optax.adam).
     iterations: iterations per variant.
-    history_size: L-BFGS memory (pairs of steps kept).
+    history_size: L-BFGS memory (pairs of steps kept); 20 ends lower than 10 after 500 iterations.
     tol: stop a variant once its gradient's L2 norm is at most this (0: run every iteration).
     linesearch: ``"none"`` (the L-BFGS step taken as it is, after a first step scaled to unit
-      L1 size, like ``torch.optim.LBFGS`` without a line search: one evaluation per iteration) or
-      a jaxopt line search, ``"backtracking"`` (Armijo), ``"zoom"`` (strong Wolfe) or
-      ``"hager-zhang"``. jaxopt runs line searches in a ``while_loop``, which XLA:CPU executes
-      several times slower than straight-line code.
+      L1 size, like ``torch.optim.LBFGS`` without a line search: one evaluation per iteration; a
+      step failing Armijo's test is not taken), ``"retry"`` (the same, but a failed step is
+      followed in the same iteration by one evaluation at a shorter, interpolated step) or a
+      jaxopt line search, ``"backtracking"`` (shrinks the step until strong Wolfe holds),
+      ``"zoom"`` or ``"hager-zhang"``. jaxopt runs line searches in a ``while_loop``, which
+      XLA:CPU can execute several times slower than straight-line code.
     linesearch_init: first step tried by the line search: ``"max"`` (1, the L-BFGS step),
       ``"increase"`` (jaxopt's default) or ``"current"``.
     maxls: most line-search evaluations per iteration.
@@ -90,7 +93,7 @@ class SolverConfig:
 
     name: str = "lbfgs"
     iterations: int = 500
-    history_size: int = 10
+    history_size: int = 20
     tol: float = 0.0
     linesearch: str = "none"
     linesearch_init: str = "max"
@@ -102,9 +105,9 @@ class SolverConfig:
     def validate(self) -> "SolverConfig":
         if self.name not in ("lbfgs", "adam"):
             raise ConfigError(f"optimizer.name must be 'lbfgs' or 'adam', not '{self.name}'")
-        if self.linesearch not in ("none", "backtracking", "zoom", "hager-zhang"):
-            raise ConfigError("optimizer.linesearch must be 'none', 'backtracking', 'zoom' or 'hager-zhang', "
-                              f"not '{self.linesearch}'")
+        if self.linesearch not in ("none", "retry", "backtracking", "zoom", "hager-zhang"):
+            raise ConfigError("optimizer.linesearch must be 'none', 'retry', 'backtracking', 'zoom' or "
+                              f"'hager-zhang', not '{self.linesearch}'")
         if self.linesearch_init not in ("max", "increase", "current"):
             raise ConfigError("optimizer.linesearch_init must be 'max', 'increase' or 'current'")
         if self.strategy not in ("auto", "loop", "unroll"):
@@ -162,8 +165,8 @@ class Solver:
         c = self.config
         return jaxopt.LBFGS(fun=self.fun, has_aux=True, maxiter=max(c.iterations, 1), tol=c.tol,
                             history_size=c.history_size,
-                            linesearch="backtracking" if c.linesearch == "none" else c.linesearch,
-                            stepsize=1.0 if c.linesearch == "none" else 0.0,
+                            linesearch="backtracking" if self._unit_step() else c.linesearch,
+                            stepsize=1.0 if self._unit_step() else 0.0,
                             linesearch_init=c.linesearch_init, maxls=c.maxls, max_stepsize=1.0,
                             implicit_diff=False)
 
@@ -187,29 +190,78 @@ class Solver:
             updates, inner = optax.adam(self.config.learning_rate).update(grad, state.inner, x)
             return optax.apply_updates(x, updates), AdamState(
                 inner, value, aux, optax.tree_utils.tree_norm(grad), state.num_fun_eval + 1)
+        if not self._unit_step():
+            return self._lbfgs().update(x, state, *args)
+        new_x, new_state, ok = self._trial(x, state, *args)
+        retried = (new_x, new_state, jnp.asarray(False))
+        if self.config.linesearch == "retry":
+            retried = jax.lax.cond(ok, lambda: retried, lambda: self._retry(x, state, new_x, new_state, *args))
+        return self._settle(x, state, new_x, new_state, ok, *retried)
+
+    def _unit_step(self) -> bool:
+        return self.config.linesearch in ("none", "retry")
+
+    def _trial(self, x: jax.Array, state: Any, *args) -> tuple[jax.Array, Any, jax.Array]:
+        """The unit L-BFGS step (one evaluation) and whether it passes Armijo's test.
+
+        Without a line search a unit step can overshoot. Armijo's sufficient decrease is checked on
+        the value the update already computed: no extra evaluation, no ``while_loop``.
+        """
         new_x, new_state = self._lbfgs().update(x, state, *args)
-        if self.config.linesearch != "none":
-            return new_x, new_state
-        # Without a line search a unit step can overshoot. Check Armijo's sufficient decrease on
-        # the value the update already computed (no extra evaluation, no while_loop). On failure
-        # stay at the old image but keep what the trial taught: its (s, y) pair is already in the
-        # history, so the next direction knows the curvature along s and steps shorter. If that
-        # pair has no positive curvature, drop the history (zeroed rho_history removes every pair
-        # from the two-loop recursion) and restart from a steepest-descent step a quarter as long.
+        ok = _armijo(state, new_state.value, new_x - x)
+        return new_x, new_state, ok
+
+    def _retry(self, x: jax.Array, state: Any, new_x: jax.Array, new_state: Any, *args):
+        """One evaluation at a shorter step along a refused unit step d: the minimiser of the
+        quadratic through f(x), its slope along d and f(x + d), kept within [0.1, 0.5] of d.
+
+        Returns the point, its solver state (its (s, y) pair replaces the refused one in the
+        history, so the next direction uses the step actually taken) and whether it passes
+        Armijo's test.
+        """
+        d = new_x - x
+        slope = jnp.vdot(state.grad, d)
+        curvature = new_state.value - state.value - slope
+        t = jnp.where(jnp.isfinite(curvature) & (curvature > 0), -slope / (2 * curvature), 0.1)
+        t = jnp.clip(t, 0.1, 0.5).astype(x.dtype)
+        x2 = x + t * d
+        (value, aux), grad = jax.value_and_grad(self.fun, has_aux=True)(x2, *args)
+        s, y = x2 - x, grad - state.grad
+        sy, yy = jnp.vdot(s, y), jnp.vdot(y, y)
+        learn = jnp.isfinite(sy) & (sy > 0) & (yy > 0)
+        slot = state.iter_num % self.config.history_size  # where update() put the refused pair
+        rho = new_state.rho_history.dtype
+        retried = new_state._replace(
+            value=value, grad=grad, aux=aux, error=jnp.linalg.norm(grad).astype(new_state.error.dtype),
+            s_history=new_state.s_history.at[slot].set(s), y_history=new_state.y_history.at[slot].set(y),
+            # A pair without positive curvature would break the two-loop recursion: rho 0 drops it.
+            rho_history=new_state.rho_history.at[slot].set(jnp.where(learn, 1.0 / sy, 0.0).astype(rho)),
+            gamma=jnp.where(learn, sy / yy, state.gamma).astype(state.gamma.dtype),
+            num_fun_eval=new_state.num_fun_eval + 1, num_grad_eval=new_state.num_grad_eval + 1)
+        return x2, retried, _armijo(state, value, s)
+
+    def _settle(self, x, state, new_x, new_state, ok, x2, retried, ok2):
+        """The unit step if it passed; else the retry if there was one and it passed; else stay.
+
+        Staying keeps what the trial taught: its (s, y) pair is already in the history, so the
+        next direction knows the curvature along s and steps shorter. If that pair has no positive
+        curvature, drop the history (zeroed rho_history removes every pair from the two-loop
+        recursion) and restart from a steepest-descent step a quarter as long.
+        """
         s = new_x - x
-        decrease = new_state.value <= state.value + 1e-4 * jnp.vdot(state.grad, s)
-        ok = decrease & jnp.isfinite(new_state.value)
         curvature = jnp.vdot(s, new_state.grad - state.grad)
         learn = jnp.isfinite(curvature) & (curvature > 0)
         gamma = 0.25 * jnp.linalg.norm(s) / jnp.maximum(jnp.linalg.norm(state.grad), 1e-30)
-        retry = new_state._replace(
+        stay = new_state._replace(
             value=state.value, grad=state.grad, aux=state.aux, error=state.error,
             rho_history=jnp.where(learn, new_state.rho_history, 0.0).astype(state.rho_history.dtype),
             gamma=jnp.where(learn, new_state.gamma, gamma).astype(state.gamma.dtype),
             s_history=jnp.where(learn, new_state.s_history, state.s_history),
-            y_history=jnp.where(learn, new_state.y_history, state.y_history))
-        keep = lambda a, b: jnp.where(ok, a, b)
-        return keep(new_x, x), jax.tree_util.tree_map(keep, new_state, retry)
+            y_history=jnp.where(learn, new_state.y_history, state.y_history),
+            num_fun_eval=retried.num_fun_eval, num_grad_eval=retried.num_grad_eval)
+        pick = lambda use, a, b: jax.tree_util.tree_map(lambda u, v: jnp.where(use, u, v), a, b)
+        fallback_x, fallback = pick(ok2, x2, x), pick(ok2, retried, stay)
+        return pick(ok, new_x, fallback_x), pick(ok, new_state, fallback)
 
     # ---- batches -----------------------------------------------------------------------------
     def batch_init(self, x: jax.Array, shared: tuple, per_variant: tuple) -> BatchState:
@@ -221,7 +273,10 @@ class Solver:
 
     def batch_step(self, s: BatchState, shared: tuple, per_variant: tuple) -> BatchState:
         """One iteration of every variant still running; finished variants are left unchanged."""
-        new_x, new_opt = jax.vmap(lambda xi, oi, *pv: self.step(xi, oi, *shared, *pv))(s.x, s.opt, *per_variant)
+        if self.config.name == "lbfgs" and self.config.linesearch == "retry":
+            new_x, new_opt = self._batch_retry_step(s, shared, per_variant)
+        else:
+            new_x, new_opt = jax.vmap(lambda xi, oi, *pv: self.step(xi, oi, *shared, *pv))(s.x, s.opt, *per_variant)
         value = loss_of(new_opt)
         finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(new_x), axis=tuple(range(1, new_x.ndim)))
         accept = ~s.done & finite
@@ -233,6 +288,23 @@ class Solver:
         converged = error_of(opt) <= self.config.tol
         done = s.done | ~finite | converged
         return BatchState(x, opt, iterations, done, nonfinite_at)
+
+    def _batch_retry_step(self, s: BatchState, shared: tuple, per_variant: tuple):
+        """``step`` with ``"retry"`` for a batch. Under ``vmap`` a per-variant ``lax.cond`` would
+        evaluate every variant's retry every iteration; here the batch pays for the retry
+        evaluation only in iterations where some running variant's unit step failed."""
+        trial = jax.vmap(lambda xi, oi, *pv: self._trial(xi, oi, *shared, *pv))
+        new_x, new_opt, ok = trial(s.x, s.opt, *per_variant)
+        retry = jax.vmap(lambda xi, oi, nx, no, *pv: self._retry(xi, oi, nx, no, *shared, *pv))
+        x2, retried, ok2 = jax.lax.cond(
+            jnp.any(~ok & ~s.done), lambda: retry(s.x, s.opt, new_x, new_opt, *per_variant),
+            lambda: (new_x, new_opt, jnp.zeros_like(ok)))
+        return jax.vmap(self._settle)(s.x, s.opt, new_x, new_opt, ok, x2, retried, ok2)
+
+
+def _armijo(state: Any, value: jax.Array, s: jax.Array) -> jax.Array:
+    """Armijo's sufficient decrease for step s from the state's point (and a finite value)."""
+    return (value <= state.value + 1e-4 * jnp.vdot(state.grad, s)) & jnp.isfinite(value)
 
 
 def loss_of(opt: Any) -> jax.Array:

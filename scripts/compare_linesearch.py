@@ -1,17 +1,23 @@
 #!/usr/bin/env python
 """L-BFGS as jaxstyle runs it against jaxopt's default configuration: same loss, same start.
 
-* jaxstyle: ``linesearch: none`` (jaxopt's unit step, first step scaled to unit L1 size, a step
-  failing Armijo's condition not taken), one evaluation per iteration.
+* jaxstyle (``--runs``): ``linesearch: none`` (jaxopt's unit step, first step scaled to unit L1
+  size, a step failing Armijo's condition not taken), one evaluation per iteration; ``retry``
+  (the same, with one more evaluation at an interpolated shorter step when the unit step fails);
+  or one of jaxopt's line searches whose first trial is the L-BFGS step (``linesearch_init: max``).
 * jaxopt default: ``jaxopt.LBFGS(fun, has_aux=True, maxiter=N)`` with every other setting left at
   its default (zoom line search for the strong Wolfe conditions, ``linesearch_init="increase"``,
   history 10). ``update`` is jit-compiled and called once per iteration: the iterations
   ``LBFGS.run`` makes, without its outer ``while_loop``.
 
-Prints the loss after each of --marks iterations, evaluations per iteration and seconds per
-iteration, and writes JSON.
+With ``--seeds N`` every optimiser runs the same N noise starts side by side (vmapped) and the
+table shows their mean loss; a line search under ``vmap`` runs until every start's search has
+ended, so its seconds per iteration are those of a batch waiting for its slowest member.
 
-    python scripts/compare_linesearch.py --size 128 --iterations 500 --marks 100 500
+Prints the loss after each of --marks iterations, evaluations per iteration, steps refused and
+seconds per iteration, and writes JSON.
+
+    python scripts/compare_linesearch.py --size 128 --iterations 500 --marks 100 500 --seeds 4 --runs none/10 none/20
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import jaxopt
+import numpy as np
 
 from jaxstyle import load_vgg19
 from jaxstyle.config import PAPER_STYLE_LAYERS
@@ -36,19 +43,53 @@ from jaxstyle.optim import Solver, SolverConfig
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def trace(init, step, x0, args, marks: list[int]) -> dict:
-    """Run ``step`` up to max(marks) times; loss, evaluations and time at each mark."""
+def trace(init, step, read, x0, args, marks: list[int]) -> dict:
+    """Run a batch of starts ``x0`` up to max(marks) iterations; at each mark the mean loss, each
+    start's loss, evaluations per start, steps refused and seconds.
+
+    ``init(x0, *args)`` and ``step(x, state, *args) -> (x, state)`` work on the whole batch;
+    ``read(state)`` gives the (values, evaluations) of each start; evaluations include the one
+    ``init`` makes, which the printed evaluations per iteration leave out.
+    """
+    init = jax.jit(init)
     state = init(x0, *args)
     step = jax.jit(step).lower(x0, state, *args).compile()  # compiled before the clock starts
     jax.block_until_ready(state)
     x, out, t0 = x0, {}, time.perf_counter()
+    rejected = jnp.zeros(x0.shape[0], jnp.int32)
     for i in range(1, max(marks) + 1):
-        x, state = step(x, state, *args)
+        new_x, state = step(x, state, *args)
+        # jaxstyle's safeguard leaves the image where it was when it refuses a step.
+        rejected = rejected + jnp.all(new_x == x, axis=tuple(range(1, x.ndim)))
+        x = new_x
         if i in marks:
             jax.block_until_ready(state)
-            out[i] = {"loss": float(state.value), "evaluations": int(state.num_fun_eval),
+            values, evaluations = read(state)
+            losses = [float(v) for v in values]
+            out[i] = {"loss": float(np.mean(losses)), "losses": losses,
+                      "evaluations": float(np.mean(evaluations)),
+                      "steps_refused": [int(r) for r in rejected],
                       "seconds": round(time.perf_counter() - t0, 2)}
     return out
+
+
+def ours(solver: Solver):
+    """jaxstyle's batch programs (a retry is paid for only when some start needs one)."""
+    def init(x0, *args):
+        return solver.batch_init(x0, args, ())
+
+    def step(x, state, *args):
+        state = solver.batch_step(state, args, ())
+        return state.x, state
+
+    return init, step, lambda state: (state.opt.value, state.opt.num_fun_eval)
+
+
+def vmapped(init, step):
+    """A per-image solver's ``init_state``/``update`` vmapped over the starts."""
+    return (lambda x0, *args: jax.vmap(init, in_axes=(0,) + (None,) * len(args))(x0, *args),
+            lambda x, state, *args: jax.vmap(step, in_axes=(0, 0) + (None,) * len(args))(x, state, *args),
+            lambda state: (state.value, state.num_fun_eval))
 
 
 def main() -> None:
@@ -56,39 +97,55 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--marks", type=int, nargs="+", default=[100, 500])
+    ap.add_argument("--square", action="store_true", help="size x size images (as bench.py uses)")
+    ap.add_argument("--seeds", type=int, default=1, help="noise starts, run side by side (vmapped)")
     ap.add_argument("--beta", type=float, default=1e5)
-    ap.add_argument("--history", type=int, nargs="+", default=[10], help="jaxstyle's L-BFGS history sizes to run")
+    default_history = SolverConfig().history_size
+    ap.add_argument("--runs", nargs="+", default=[f"none/{default_history}"], metavar="LINESEARCH/HISTORY",
+                    help="jaxstyle configurations to run: line search (none, retry, backtracking, zoom, "
+                         "hager-zhang; first trial the L-BFGS step) and history size, e.g. none/20 retry/20")
+    ap.add_argument("--without-default", action="store_true", help="skip jaxopt's default configuration")
     ap.add_argument("--json", default="compare_linesearch.json")
     args = ap.parse_args()
     marks = sorted({m for m in args.marks if m <= args.iterations} | {args.iterations})
 
     params = load_vgg19()
     obj = Objective(("conv4_2",), tuple(PAPER_STYLE_LAYERS))
-    content = load_image(ROOT / "examples" / "leuvenA.jpg", size=args.size)
+    content = load_image(ROOT / "examples" / "leuvenA.jpg", size=args.size,
+                         shape=(args.size, args.size) if args.square else None)
     style = load_image(ROOT / "examples" / "starry_night.jpg", shape=content.shape[:2])
     targets = jax.jit(obj.targets)(params, jnp.asarray(content), jnp.asarray(style))
     f32 = lambda v: jnp.asarray(v, jnp.float32)
     weights = LossWeights(f32(1.0), f32(args.beta), {"conv4_2": f32(1.0)},
                           {l: f32(w) for l, w in PAPER_STYLE_LAYERS.items()}, {})
-    x0 = jax.random.uniform(jax.random.key(0), content.shape, jnp.float32)
+    x0 = jnp.stack([jax.random.uniform(jax.random.key(seed), content.shape, jnp.float32)
+                    for seed in range(args.seeds)])
     run_args = (params, targets, weights)
 
     rows = {}
-    for m in args.history:
-        ours = Solver(obj, SolverConfig(iterations=args.iterations, history_size=m))
-        rows[f"jaxstyle (none, history {m})"] = trace(jax.jit(ours.init), ours.step, x0, run_args, marks)
+    for run in args.runs:
+        linesearch, _, history = run.partition("/")
+        config = SolverConfig(iterations=args.iterations, history_size=int(history or default_history),
+                              linesearch=linesearch).validate()
+        rows[f"jaxstyle ({linesearch}, history {config.history_size})"] = trace(
+            *ours(Solver(obj, config)), x0, run_args, marks)
     default = jaxopt.LBFGS(fun=obj, has_aux=True, maxiter=args.iterations)
-    rows["jaxopt default (zoom)"] = trace(jax.jit(default.init_state), default.update, x0, run_args, marks)
-    print(f"{content.shape[1]}x{content.shape[0]} px, alpha 1, beta {args.beta:g}, same noise start")
-    print(f"{'optimiser':>28} | " + " | ".join(f"loss @ {m}" for m in marks) + " | evals/iter | s/iter")
+    if not args.without_default:
+        rows["jaxopt default (zoom)"] = trace(*vmapped(default.init_state, default.update), x0, run_args, marks)
+    print(f"{content.shape[1]}x{content.shape[0]} px, alpha 1, beta {args.beta:g}, "
+          f"{args.seeds} noise start(s), the same for every optimiser; mean loss over the starts")
+    print(f"{'optimiser':>36} | " + " | ".join(f"loss @ {m}" for m in marks)
+          + f" | each start's loss @ {marks[-1]} | evals/iter | steps refused | s/iter")
     for name, r in rows.items():
         last = r[marks[-1]]
-        print(f"{name:>28} | " + " | ".join(f"{r[m]['loss']:.5g}" for m in marks)
-              + f" | {last['evaluations'] / marks[-1]:.2f} | {last['seconds'] / marks[-1]:.3f}")
+        print(f"{name:>36} | " + " | ".join(f"{r[m]['loss']:.5g}" for m in marks)
+              + " | " + " ".join(f"{v:.5g}" for v in last["losses"])
+              + f" | {(last['evaluations'] - 1) / marks[-1]:.2f} | {np.mean(last['steps_refused']):.1f}"
+              + f" | {last['seconds'] / marks[-1]:.3f}")
     Path(args.json).write_text(json.dumps({
         "date": datetime.date.today().isoformat(), "machine": platform.node(),
         "device": str(jax.devices()[0].device_kind), "shape": list(content.shape[:2]),
-        "beta": args.beta, "rows": rows}, indent=2) + "\n")
+        "beta": args.beta, "seeds": args.seeds, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -40,6 +41,19 @@ def test_gram_matrix_eq3():
     got = gram_matrix(jnp.asarray(f, jnp.float32))
     assert got.shape == (3, 6, 6)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_gram_matrix_gradient_and_jvp_match_hand_formulas():
+    # gram_matrix has its own JVP rule (one product in the backward pass); check it against the
+    # derivatives of G = F^T F written out in float64: d/dF sum_ij W_ij G_ij = F (W + W^T) for
+    # any W, and dG = dF^T F + F^T dF along a direction dF.
+    f, w, v = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 5, 5)), rng.standard_normal((2, 3, 4, 5))
+    F, V = f.reshape(2, 12, 5), v.reshape(2, 12, 5)
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
+    grad = jax.grad(lambda x: jnp.sum(f32(w) * gram_matrix(x)))(f32(f))
+    np.testing.assert_allclose(grad, (F @ (w + w.transpose(0, 2, 1))).reshape(f.shape), rtol=1e-5, atol=1e-5)
+    _, tangent = jax.jvp(gram_matrix, (f32(f),), (f32(v),))
+    np.testing.assert_allclose(tangent, V.transpose(0, 2, 1) @ F + F.transpose(0, 2, 1) @ V, rtol=1e-5, atol=1e-5)
 
 
 def test_style_layer_loss_eq4():
