@@ -35,7 +35,9 @@ import jaxopt
 import numpy as np
 
 from jaxstyle import load_vgg19
+from jaxstyle.cli import run_main
 from jaxstyle.config import PAPER_STYLE_LAYERS
+from jaxstyle.errors import ConfigError
 from jaxstyle.images import load_image
 from jaxstyle.losses import LossWeights, Objective
 from jaxstyle.optim import Solver, SolverConfig
@@ -107,6 +109,8 @@ def main() -> None:
     ap.add_argument("--without-default", action="store_true", help="skip jaxopt's default configuration")
     ap.add_argument("--json", default="compare_linesearch.json")
     args = ap.parse_args()
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, not {args.seeds}")
     marks = sorted({m for m in args.marks if m <= args.iterations} | {args.iterations})
 
     params = load_vgg19()
@@ -125,12 +129,14 @@ def main() -> None:
     rows = {}
     for run in args.runs:
         linesearch, _, history = run.partition("/")
+        if history and not history.isdigit():
+            raise ConfigError(f"--runs {run}: the history size after '/' must be a whole number")
         config = SolverConfig(iterations=args.iterations, history_size=int(history or default_history),
                               linesearch=linesearch).validate()
         rows[f"jaxstyle ({linesearch}, history {config.history_size})"] = trace(
             *ours(Solver(obj, config)), x0, run_args, marks)
-    default = jaxopt.LBFGS(fun=obj, has_aux=True, maxiter=args.iterations)
     if not args.without_default:
+        default = jaxopt.LBFGS(fun=obj, has_aux=True, maxiter=args.iterations)
         rows["jaxopt default (zoom)"] = trace(*vmapped(default.init_state, default.update), x0, run_args, marks)
     print(f"{content.shape[1]}x{content.shape[0]} px, alpha 1, beta {args.beta:g}, "
           f"{args.seeds} noise start(s), the same for every optimiser; mean loss over the starts")
@@ -149,4 +155,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
