@@ -46,9 +46,8 @@ def test_batch_matches_single_and_shapes(vgg_params, small_image):
 
 
 def test_computes_no_deeper_layer_than_requested(vgg_params, small_image):
-    jaxpr = jax.make_jaxpr(lambda x: vgg19_features(vgg_params, x, ["conv2_1"]))(small_image)
-    convs = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
-    assert len(convs) == 3  # conv1_1, conv1_2, conv2_1
+    text = jax.jit(lambda x: vgg19_features(vgg_params, x, ["conv2_1"])).lower(small_image).as_text()
+    assert text.count("stablehlo.convolution") == 3  # conv1_1, conv1_2, conv2_1
 
 
 def test_unknown_layer_is_a_clear_error(vgg_params, small_image):
@@ -81,3 +80,57 @@ def test_shipped_weights_are_mean_normalised(vgg_params, size):
     for layer in CONV_NAMES:
         mean_over_filters = float((sums[layer] / counts[layer]).mean())
         assert 0.8 <= mean_over_filters <= 1.25, (layer, mean_over_filters)
+
+
+def _np_conv_adjoints(x: np.ndarray, k: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of sum(conv(x, k) * r) for one (H, W, Cin) image, written as the transpose of the
+    nine shifted matmuls of helpers.np_conv3x3: each shift sends r @ k[dy, dx]^T back to the
+    positions it read, and pairs those positions with r for the kernel."""
+    h, w, _ = x.shape
+    xp = np.pad(x, ((1, 1), (1, 1), (0, 0)))
+    dxp, dk = np.zeros_like(xp), np.zeros_like(k)
+    for dy in range(3):
+        for dx in range(3):
+            dxp[dy:dy + h, dx:dx + w] += r @ k[dy, dx].T
+            dk[dy, dx] = xp[dy:dy + h, dx:dx + w].reshape(-1, x.shape[-1]).T @ r.reshape(-1, k.shape[-1])
+    return dxp[1:-1, 1:-1], dk
+
+
+def test_conv_gradients_match_numpy_adjoint_at_top_level_and_inside_loops():
+    # conv3x3 has its own input-gradient rule (an HWIO convolution of the flipped kernel); its
+    # gradients must be those of the convolution wherever they are taken.
+    import jax.numpy as jnp
+    from jaxstyle.vgg import _input_grad_flipped, _input_grad_jax, conv3x3
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 7, 4)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 4, 6)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    r = rng.standard_normal((2, 5, 7, 6)).astype(np.float32)
+    loss = lambda x, k: jnp.sum(conv3x3(x, k, b) * r)
+    grad = jax.grad(loss, argnums=(0, 1))
+    in_loop = lambda x, k: jax.lax.fori_loop(0, 1, lambda i, g: grad(x, k), grad(0 * x, 0 * k))
+    in_cond = lambda x, k: jax.lax.cond(x.sum() > -1e9, grad, lambda x, k: (x, k), x, k)
+    per_image = [_np_conv_adjoints(x[i].astype(np.float64), k.astype(np.float64), r[i].astype(np.float64))
+                 for i in range(2)]
+    want_dx = np.stack([d for d, _ in per_image])
+    want_dk = sum(dk for _, dk in per_image)
+    for fun in (grad, in_loop, in_cond):
+        dx, dk = jax.jit(fun)(x, k)
+        np.testing.assert_allclose(dx, want_dx, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(dk, want_dk, rtol=1e-5, atol=1e-4)
+    # Both forms of the input gradient: the CPU rule above and JAX's own (used on other backends).
+    for input_grad in (_input_grad_flipped, _input_grad_jax):
+        np.testing.assert_allclose(input_grad(r, k), want_dx, rtol=1e-5, atol=1e-4)
+
+
+def test_input_gradient_lowers_to_hwio_convolutions_on_cpu(vgg_params):
+    # JAX's own transpose labels the kernel "[0, 1, o, i]", which XLA:CPU runs several times slower
+    # inside loops and conditionals; every convolution of the network's gradient must be HWIO.
+    import jax.numpy as jnp
+    x = np.zeros((16, 16, 3), np.float32)
+    loss = lambda x: jnp.sum(vgg19_features(vgg_params, x, ["conv2_1"])["conv2_1"] ** 2)
+    text = jax.jit(lambda x: jax.lax.fori_loop(0, 1, lambda i, y: y - jax.grad(loss)(y), x)).lower(x).as_text()
+    convs = [line for line in text.splitlines() if "stablehlo.convolution" in line]
+    assert len(convs) == 3 + 3  # conv1_1, conv1_2, conv2_1: forward and input gradient each
+    assert all("x[0, 1, i, o]->" in line for line in convs), convs
