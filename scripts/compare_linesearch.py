@@ -101,6 +101,8 @@ def main() -> None:
     ap.add_argument("--marks", type=int, nargs="+", default=[100, 500])
     ap.add_argument("--square", action="store_true", help="size x size images (as bench.py uses)")
     ap.add_argument("--seeds", type=int, default=1, help="noise starts, run side by side (vmapped)")
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seed of the first start (starts use seeds first-seed .. first-seed + seeds - 1)")
     ap.add_argument("--beta", type=float, default=1e5)
     default_history = SolverConfig().history_size
     ap.add_argument("--runs", nargs="+", default=[f"none/{default_history}"], metavar="LINESEARCH/HISTORY",
@@ -111,6 +113,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, not {args.seeds}")
+    if args.first_seed < 0:
+        raise ConfigError(f"--first-seed must be at least 0, not {args.first_seed}")
     marks = sorted({m for m in args.marks if m <= args.iterations} | {args.iterations})
 
     params = load_vgg19()
@@ -123,7 +127,7 @@ def main() -> None:
     weights = LossWeights(f32(1.0), f32(args.beta), {"conv4_2": f32(1.0)},
                           {l: f32(w) for l, w in PAPER_STYLE_LAYERS.items()}, {})
     x0 = jnp.stack([jax.random.uniform(jax.random.key(seed), content.shape, jnp.float32)
-                    for seed in range(args.seeds)])
+                    for seed in range(args.first_seed, args.first_seed + args.seeds)])
     run_args = (params, targets, weights)
 
     rows = {}
@@ -139,7 +143,7 @@ def main() -> None:
         default = jaxopt.LBFGS(fun=obj, has_aux=True, maxiter=args.iterations)
         rows["jaxopt default (zoom)"] = trace(*vmapped(default.init_state, default.update), x0, run_args, marks)
     print(f"{content.shape[1]}x{content.shape[0]} px, alpha 1, beta {args.beta:g}, "
-          f"{args.seeds} noise start(s), the same for every optimiser; mean loss over the starts")
+          f"{args.seeds} noise start(s) from seed {args.first_seed}, the same for every optimiser; mean loss over the starts")
     print(f"{'optimiser':>36} | " + " | ".join(f"loss @ {m}" for m in marks)
           + f" | each start's loss @ {marks[-1]} | evals/iter | steps refused | s/iter")
     for name, r in rows.items():
@@ -151,7 +155,7 @@ def main() -> None:
     Path(args.json).write_text(json.dumps({
         "date": datetime.date.today().isoformat(), "machine": platform.node(),
         "device": str(jax.devices()[0].device_kind), "shape": list(content.shape[:2]),
-        "beta": args.beta, "seeds": args.seeds, "rows": rows}, indent=2) + "\n")
+        "beta": args.beta, "seeds": args.seeds, "first_seed": args.first_seed, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
