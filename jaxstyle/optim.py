@@ -11,8 +11,8 @@ measurement per backend and kept in :class:`Program` alone:
 * ``"unroll"``: ``unroll`` steps traced one after another in a single compiled call, the call
   repeated from the host (``unroll=1`` is one compiled step per call).
 
-On XLA:CPU both cost the same per iteration (within 10% from 64 to 384 px, the loop ahead for
-one small image) since the network's input-gradient convolution has its own rule
+On XLA:CPU the loop is no slower per iteration (64 to 384 px; a third faster for one 64 px
+image, a tie for batches) since the network's input-gradient convolution has its own rule
 (:mod:`jaxstyle.vgg`; before, XLA:CPU ran it several times slower inside loops). CPUs use
 ``"unroll"``, whose peak memory was up to 13% lower; other backends ``"loop"``.
 """
