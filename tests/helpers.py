@@ -42,6 +42,20 @@ def np_conv3x3(x: np.ndarray, k: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out + b
 
 
+def np_conv3x3_adjoints(x: np.ndarray, k: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of sum(conv(x, k) * r) for one (H, W, Cin) image, written as the transpose of the
+    nine shifted matmuls of np_conv3x3: each shift sends r @ k[dy, dx]^T back to the
+    positions it read, and pairs those positions with r for the kernel."""
+    h, w, _ = x.shape
+    xp = np.pad(x, ((1, 1), (1, 1), (0, 0)))
+    dxp, dk = np.zeros_like(xp), np.zeros_like(k)
+    for dy in range(3):
+        for dx in range(3):
+            dxp[dy:dy + h, dx:dx + w] += r @ k[dy, dx].T
+            dk[dy, dx] = xp[dy:dy + h, dx:dx + w].reshape(-1, x.shape[-1]).T @ r.reshape(-1, k.shape[-1])
+    return dxp[1:-1, 1:-1], dk
+
+
 def np_pool(x: np.ndarray, mode: str) -> np.ndarray:
     h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
     blocks = x[:h, :w].reshape(h // 2, 2, w // 2, 2, -1)

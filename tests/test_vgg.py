@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLES, PHOTOS
-from helpers import np_layer_names, np_vgg19
+from helpers import np_conv3x3_adjoints, np_layer_names, np_vgg19
 from jaxstyle import CONV_NAMES, ConfigError, vgg19_features
 from jaxstyle.images import load_image
 from jaxstyle.vgg import min_image_side
@@ -82,20 +82,6 @@ def test_shipped_weights_are_mean_normalised(vgg_params, size):
         assert 0.8 <= mean_over_filters <= 1.25, (layer, mean_over_filters)
 
 
-def _np_conv_adjoints(x: np.ndarray, k: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients of sum(conv(x, k) * r) for one (H, W, Cin) image, written as the transpose of the
-    nine shifted matmuls of helpers.np_conv3x3: each shift sends r @ k[dy, dx]^T back to the
-    positions it read, and pairs those positions with r for the kernel."""
-    h, w, _ = x.shape
-    xp = np.pad(x, ((1, 1), (1, 1), (0, 0)))
-    dxp, dk = np.zeros_like(xp), np.zeros_like(k)
-    for dy in range(3):
-        for dx in range(3):
-            dxp[dy:dy + h, dx:dx + w] += r @ k[dy, dx].T
-            dk[dy, dx] = xp[dy:dy + h, dx:dx + w].reshape(-1, x.shape[-1]).T @ r.reshape(-1, k.shape[-1])
-    return dxp[1:-1, 1:-1], dk
-
-
 def test_conv_gradients_match_numpy_adjoint_at_top_level_and_inside_loops():
     # conv3x3 has its own input-gradient rule (an HWIO convolution of the flipped kernel); its
     # gradients must be those of the convolution wherever they are taken.
@@ -111,7 +97,7 @@ def test_conv_gradients_match_numpy_adjoint_at_top_level_and_inside_loops():
     grad = jax.grad(loss, argnums=(0, 1))
     in_loop = lambda x, k: jax.lax.fori_loop(0, 1, lambda i, g: grad(x, k), grad(0 * x, 0 * k))
     in_cond = lambda x, k: jax.lax.cond(x.sum() > -1e9, grad, lambda x, k: (x, k), x, k)
-    per_image = [_np_conv_adjoints(x[i].astype(np.float64), k.astype(np.float64), r[i].astype(np.float64))
+    per_image = [np_conv3x3_adjoints(x[i].astype(np.float64), k.astype(np.float64), r[i].astype(np.float64))
                  for i in range(2)]
     want_dx = np.stack([d for d, _ in per_image])
     want_dk = sum(dk for _, dk in per_image)
