@@ -8,8 +8,20 @@ and exit with status 2. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+# Every character str.splitlines() breaks at.
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 class JaxstyleError(Exception):
-    """A problem with the user's input, reported as one line (exit status 2 in the scripts)."""
+    """A problem with the user's input, reported as one line (exit status 2 in the scripts).
+
+    Messages echo what the user gave (a YAML value, a file name), which can hold line breaks;
+    those are shown escaped (``\\n``), so the message stays one line whatever the input.
+    """
+
+    def __init__(self, message: object = "", *args: object):
+        text = str(message)
+        super().__init__("".join(repr(c)[1:-1] if c in _LINE_BREAKS else c for c in text), *args)
 
 
 class WeightsError(JaxstyleError):

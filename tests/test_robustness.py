@@ -75,6 +75,16 @@ def test_any_optimizer_value_gives_a_result_or_one_line_error(tmp_path_factory, 
     outcome(raw, tmp_path_factory.mktemp("o") / "out")
 
 
+@pytest.mark.parametrize("value", ["zoom\n", "a\r\nb", "x\u2028y"])
+def test_a_value_with_line_breaks_is_echoed_on_one_line(tmp_path, value):
+    # The message quotes the value; its line breaks must come out escaped, not as new lines.
+    raw = {**GOOD, "optimizer": {"iterations": 1, "linesearch": value}}
+    with pytest.raises(JaxstyleError) as info:
+        validate({**raw, "output": str(tmp_path / "out")})
+    msg = str(info.value)
+    assert len(msg.splitlines()) == 1 and repr(value)[1:-1] in msg, repr(msg)
+
+
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height but holds almost no data."""
     def chunk(kind: bytes, data: bytes) -> bytes:
