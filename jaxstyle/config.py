@@ -1,9 +1,11 @@
 """Run configuration: YAML in, a validated, typed :class:`Config` out.
 
-Defaults are the paper's settings (conv4_2 content, conv1_1..conv5_1 style at w_l = 1/5,
-alpha/beta = 1e-3, average pooling, L-BFGS, white-noise initialisation). Relative paths are taken
-relative to the current working directory. Every mistake raises :class:`ConfigError` with one line
-that names the key.
+Defaults are the paper's settings (conv4_2 content, conv1_1..conv5_1 style at w_l = 1/5, average
+pooling, L-BFGS, white-noise initialisation) with three measured departures: the mean-normalised
+losses (``losses``), whose alpha/beta gives one balance at every size; white noise of a small
+amplitude around mid-grey; and an automatic coarse-to-fine pyramid (``scales: auto``). Relative
+paths are taken relative to the current working directory. Every mistake raises
+:class:`ConfigError` with one line that names the key.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import yaml
 
 from .errors import ConfigError
 from .images import DEFAULT_MAX_PIXELS
-from .losses import TERMS
+from .losses import NORMALISATIONS, TERMS
 from .optim import SolverConfig
 from .vgg import check_layers
 
@@ -32,12 +34,15 @@ DEFAULTS: dict[str, Any] = {
     "style": None,
     "output": "outputs/run",
     "size": 512,
+    "losses": "mean",
     "alpha": 1.0,
-    "beta": 1000.0,
+    "beta": None,
     "content_layers": {"conv4_2": 1.0},
     "style_layers": dict(PAPER_STYLE_LAYERS),
     "pooling": "avg",
     "init": "noise",
+    "noise": "normal",
+    "noise_amplitude": None,
     "seeds": [0],
     "terms": {},
     "sweep": {},
@@ -54,14 +59,30 @@ DEFAULTS: dict[str, Any] = {
     "masks": None,
     "denoise": 0,
     "remat": False,
-    "scales": [],
-    "scale_iterations": [],
+    "scales": "auto",
+    "scale_iterations": "auto",
     "upsample": "cubic",
     "tile_size": 0,
     "tile_overlap": 64,
     "tile_passes": 2,
 }
+#: beta when the config gives none: alpha/beta 1e-3 is the paper's; the mean form's is measured
+#: (docs/calibration.md) to give the same balance at 128, 256 and 512 px.
+DEFAULT_BETA = {"paper": 1000.0, "mean": 10.0}
+#: ``init: noise`` is mid-grey plus noise of this amplitude (std of ``normal``, half-width of
+#: ``uniform``); ``noise: uniform`` alone gives the paper's white noise, uniform on [0, 1].
+NOISE_DISTRIBUTIONS = ("normal", "uniform")
+DEFAULT_NOISE_AMPLITUDE = {"normal": 0.02, "uniform": 0.5}
 UPSAMPLE_METHODS = ("nearest", "linear", "cubic", "lanczos3")
+#: ``scales: auto``: coarser stages halve the long side while it stays at least this many pixels,
+#: so the coarsest stage has a long side from 128 to 255 px (sizes below 256 px run directly).
+PYRAMID_MIN_SIDE = 128
+#: ``optimizer.iterations`` when the config gives none: the paper's 500 for a run of one stage; the
+#: last stage of a multi-stage run refines what its coarser stages made.
+DIRECT_ITERATIONS, LAST_STAGE_ITERATIONS = 500, 60
+#: ``scale_iterations: auto``: the coarsest stage, which starts from noise, gets this many times the
+#: last stage's iterations; the stages between get as many as the last.
+COARSEST_FACTOR = 2
 COLOR_MODES = ("none", "luminance", "histogram", "chroma")
 SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms")
 
@@ -94,12 +115,15 @@ class Config:
     style: str | list[str]
     output: str
     size: int | list[int]
+    losses: str
     alpha: float
     beta: float
     content_layers: dict[str, float]
     style_layers: dict[str, float]
     pooling: str
     init: str
+    noise: str
+    noise_amplitude: float
     seeds: list[int]
     terms: dict[str, float]
     sweep: dict[str, list]
@@ -243,6 +267,14 @@ def validate(raw: Mapping[str, Any]) -> Config:
         raise ConfigError("'output' must be a directory path")
     if not isinstance(d["init"], (str, Path)) or not str(d["init"]):
         raise ConfigError("'init' must be noise, content, style or an image path")
+    if d["losses"] not in NORMALISATIONS:
+        raise ConfigError(f"losses must be one of {', '.join(NORMALISATIONS)}, not {d['losses']!r}")
+    if d["beta"] is None:
+        d["beta"] = DEFAULT_BETA[d["losses"]]
+    if d["noise"] not in NOISE_DISTRIBUTIONS:
+        raise ConfigError(f"noise must be one of {', '.join(NOISE_DISTRIBUTIONS)}, not {d['noise']!r}")
+    if d["noise_amplitude"] is None:
+        d["noise_amplitude"] = DEFAULT_NOISE_AMPLITUDE[d["noise"]]
     if d["pooling"] not in ("avg", "max"):
         raise ConfigError(f"pooling must be 'avg' or 'max', not {d['pooling']!r}")
     seeds = d["seeds"]
@@ -268,14 +300,19 @@ def validate(raw: Mapping[str, Any]) -> Config:
         k: [(_layer_weights(f"sweep.{k}[]", v) if k.endswith("layers") else
              _terms(f"sweep.{k}[]", v) if k == "terms" else _number(f"sweep.{k}[]", v)) for v in vs]
         for k, vs in sweep.items()}
+    size = _size(d["size"])
+    scales = _scales(d["scales"], int(max(np.atleast_1d(size))))
+    if "iterations" not in (raw.get("optimizer") or {}):
+        d["optimizer"]["iterations"] = LAST_STAGE_ITERATIONS if scales else DIRECT_ITERATIONS
     optimizer = SolverConfig(**d["optimizer"]).validate()
     cfg = Config(
         content=str(d["content"]), style=style, output=str(d["output"]),
-        size=_size(d["size"]),
+        size=size, losses=d["losses"],
         alpha=_number("alpha", d["alpha"]), beta=_number("beta", d["beta"]),
         content_layers=_layer_weights("content_layers", d["content_layers"]),
         style_layers=_layer_weights("style_layers", d["style_layers"]),
-        pooling=d["pooling"], init=str(d["init"]), seeds=seeds, terms=_terms("terms", d["terms"]),
+        pooling=d["pooling"], init=str(d["init"]), noise=d["noise"],
+        noise_amplitude=_number("noise_amplitude", d["noise_amplitude"]), seeds=seeds, terms=_terms("terms", d["terms"]),
         sweep=checked_sweep, optimizer=optimizer,
         save_every=_whole("save_every", d["save_every"]), print_every=_whole("print_every", d["print_every"]),
         overwrite=_bool("overwrite", d["overwrite"]),
@@ -285,7 +322,7 @@ def validate(raw: Mapping[str, Any]) -> Config:
         style_blend=blend, style_scale=_positive("style_scale", d["style_scale"]),
         preserve_colors=d["preserve_colors"], masks=masks, denoise=denoise,
         remat=_bool("remat", d["remat"]),
-        **_highres(d, size=max(np.atleast_1d(_size(d["size"]))), iterations=optimizer.iterations),
+        **_highres(d, scales, optimizer.iterations),
         source=dict(raw),
     )
     if not cfg.content_layers and not cfg.style_layers and "content_layers" not in sweep \
@@ -303,23 +340,46 @@ def _size(value: Any) -> int | list[int]:
     return _whole("size", value, 1)
 
 
-def _highres(d: Mapping[str, Any], size: int, iterations: int) -> dict[str, Any]:
-    """Check the coarse-to-fine and tiling keys; ``scale_iterations`` defaults to ``iterations`` per scale."""
-    scales = d["scales"] or []
+def auto_scales(size: int) -> list[int]:
+    """Long sides of the automatic pyramid's coarser stages for a final long side ``size``: halved
+    (rounding up) while at least :data:`PYRAMID_MIN_SIDE`; coarsest first. 512 -> [128, 256]."""
+    scales, side = [], size
+    while (side + 1) // 2 >= PYRAMID_MIN_SIDE:
+        side = (side + 1) // 2
+        scales.insert(0, side)
+    return scales
+
+
+def auto_scale_iterations(n_coarse: int, last: int) -> list[int]:
+    """Iterations of ``n_coarse`` coarser stages, coarsest first, when the last stage runs ``last``:
+    :data:`COARSEST_FACTOR` times ``last`` for the coarsest, ``last`` for the others."""
+    return [COARSEST_FACTOR * last if i == 0 else last for i in range(n_coarse)]
+
+
+def _scales(value: Any, size: int) -> list[int]:
+    if value == "auto":
+        return auto_scales(size)
+    scales = value or []
     if isinstance(scales, int) and not isinstance(scales, bool):
         scales = [scales]
     if not isinstance(scales, list):
-        raise ConfigError("scales must be a list of long sides in pixels, coarsest first, e.g. [256, 512]")
+        raise ConfigError("scales must be auto or a list of long sides in pixels, coarsest first, e.g. [256, 512]")
     scales = [_whole("scales[]", s, 1) for s in scales]
     if any(b <= a for a, b in zip(scales, scales[1:])) or (scales and scales[-1] >= size):
         raise ConfigError(f"scales must increase and stay below size ({size}), not {scales}")
+    return scales
+
+
+def _highres(d: Mapping[str, Any], scales: list[int], iterations: int) -> dict[str, Any]:
+    """Check the coarse-to-fine and tiling keys (``scales`` already resolved by :func:`_scales`)."""
     its = d["scale_iterations"]
-    if its in (None, []):
-        its = [iterations] * len(scales)
+    if its in ("auto", None, []):
+        its = auto_scale_iterations(len(scales), iterations)
     elif isinstance(its, int) and not isinstance(its, bool):
         its = [its] * len(scales)
     if not isinstance(its, list) or len(its) != len(scales):
-        raise ConfigError(f"scale_iterations must be one whole number or a list of {len(scales)}, one per scale")
+        raise ConfigError(f"scale_iterations must be auto, one whole number or a list of {len(scales)}, "
+                          "one per scale")
     its = [_whole("scale_iterations[]", n) for n in its]
     if any(n > 10**7 for n in its):
         raise ConfigError("scale_iterations must be at most 10000000")

@@ -15,11 +15,18 @@ in place. Each tile is matched against
   stage's size, times the tile's M_l (``Objective.targets_from_grams``), so every tile is pushed
   towards the statistics of the whole painting, not of one region of it.
 
-A tile's style weight is beta times its share of the image's pixels. Why: the full image's style
-loss (Eq. 4) normalises by M_l^2 of the whole image; a tile whose Gram matrix G_t is its share
-M_t/M of the whole's G has gradient (M/M_t) times the full loss's gradient when normalised by its own
-M_t^2. Scaling beta by M_t/M restores the full objective's balance of content and style, and with a
-single tile the tiled stage *is* the untiled one. The optimised tile is blended back with weights
+A tile keeps the whole image's balance of content and style (:func:`tile_style_share`):
+
+* ``losses: paper``: its style weight is beta times its share M_t/M of the image's pixels. The full
+  image's style loss (Eq. 4) normalises by M_l^2 of the whole image; a tile whose Gram matrix G_t is
+  its share M_t/M of the whole's G has gradient (M/M_t) times the full loss's gradient when
+  normalised by its own M_t^2, while Eq. 1's plain sum gives the tile the full loss's content
+  gradient. Scaling beta by M_t/M restores the balance.
+* ``losses: mean``: beta stays. Both terms are means over the tile's positions, so at a tile pixel
+  the content gradient is M/M_t times the full loss's (1/(N M_t) against 1/(N M)), and so is the
+  style gradient when the tile's G_t/M_t matches the whole's G/M; their ratio is the full one's.
+
+With a single tile the tiled stage *is* the untiled one in both. The optimised tile is blended back with weights
 that ramp linearly across the overlap (1 on image borders), so no pixel near a tile edge, where the
 network sees zero padding, decides the result alone.
 
@@ -44,7 +51,7 @@ from .errors import OutputError
 from .fileio import atomic_write
 from .images import fit_shape
 from .memory import BASELINE_BYTES, estimate_peak_bytes, forward_peak_bytes, require_fits
-from .optim import Program, Solver, aux_of, evals_of, to_host
+from .optim import Program, Solver, aux_of, evals_of, restore_state, state_leaves, to_host
 from .vgg import layer_index
 
 @dataclass(frozen=True)
@@ -174,6 +181,19 @@ def upsample(images: np.ndarray, shape: Sequence[int], method: str = "cubic") ->
     return np.asarray(jax.image.resize(jnp.asarray(images), (v, *shape, c), method))
 
 
+def tile_style_share(stage: Stage, losses: str) -> float:
+    """What a tile's beta is multiplied by so that its objective keeps the whole image's balance.
+
+    ``"paper"``: M_t / M (module docstring). ``"mean"``: 1. Both of its terms are means over the
+    tile, so each one's gradient at a tile pixel is M / M_t times the whole image's, and their
+    ratio is the whole image's already.
+    """
+    if losses == "mean":
+        return 1.0
+    (h, w), (th, tw) = stage.shape, stage.tile
+    return (th * tw) / (h * w)
+
+
 def stage_peak_bytes(stage: Stage, batch: int, layers: Sequence[str], history_size: int) -> int:
     """Predicted peak memory of one stage.
 
@@ -191,13 +211,15 @@ def stage_peak_bytes(stage: Stage, batch: int, layers: Sequence[str], history_si
     return max(program, forward_peak_bytes(h, w, deepest) + BASELINE_BYTES) + buffers
 
 
-# ---- checkpoints -----------------------------------------------------------------------------
+# ---- checkpoints ---------------------------------------------------------------------------
 @dataclass
 class StageCheckpoint:
-    """Where an interrupted coarse-to-fine or tiled run stood: the batch ``(V, H, W, 3)`` at stage
-    ``stage``, pass ``pass_index``, tile ``tile`` of which ``tile_done`` iterations were run (and
-    written back), and the report's history so far. On resume that tile runs its remaining
-    iterations with a fresh L-BFGS memory, as every tile and stage starts."""
+    """Where an interrupted coarse-to-fine or tiled run stood, exactly enough to end where the
+    uninterrupted run ends: the batch ``(V, H, W, 3)`` as it was when tile ``tile`` of pass
+    ``pass_index`` of stage ``stage`` started, the solver state of that tile after ``tile_done``
+    iterations (``state``, its leaves; None when none had run), the final stage's starting losses
+    (``initial``, once known), the iterations and evaluations of the finished tiles, and the report's
+    stages so far."""
 
     images: np.ndarray
     stage: int
@@ -208,19 +230,25 @@ class StageCheckpoint:
     stages: list
     iterations: np.ndarray
     evaluations: np.ndarray
+    state: list[np.ndarray] | None = None
+    initial: dict[str, np.ndarray] | None = None
 
     @property
     def where(self) -> str:
-        return f"stage {self.stage + 1}, pass {self.pass_index + 1}, tile {self.tile + 1}"
+        return f"stage {self.stage + 1}, pass {self.pass_index + 1}, tile {self.tile + 1}" + (
+            f", iteration {self.tile_done}" if self.tile_done else "")
 
     def save(self, path: Path, config: dict) -> Path:
         meta = json.dumps({"kind": "stages", "stage": self.stage, "pass": self.pass_index, "tile": self.tile,
-                           "tile_done": self.tile_done, "run_s": self.run_s, "stages": self.stages, "config": config})
+                           "tile_done": self.tile_done, "run_s": self.run_s, "stages": self.stages,
+                           "state_leaves": None if self.state is None else len(self.state), "config": config})
+        arrays = {f"state{i}": a for i, a in enumerate(self.state or [])}
+        arrays.update({f"initial_{k}": v for k, v in (self.initial or {}).items()})
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 np.savez(f, meta=np.frombuffer(meta.encode(), np.uint8), images=self.images,
-                         iterations=self.iterations, evaluations=self.evaluations)
+                         iterations=self.iterations, evaluations=self.evaluations, **arrays)
         return atomic_write(path, write)
 
     @classmethod
@@ -230,9 +258,15 @@ class StageCheckpoint:
         meta, z = read_checkpoint(path, config)
         if meta.get("kind") != "stages" or "images" not in z:
             raise OutputError(f"{path} is not a checkpoint of a coarse-to-fine or tiled run")
+        if "state_leaves" not in meta:
+            raise OutputError(f"{path} was written by an older version that cannot resume exactly; "
+                              "start the run afresh")
+        n = meta["state_leaves"]
+        state = None if n is None else [z[f"state{i}"] for i in range(n)]
+        initial = {k[len("initial_"):]: v for k, v in z.items() if k.startswith("initial_")} or None
         return cls(z["images"], int(meta["stage"]), int(meta["pass"]), int(meta["tile"]),
-                   int(meta["tile_done"]), float(meta["run_s"]),
-                   list(meta["stages"]), z["iterations"], z["evaluations"])
+                   int(meta["tile_done"]), float(meta["run_s"]), list(meta["stages"]), z["iterations"],
+                   z["evaluations"], state, initial)
 
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -251,7 +285,7 @@ def run_stages(cfg: Config, params, log: Callable[[str], None] = print,
     from . import transfer as T
 
     variants = T.expand_variants(cfg)
-    objective = T.objective_for(variants, cfg.pooling, cfg.remat)
+    objective = T.objective_for(variants, cfg)
     final_inputs = T.prepare_images(cfg, objective.layers)
     stages = plan_stages(final_inputs.content.shape[:2], cfg)
     history_size = cfg.optimizer.history_size
@@ -300,7 +334,9 @@ def run_stages(cfg: Config, params, log: Callable[[str], None] = print,
     log(f"{len(variants)} variant(s), {len(stages)} stage(s) up to {stages[-1].shape[1]}x{stages[-1].shape[0]} "
         f"px, on {jax.devices()[0].platform}")
     interrupted = None
-    initial = None
+    carried = resume.state if resume is not None else None  # the interrupted tile's solver state
+    initial = None if resume is None else resume.initial
+    tile_state, preview, partial = None, None, None
     last_aux, last_aux_stage = None, -1
     inputs = final_inputs
     for k, stage in enumerate(stages):
@@ -318,12 +354,11 @@ def run_stages(cfg: Config, params, log: Callable[[str], None] = print,
             x = upsample(x, stage.shape, cfg.upsample)
         x = np.array(x, np.float32)
         full_targets = targets_fn(params, content, grams, cfg.blend, masks) if stage.tiled else None
-        if k == len(stages) - 1 and stage.tiled and not (resume is not None and k == start_stage):
+        if k == len(stages) - 1 and stage.tiled and initial is None:
             initial = full_losses(x, params, full_targets)
         h, w = stage.shape
         th, tw = stage.tile
-        ratio = (th * tw) / (h * w)
-        tile_weights = weights._replace(beta=weights.beta * ratio)
+        tile_weights = weights._replace(beta=weights.beta * tile_style_share(stage, objective.losses))
         per_tile = stage.iterations_per_tile()
         for p in range(stage.passes):
             if k == start_stage and p < start_pass:
@@ -332,9 +367,11 @@ def run_stages(cfg: Config, params, log: Callable[[str], None] = print,
             for j, (y0, x0) in enumerate(grid):
                 if k == start_stage and p == start_pass and j < start_tile:
                     continue
-                skip = start_done if (k, p, j) == (start_stage, start_pass, start_tile) else 0
+                resumed = resume is not None and (k, p, j) == (start_stage, start_pass, start_tile)
+                skip = start_done if resumed else 0
+                restored = carried if resumed else None
                 if should_stop is not None and should_stop():
-                    interrupted = (k, p, j, skip)
+                    interrupted, tile_state = (k, p, j, skip), restored
                     break
                 if (th, tw) not in programs:
                     programs[(th, tw)] = Program(solver, strategy, cfg.optimizer.unroll, mesh)
@@ -351,6 +388,8 @@ def run_stages(cfg: Config, params, log: Callable[[str], None] = print,
                 state = program.init(xt, shared, pv)
                 if initial is None and k == len(stages) - 1 and not stage.tiled:
                     initial = to_host(aux_of(state.opt))
+                if restored is not None:  # continue the interrupted tile exactly where it stood
+                    state = program.place_state(restore_state(restored, state))
                 done = skip
                 for end in T.chunk_ends(per_tile, cfg.print_every):
                     if end <= done:
@@ -371,25 +410,29 @@ def run_stages(cfg: Config, params, log: Callable[[str], None] = print,
                     if bool(np.all(to_host(state.done))):
                         break
                 state = to_host(state)
-                result = state.x
                 wy = blend_ramp(y0, th, h, cfg.tile_overlap)
                 wx = blend_ramp(x0, tw, w, cfg.tile_overlap)
                 wt = (wy[:, None] * wx[None, :])[None, :, :, None].astype(np.float32)
+                blended = x.copy() if interrupted else x
                 region = x[:, y0:y0 + th, x0:x0 + tw]
-                x[:, y0:y0 + th, x0:x0 + tw] = region * (1 - wt) + result * wt
+                blended[:, y0:y0 + th, x0:x0 + tw] = region * (1 - wt) + state.x * wt
                 n = len(variants)
+                last_aux, last_aux_stage = aux_of(state.opt), k
+                if interrupted:
+                    # The checkpoint keeps the batch as the tile found it and the tile's solver
+                    # state; only the images written now show the tile's progress.
+                    tile_state, preview = state_leaves(state), blended
+                    partial = (np.asarray(state.iterations)[:n], np.asarray(evals_of(state.opt))[:n])
+                    break
                 iterations += np.asarray(state.iterations)[:n]
                 evaluations += np.asarray(evals_of(state.opt))[:n]
                 bad = np.asarray(state.nonfinite_at)[:n]
                 nonfinite = np.where((nonfinite < 0) & (bad >= 0), iterations, nonfinite)
-                last_aux, last_aux_stage = aux_of(state.opt), k
                 if stage.tiled and cfg.print_every:
                     tot = np.asarray(last_aux["total"])[:n]
                     log(f"stage {k + 1}/{len(stages)} {w}x{h} px, pass {p + 1}/{stage.passes}, tile "
                         f"{j + 1}/{len(grid)}: tile loss {tot.min():.4g}"
                         + (f"..{tot.max():.4g}" if n > 1 else "") + f"  ({time.perf_counter() - t0:.1f} s)")
-                if interrupted:  # mid-tile: its progress so far is written back above
-                    break
             if interrupted:
                 break
         if interrupted:
@@ -417,8 +460,13 @@ def run_stages(cfg: Config, params, log: Callable[[str], None] = print,
     run_s = time.perf_counter() - t0
     checkpoint = None
     if interrupted:
+        kept = None if initial is None else {key: np.asarray(v) for key, v in initial.items()}
         checkpoint = StageCheckpoint(x[: len(variants)].copy(), *interrupted, run_s, reports, iterations,
-                                     evaluations)
+                                     evaluations, tile_state, kept)
+        if partial is not None:  # this report counts the interrupted tile's iterations (the resumed
+            iterations, evaluations = iterations + partial[0], evaluations + partial[1]  # run, when it ends)
+        if preview is not None:
+            x = preview
         final = {key: np.full(len(variants), np.nan) for key in ("total", "content", "style")}
         if last_aux_stage == len(stages) - 1 and not stages[-1].tiled:  # the image's own loss
             final = {key: np.asarray(v)[: len(variants)] for key, v in last_aux.items()}

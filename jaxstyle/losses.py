@@ -5,6 +5,15 @@ Neural Networks* (CVPR 2016). Features are ``(..., h, w, N_l)`` arrays (the pape
 M_l = h * w positions laid out spatially); every function works on any leading batch shape and
 reduces only over the axes its equation sums.
 
+Two normalisations (:data:`NORMALISATIONS`, the config's ``losses`` key):
+
+* ``"paper"``: Eq. 1 and Eq. 4 as printed. L_content sums N_l M_l squared differences, so it grows
+  with the image's area while L_style does not, and the alpha/beta that gives a look depends on the
+  image size.
+* ``"mean"``: the convention of the authors' released code. L_content is a mean over the N_l M_l
+  responses and E_l compares Gram matrices per position, G^l / M_l against A^l / M_l^style, so
+  neither term depends on the image size and one alpha/beta gives the same balance at any size.
+
 Loss weights are arrays inside a :class:`LossWeights` pytree rather than Python constants, so one
 compiled objective can be ``vmap``-ed over alpha, beta and per-layer weights (w_l = 0 switches a
 layer off without changing the program).
@@ -31,6 +40,18 @@ def content_loss(features: jax.Array, target: jax.Array) -> jax.Array:
       ``(...)``, summed over positions and filters.
     """
     return 0.5 * jnp.sum(jnp.square(features - target), axis=(-3, -2, -1))
+
+
+def mean_content_loss(features: jax.Array, target: jax.Array) -> jax.Array:
+    """Eq. 1, mean-normalised: 1 / (N_l M_l) sum_ij (F^l_ij - P^l_ij)^2.
+
+    Args:
+      features: F^l, ``(..., h, w, N_l)``.
+      target: P^l, same shape (or broadcastable).
+    Returns:
+      ``(...)``, the mean squared difference over positions and filters.
+    """
+    return jnp.mean(jnp.square(features - target), axis=(-3, -2, -1))
 
 
 def gram_matrix(features: jax.Array) -> jax.Array:
@@ -76,6 +97,22 @@ def style_layer_loss(gram: jax.Array, target_gram: jax.Array, num_positions: int
     return jnp.sum(jnp.square(gram - target_gram), axis=(-2, -1)) / (4.0 * n**2 * num_positions**2)
 
 
+def mean_style_layer_loss(gram: jax.Array, target_gram: jax.Array, num_positions: int | jax.Array) -> jax.Array:
+    """Eq. 4, mean-normalised: E_l = 1 / N_l^2 sum_ij (G^l_ij / M_l - A^l_ij / M_l^style)^2.
+
+    Args:
+      gram: G^l, ``(..., N_l, N_l)``.
+      target_gram: A^l / M_l^style, the artwork's Gram matrix per position (the style image's own
+        number of positions), ``(N_l, N_l)`` or broadcastable; so any size of artwork gives the
+        same target.
+      num_positions: M_l of the generated image's feature map.
+    Returns:
+      ``(...)``. With the artwork at the photograph's size this is 4 times Eq. 4's E_l.
+    """
+    n = gram.shape[-1]
+    return jnp.sum(jnp.square(gram / num_positions - target_gram), axis=(-2, -1)) / n**2
+
+
 def style_loss(layer_losses: Mapping[str, jax.Array], layer_weights: Mapping[str, jax.Array]) -> jax.Array:
     """Eq. 5: L_style = sum_l w_l E_l."""
     return sum(layer_weights[name] * e for name, e in layer_losses.items())
@@ -97,12 +134,18 @@ def total_variation(image: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(dy), axis=(-3, -2, -1)) + jnp.sum(jnp.square(dx), axis=(-3, -2, -1))
 
 
+#: The config's ``losses`` key: Eq. 1 and 4 as printed, or their mean-normalised form.
+NORMALISATIONS = ("mean", "paper")
+
+
 class Targets(NamedTuple):
     """What the generated image is matched against, computed once before optimisation.
 
     content: ``{layer: P^l (h, w, N_l)}`` from the photograph.
     style: ``{layer: A^l (N_l, N_l)}`` from the artwork resized to the photograph's size, or with
-      masks ``{layer: (K, N_l, N_l)}``, one target per masked region.
+      masks ``{layer: (K, N_l, N_l)}``, one target per masked region. With ``losses="mean"`` these
+      are per position (A^l / M_l^style), with ``"paper"`` for the generated image's (or region's)
+      number of positions, as Eq. 4 compares them.
     content_image: the photograph itself ``(H, W, 3)``, for terms that compare pixels.
     masks: ``None``, or ``{layer: (K, h, w)}`` region masks at each style layer's resolution.
     """
@@ -129,17 +172,23 @@ def downsample_masks(masks: jax.Array, layer: str) -> jax.Array:
     return masks
 
 
-def guided_style_layer_loss(features: jax.Array, target_grams: jax.Array, masks: jax.Array) -> jax.Array:
+def guided_style_layer_loss(features: jax.Array, target_grams: jax.Array, masks: jax.Array,
+                            losses: str = "paper") -> jax.Array:
     """Eq. 4 per masked region (guided Gram matrices, Gatys et al. 2017, section 4), summed.
 
     Args:
-      features: ``(h, w, N_l)``; target_grams: ``(K, N_l, N_l)``, each region's target A_k for
-        its area; masks: ``(K, h, w)``. Region k's Gram matrix is that of F * m_k, and its
-        M_k = sum(m_k); a region of zero area contributes nothing.
+      features: ``(h, w, N_l)``; masks: ``(K, h, w)``. Region k's Gram matrix is that of F * m_k,
+        and its M_k = sum(m_k); a region of zero area contributes nothing.
+      target_grams: ``(K, N_l, N_l)``: with ``losses="paper"`` each region's target A_k for its
+        area (Eq. 4), with ``"mean"`` the artwork's Gram matrix per position (the mean form).
     """
     guided = features[None] * masks[..., None]
     area = jnp.sum(masks, axis=(-2, -1))
-    e = style_layer_loss(gram_matrix(guided), target_grams, 1) / jnp.maximum(area, 1e-12) ** 2
+    safe = jnp.maximum(area, 1e-12)
+    if losses == "mean":
+        e = mean_style_layer_loss(gram_matrix(guided), target_grams, safe[:, None, None])
+    else:
+        e = style_layer_loss(gram_matrix(guided), target_grams, 1) / safe ** 2
     return jnp.sum(jnp.where(area > 0, e, 0.0))
 
 
@@ -169,7 +218,8 @@ TERMS: dict[str, LossTerm] = {
 
 @dataclass(frozen=True)
 class Objective:
-    """The static structure of a loss: which layers, which pooling, which extra terms.
+    """The static structure of a loss: which layers, which pooling, which extra terms, and which
+    normalisation of Eq. 1 and 4 (``losses``: ``"mean"`` or ``"paper"``, see the module docstring).
 
     Everything numeric (weights, targets, the network) is an argument of :meth:`__call__`, so a
     single compiled function serves every variant of a batch.
@@ -180,7 +230,12 @@ class Objective:
     pooling: str = "avg"
     terms: tuple[str, ...] = ()
     remat: bool = False
+    losses: str = "mean"
     term_fns: Mapping[str, LossTerm] = field(default_factory=lambda: dict(TERMS))
+
+    def __post_init__(self):
+        if self.losses not in NORMALISATIONS:
+            raise ValueError(f"losses must be one of {NORMALISATIONS}, not {self.losses!r}")
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -189,8 +244,9 @@ class Objective:
     def style_grams(self, params, style_image: jax.Array | Sequence[jax.Array]) -> dict[str, jax.Array]:
         """Gram matrices per position, G^l / M_l (Eq. 3), of the artwork(s): ``{layer: (S, N_l, N_l)}``.
 
-        Divided by M_l they no longer depend on the artwork's size, so a target for any region
-        of the generated image is this times that region's M_l (see :meth:`targets_from_grams`).
+        Divided by M_l they no longer depend on the artwork's size: they are the mean form's
+        targets, and Eq. 4's target for any region of the generated image is this times that
+        region's M_l (see :meth:`targets_from_grams`).
         ``style_image``: one ``(h, w, 3)`` image or a sequence of S of them (sizes may differ).
         """
         styles = [style_image] if not isinstance(style_image, (list, tuple)) else list(style_image)
@@ -202,21 +258,24 @@ class Objective:
                            blend: Sequence[float] | None = None, masks: jax.Array | None = None) -> Targets:
         """Targets for ``content_image`` (a whole photograph or one tile of it) from per-position Grams.
 
-        A^l = M_l * sum_k w_k G_k^l / M_k^l, with M_l the positions of ``content_image``'s feature
-        map, so Eq. 4 compares like with like at any size; with masks, region k's target uses
-        that region's area in ``content_image`` instead of M_l.
+        ``"mean"``: A^l / M^l = sum_k w_k G_k^l / M_k^l, the blend of per-position Gram matrices.
+        ``"paper"``: A^l = M_l * sum_k w_k G_k^l / M_k^l, with M_l the positions of
+        ``content_image``'s feature map, so Eq. 4 compares like with like at any size; with masks,
+        region k's target uses that region's area in ``content_image`` instead of M_l.
         """
         c = vgg19_features(params, content_image, self.content_layers, self.pooling)
         region_masks = None
         if masks is None:
             n = next(iter(grams.values())).shape[0] if grams else 1
             w = jnp.asarray(blend if blend is not None else [1.0] * n, jnp.float32)
-            style = {l: c_positions(content_image.shape, l) * jnp.tensordot(w, grams[l], axes=1)
-                     for l in self.style_layers}
+            style = {l: jnp.tensordot(w, grams[l], axes=1) for l in self.style_layers}
+            if self.losses == "paper":
+                style = {l: c_positions(content_image.shape, l) * a for l, a in style.items()}
         else:
             region_masks = {l: downsample_masks(masks, l) for l in self.style_layers}
-            style = {l: jnp.sum(region_masks[l], axis=(-2, -1))[:, None, None] * grams[l]
-                     for l in self.style_layers}
+            style = {l: grams[l] for l in self.style_layers}
+            if self.losses == "paper":
+                style = {l: jnp.sum(region_masks[l], axis=(-2, -1))[:, None, None] * a for l, a in style.items()}
         return Targets(content=dict(c), style=style, content_image=content_image, masks=region_masks)
 
     def targets(self, params, content_image: jax.Array, style_image: jax.Array | Sequence[jax.Array],
@@ -227,7 +286,8 @@ class Objective:
           content_image: ``(H, W, 3)``.
           style_image: one ``(h, w, 3)`` image or a sequence of them. The paper resizes the
             artwork to the photograph's size; at another size (a style scale) its Gram matrix is
-            rescaled by M_generated / M_style so that Eq. 4 compares like with like.
+            taken per position (the mean form) or rescaled by M_generated / M_style (Eq. 4), so
+            that like is compared with like.
           blend: weights of several style images (summing to 1): A^l = sum_k w_k A_k^l.
           masks: ``(K, H, W)`` in [0, 1], one per style image: guided Gram matrices (Gatys et al.
             2017) match style k only inside mask k; where no mask covers, no style is matched.
@@ -239,16 +299,20 @@ class Objective:
         """``{"total", "content", "style", <term>...}`` for one image ``(H, W, 3)``.
 
         "content" is sum_l w_l L_content^l (Eq. 1), "style" is L_style (Eq. 5), both before alpha
-        and beta; "total" is Eq. 7 plus each extra term times its weight.
+        and beta and in the objective's normalisation; "total" is Eq. 7 plus each extra term times
+        its weight.
         """
         feats = vgg19_features(params, image, self.layers, self.pooling, self.remat)
-        l_content = sum(weights.content[l] * content_loss(feats[l], targets.content[l])
+        mean = self.losses == "mean"
+        layer_content = mean_content_loss if mean else content_loss
+        layer_style = mean_style_layer_loss if mean else style_layer_loss
+        l_content = sum(weights.content[l] * layer_content(feats[l], targets.content[l])
                         for l in self.content_layers)
         if targets.masks is None:
-            e = {l: style_layer_loss(gram_matrix(feats[l]), targets.style[l],
-                                     feats[l].shape[-3] * feats[l].shape[-2]) for l in self.style_layers}
+            e = {l: layer_style(gram_matrix(feats[l]), targets.style[l], feats[l].shape[-3] * feats[l].shape[-2])
+                 for l in self.style_layers}
         else:
-            e = {l: guided_style_layer_loss(feats[l], targets.style[l], targets.masks[l])
+            e = {l: guided_style_layer_loss(feats[l], targets.style[l], targets.masks[l], self.losses)
                  for l in self.style_layers}
         l_style = style_loss(e, weights.style)
         out = {"content": jnp.asarray(l_content, image.dtype), "style": jnp.asarray(l_style, image.dtype)}

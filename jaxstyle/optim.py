@@ -31,7 +31,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .errors import ConfigError
+from .errors import ConfigError, OutputError
 
 #: Name of the mesh axis that variants are split over.
 VARIANT_AXIS = "variants"
@@ -63,6 +63,21 @@ def _put(tree, sharding):
         return jax.device_put(tree, sharding)
     return jax.tree_util.tree_map(
         lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda idx, a=np.asarray(a): a[idx]), tree)
+
+
+def state_leaves(state) -> list[np.ndarray]:
+    """A (batch) solver state as a list of host arrays, e.g. for a checkpoint."""
+    return [np.asarray(a) for a in jax.tree_util.tree_leaves(to_host(state))]
+
+
+def restore_state(leaves: list[np.ndarray], like):
+    """``leaves`` (from :func:`state_leaves`) in the structure of ``like``, a freshly initialised
+    state of the same run; a mismatch in number, shape or type is refused with one line."""
+    ref, treedef = jax.tree_util.tree_flatten(like)
+    if len(ref) != len(leaves) or any(
+            np.shape(a) != np.shape(b) or np.asarray(a).dtype != b.dtype for a, b in zip(ref, leaves)):
+        raise OutputError("the checkpoint does not match this run's shapes; start it afresh")
+    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(b) for b in leaves])
 
 
 #: fun(x, *args) -> (loss, aux): the loss of one image and its auxiliary parts.

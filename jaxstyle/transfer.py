@@ -27,7 +27,7 @@ from .fileio import atomic_write
 from .images import contact_sheet, load_image, resize, save_png
 from .losses import LossWeights, Objective
 from .memory import check_fits, estimate_peak_bytes
-from .optim import Program, Solver, aux_of, evals_of, to_host, variant_mesh
+from .optim import Program, Solver, aux_of, evals_of, restore_state, state_leaves, to_host, variant_mesh
 from .vgg import min_image_side
 from .weights import load_vgg19
 
@@ -72,12 +72,12 @@ def expand_variants(cfg: Config) -> list[Variant]:
     return out
 
 
-def objective_for(variants: list[Variant], pooling: str, remat: bool = False) -> Objective:
+def objective_for(variants: list[Variant], cfg: Config) -> Objective:
     """The one objective all variants share: every layer and term any of them weights."""
     content = tuple(dict.fromkeys(l for v in variants for l in v.content_layers))
     style = tuple(dict.fromkeys(l for v in variants for l in v.style_layers))
     terms = tuple(dict.fromkeys(t for v in variants for t in v.terms))
-    return Objective(content, style, pooling, terms, remat=remat)
+    return Objective(content, style, cfg.pooling, terms, remat=cfg.remat, losses=cfg.losses)
 
 
 def batch_weights(variants: list[Variant], objective: Objective, dtype=jnp.float32) -> LossWeights:
@@ -91,17 +91,33 @@ def batch_weights(variants: list[Variant], objective: Objective, dtype=jnp.float
     )
 
 
+def noise_image(seed: int, shape: tuple[int, ...], distribution: str = "normal",
+                amplitude: float = 0.02) -> np.ndarray:
+    """White noise around mid-grey, each pixel and channel independent, from ``jax.random.key(seed)``.
+
+    ``normal``: 0.5 + amplitude * N(0, 1); ``uniform``: uniform on [0.5 - amplitude, 0.5 + amplitude]
+    (amplitude 0.5 is the paper's white noise on [0, 1]). Not clipped: the optimisation is not
+    bounded either.
+    """
+    key = jax.random.key(seed)
+    if distribution == "uniform":
+        x = jax.random.uniform(key, shape, jnp.float32, 0.5 - amplitude, 0.5 + amplitude)
+    else:
+        x = 0.5 + amplitude * jax.random.normal(key, shape, jnp.float32)
+    return np.asarray(x)
+
+
 def initial_images(init: str, seeds: list[int], content: np.ndarray, style: np.ndarray,
-                   max_pixels: int) -> np.ndarray:
+                   max_pixels: int, noise: str = "normal", amplitude: float = 0.02) -> np.ndarray:
     """``(V, H, W, 3)`` starting images.
 
-    ``noise``: white noise, each pixel and channel drawn independently and uniformly from [0, 1]
-    with ``jax.random.key(seed)``; ``content`` / ``style``: that image (seeds then give identical
-    starts); anything else: an image file resized to the content's size.
+    ``noise``: white noise around mid-grey, one draw per seed (:func:`noise_image` with ``noise``
+    and ``amplitude``); ``content`` / ``style``: that image (seeds then give identical starts);
+    anything else: an image file resized to the content's size.
     """
     shape = content.shape
     if init == "noise":
-        return np.stack([np.asarray(jax.random.uniform(jax.random.key(s), shape, jnp.float32)) for s in seeds])
+        return np.stack([noise_image(s, shape, noise, amplitude) for s in seeds])
     if init == "content":
         start = content
     elif init == "style":
@@ -114,7 +130,8 @@ def initial_images(init: str, seeds: list[int], content: np.ndarray, style: np.n
 def start_images(cfg: Config, variants: list[Variant], inputs: "Inputs") -> np.ndarray:
     """``(V, H, W, 3)`` starting images of ``variants`` at ``inputs``' size (see :func:`initial_images`);
     gray with ``preserve_colors: luminance``, whose optimisation runs on gray images."""
-    x0 = initial_images(cfg.init, [v.seed for v in variants], inputs.content, inputs.styles[0], cfg.max_pixels)
+    x0 = initial_images(cfg.init, [v.seed for v in variants], inputs.content, inputs.styles[0], cfg.max_pixels,
+                        cfg.noise, cfg.noise_amplitude)
     if cfg.preserve_colors == "luminance":
         x0 = np.stack([color.gray_rgb(color.rgb_to_yiq(x)[..., 0]) for x in x0])
     return x0
@@ -159,16 +176,11 @@ class Checkpoint:
 
     @classmethod
     def capture(cls, state, iteration: int, initial, run_s: float) -> "Checkpoint":
-        return cls(iteration, [np.asarray(a) for a in jax.tree_util.tree_leaves(to_host(state))],
-                   {k: np.asarray(v) for k, v in to_host(initial).items()}, run_s)
+        return cls(iteration, state_leaves(state), {k: np.asarray(v) for k, v in to_host(initial).items()}, run_s)
 
     def restore(self, like):
         """The saved state, in the structure of ``like`` (a freshly initialised state)."""
-        leaves, treedef = jax.tree_util.tree_flatten(like)
-        if len(leaves) != len(self.leaves) or any(
-                np.shape(a) != np.shape(b) or np.asarray(a).dtype != b.dtype for a, b in zip(leaves, self.leaves)):
-            raise OutputError("the checkpoint does not match this run's shapes; start it afresh")
-        return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(b) for b in self.leaves])
+        return restore_state(self.leaves, like)
 
     def save(self, path: Path, config: dict) -> Path:
         arrays = {f"leaf{i}": a for i, a in enumerate(self.leaves)}
@@ -224,6 +236,7 @@ def base_report(cfg: Config, variants: list[Variant], interrupted: bool, iterati
     """The fields of report.json that every kind of run writes (``variants`` filled by the caller)."""
     return {
         "config": cfg.to_dict(),
+        "losses": cfg.losses,
         "interrupted": interrupted,
         "variants": [],
         "iterations": iterations,
@@ -357,7 +370,7 @@ def run(cfg: Config, params=None, log: Callable[[str], None] = print,
     if uses_stages(cfg):
         return run_stages(cfg, params, log, save_intermediate, should_stop, resume)
     variants = expand_variants(cfg)
-    objective = objective_for(variants, cfg.pooling, cfg.remat)
+    objective = objective_for(variants, cfg)
     inputs = prepare_images(cfg, objective.layers)
     content = inputs.content
     sizing = (*content.shape[:2], len(variants), objective.layers, cfg.optimizer.history_size)

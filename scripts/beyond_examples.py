@@ -55,6 +55,7 @@ def main() -> int:
     images, labels, t0 = [], [], time.perf_counter()
     for label, overrides in cases:
         cfg = validate({"content": PHOTO, "style": ART, "size": args.size, "beta": 1e5, "seeds": [0],
+                        "losses": "paper", "noise": "uniform", "scales": [],
                         "print_every": 0, "optimizer": {"iterations": args.iterations}, **overrides})
         images.append(run(cfg, params, log=lambda s: None).images[0])
         labels.append(label)

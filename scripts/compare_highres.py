@@ -40,15 +40,17 @@ def main() -> None:
     ap.add_argument("--tile-iterations", type=int, default=0,
                     help="final-stage iterations of the tiled run (default --iterations); overlapping "
                          "tiles cost more per iteration, so fewer fit in the direct run's time")
-    ap.add_argument("--beta", type=float, default=1e5)
+    ap.add_argument("--beta", type=float, default=None, help="default: the config's default")
     ap.add_argument("--every", type=int, default=10, help="iterations between loss reports")
     ap.add_argument("--json", default="compare_highres.json")
     args = ap.parse_args()
 
     params = load_vgg19()
-    base = {"content": args.content, "style": args.style, "size": args.size, "beta": args.beta,
+    base = {"content": args.content, "style": args.style, "size": args.size, "scales": [],
             "seeds": [0], "print_every": args.every, "memory_check": False,
             "optimizer": {"iterations": args.iterations}}
+    if args.beta is not None:
+        base["beta"] = args.beta
     # The multi-stage runs get as many final-stage iterations as the direct run; they are read
     # at the direct run's wall time, so any extra is reported separately as "own end".
     runs = {"direct": base,

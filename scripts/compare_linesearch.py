@@ -118,7 +118,7 @@ def main() -> None:
     marks = sorted({m for m in args.marks if m <= args.iterations} | {args.iterations})
 
     params = load_vgg19()
-    obj = Objective(("conv4_2",), tuple(PAPER_STYLE_LAYERS))
+    obj = Objective(("conv4_2",), tuple(PAPER_STYLE_LAYERS), losses="paper")  # as the recorded comparisons
     content = load_image(ROOT / "examples" / "leuvenA.jpg", size=args.size,
                          shape=(args.size, args.size) if args.square else None)
     style = load_image(ROOT / "examples" / "starry_night.jpg", shape=content.shape[:2])

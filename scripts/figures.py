@@ -85,7 +85,9 @@ def make_figure(n: int, args, params) -> Path:
     title, runs, columns = figure_runs(n)
     images, labels, t0 = [], [], time.perf_counter()
     for name, overrides, label in runs:
+        # The paper's losses, white-noise start and a direct run, as these figures were made.
         raw = {"content": PHOTO, "style": ART, "size": args.size, "alpha": 1.0, "beta": 1e5,
+               "losses": "paper", "noise": "uniform", "scales": [],
                "print_every": 0, "overwrite": True, "output": str(args.output / f"fig{n}" / name),
                "optimizer": {"iterations": args.iterations}, **overrides}
         cfg: Config = validate(raw)

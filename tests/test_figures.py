@@ -13,12 +13,15 @@ from jaxstyle.config import validate
 from jaxstyle.images import load_image
 from jaxstyle.transfer import run
 
+PAPER_SETTINGS = {"losses": "paper", "noise": "uniform", "scales": []}
+
 PHOTO = str(EXAMPLES / "home.jpg")
 ART = str(EXAMPLES / "starry_night.jpg")
 
 
 def _run(params, **kw):
-    raw = {"content": PHOTO, "style": ART, "size": 40, "print_every": 0, "seeds": [0], **kw}
+    # The figures' settings (scripts/figures.py): the paper's losses and white-noise start.
+    raw = {"content": PHOTO, "style": ART, "size": 40, "print_every": 0, "seeds": [0], **PAPER_SETTINGS, **kw}
     raw.setdefault("optimizer", {"iterations": 40})
     return run(validate(raw), params, log=lambda s: None)
 

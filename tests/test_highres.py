@@ -78,14 +78,40 @@ def test_stage_plan_and_config_checks():
     assert [s.iterations for s in stages] == [30, 20, 8]
     assert [s.tiled for s in stages] == [False, True, True]
     assert stages[1].tile == (375, 400) and stages[2].passes == 3 and stages[2].iterations_per_tile() == 3
-    assert validate({**BASE, "scales": [16, 32]}).scale_iterations == [8, 8]
+    assert validate({**BASE, "scales": [16, 32], "scale_iterations": 8}).scale_iterations == [8, 8]
     for bad, match in [({"scales": [32, 16]}, "increase"), ({"scales": [64]}, "below size"),
                        ({"scales": [32], "scale_iterations": [1, 2]}, "one per scale"),
+                       ({"scales": "half"}, "scales must be auto or a list"),
                        ({"tile_size": 100, "tile_overlap": 50}, "more than twice"),
                        ({"upsample": "bilinear"}, "upsample must be one of"),
                        ({"tile_passes": 0}, "at least 1")]:
         with pytest.raises(ConfigError, match=match):
             validate({**BASE, **bad})
+
+
+@pytest.mark.parametrize("size, scales", [
+    (64, []), (200, []), (255, [128]), (256, [128]), (300, [150]), (512, [128, 256]), (1000, [250, 500]),
+    (2048, [128, 256, 512, 1024])])
+def test_automatic_pyramid_halves_down_to_128_to_255_px(size, scales):
+    # Worked out by hand: halve the long side (rounding up) while the half is at least 128 px.
+    cfg = validate({**BASE, "size": size, "optimizer": {}})
+    assert cfg.scales == scales
+    # Iterations: the last stage gets optimizer.iterations (60 when a pyramid runs, the paper's 500
+    # when a single stage does); the coarsest twice that, the stages between as many.
+    assert cfg.optimizer.iterations == (60 if scales else 500)
+    assert cfg.scale_iterations == [120, 60, 60, 60][: len(scales)]
+    assert validate({**BASE, "size": size, "optimizer": {"iterations": 7}}).scale_iterations == [14, 7, 7, 7][: len(scales)]
+    assert validate({**BASE, "size": size, "scales": [], "optimizer": {}}).scales == []
+    assert validate({**BASE, "size": size, "optimizer": {"iterations": 7}}).optimizer.iterations == 7
+
+
+def test_automatic_pyramid_stage_shapes():
+    cfg = validate({**BASE, "size": 512, "optimizer": {}})
+    stages = plan_stages((384, 512), cfg)
+    assert [s.shape for s in stages] == [(96, 128), (192, 256), (384, 512)]
+    assert [s.iterations for s in stages] == [120, 60, 60] and not any(s.tiled for s in stages)
+    stages = plan_stages((300, 300), validate({**BASE, "size": 300, "optimizer": {}}))
+    assert [s.shape for s in stages] == [(150, 150), (300, 300)]
 
 
 def test_upsample_keeps_a_constant_image_and_the_shape():
@@ -122,18 +148,30 @@ def test_tile_style_target_is_the_whole_artworks_gram(vgg_params):
                                                       jnp.asarray(style)).content["conv2_2"]), rtol=1e-6)
 
 
-def test_single_tile_equals_the_untiled_run(vgg_params):
-    direct = run(validate(BASE), vgg_params, log=quiet)
-    tiled = run(validate({**BASE, "tile_size": 64, "tile_overlap": 8}), vgg_params, log=quiet)
+@pytest.mark.parametrize("losses", ["mean", "paper"])
+def test_single_tile_equals_the_untiled_run(vgg_params, losses):
+    # One tile covering the image: its style share is 1 in both normalisations (M_t = M).
+    direct = run(validate({**BASE, "losses": losses}), vgg_params, log=quiet)
+    tiled = run(validate({**BASE, "losses": losses, "tile_size": 64, "tile_overlap": 8}), vgg_params, log=quiet)
     assert "stages" in tiled.report and tiled.report["stages"][0]["tile"] is None
     np.testing.assert_array_equal(direct.images, tiled.images)
     for a, b in zip(direct.report["variants"], tiled.report["variants"]):
         assert a["final_loss"] == b["final_loss"] and a["iterations"] == b["iterations"] == 8
 
 
+def _interrupted_at(calls_before_stop: int):
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) > calls_before_stop
+    return should_stop
+
+
 def test_coarse_to_fine_tiled_run_interrupts_resumes_and_has_no_seams(vgg_params):
-    cfg = validate({**BASE, "size": 96, "seeds": [0], "beta": 1e5, "scales": [48], "scale_iterations": [8],
-                    "tile_size": 64, "tile_overlap": 16, "tile_passes": 2, "optimizer": {"iterations": 10}})
+    cfg = validate({**BASE, "size": 96, "seeds": [0], "scales": [48], "scale_iterations": [8],
+                    "tile_size": 64, "tile_overlap": 16, "tile_passes": 2, "optimizer": {"iterations": 10},
+                    "print_every": 3})
     full = run(cfg, vgg_params, log=quiet)
     stages = full.report["stages"]
     assert [s["shape"] for s in stages] == [[36, 48], [72, 96]]
@@ -148,21 +186,37 @@ def test_coarse_to_fine_tiled_run_interrupts_resumes_and_has_no_seams(vgg_params
     # above, and the README reports it at 2048 px.
     assert stages[1]["seam_ratio"] < 1.15, stages[1]["seam_ratio"]
 
-    calls = []
-    stop_after = 2  # stop before the second tile of the second stage's first pass
-
-    def should_stop():
-        calls.append(1)
-        return len(calls) > stop_after
-
-    cut = run(cfg, vgg_params, log=quiet, should_stop=should_stop)
+    # Stop checks: one before each tile, then one before each chunk after a tile's first (stage 1
+    # is one tile with chunks ending at 3, 6 and 8; a tile of stage 2 has chunks ending at 3 and 5).
+    # Answering yes to the 7th is inside stage 2's second tile, after its first chunk.
+    cut = run(cfg, vgg_params, log=quiet, should_stop=_interrupted_at(6))
     ck = cut.checkpoint
     assert isinstance(ck, StageCheckpoint) and cut.report["interrupted"] is True
-    assert (ck.stage, ck.pass_index, ck.tile, ck.tile_done) == (1, 0, 1, 0)
+    assert (ck.stage, ck.pass_index, ck.tile, ck.tile_done) == (1, 0, 1, 3) and ck.state is not None
     resumed = run(cfg, vgg_params, log=quiet, resume=ck)
     assert resumed.report["variants"][0]["iterations"] == v["iterations"]
-    # Every tile restarts its optimiser anyway, so a resumed run is the uninterrupted run.
-    np.testing.assert_allclose(resumed.images, full.images, atol=2e-6)
+    assert resumed.report["variants"][0]["evaluations"] == v["evaluations"]
+    np.testing.assert_array_equal(resumed.images, full.images)
+    assert resumed.report["variants"][0]["final_loss"] == v["final_loss"]
+    assert resumed.report["variants"][0]["initial_loss"] == v["initial_loss"]
+
+
+@pytest.mark.parametrize("checks", [1, 3, 4])
+def test_resume_inside_or_between_stages_ends_where_the_uninterrupted_run_ends(vgg_params, checks):
+    # Two seeds, a 32 px stage of 6 iterations in chunks of 2, then 64 px. Stopping after 1 check
+    # is inside the coarse stage (after 2 of its iterations), after 3 between the stages, after 4
+    # inside the last stage: each resume must give the uninterrupted result bit for bit.
+    cfg = validate({**BASE, "scales": [32], "scale_iterations": [6], "optimizer": {"iterations": 6},
+                    "print_every": 2})
+    full = run(cfg, vgg_params, log=quiet)
+    cut = run(cfg, vgg_params, log=quiet, should_stop=_interrupted_at(checks))
+    where = {1: (0, 2), 3: (1, 0), 4: (1, 2)}[checks]
+    assert (cut.checkpoint.stage, cut.checkpoint.tile_done) == where
+    resumed = run(cfg, vgg_params, log=quiet, resume=cut.checkpoint)
+    np.testing.assert_array_equal(resumed.images, full.images)
+    for a, b in zip(resumed.report["variants"], full.report["variants"]):
+        assert (a["final_loss"], a["initial_loss"], a["iterations"], a["evaluations"]) == \
+            (b["final_loss"], b["initial_loss"], b["iterations"], b["evaluations"])
 
 
 def test_tiled_memory_estimate_within_1_5x_of_measured_peak():
@@ -179,14 +233,18 @@ def test_stage_checkpoint_round_trip_and_refusals(tmp_path):
     from jaxstyle.transfer import Checkpoint
 
     cfg = validate({**BASE, "scales": [32]}).to_dict()
+    leaves = [np.arange(6.0).reshape(2, 3), np.array([1, 2], np.int32)]
     ck = StageCheckpoint(np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32), 1, 0, 3, 5, 12.5,
-                         [{"shape": [24, 32]}], np.array([10, 10]), np.array([12, 11]))
+                         [{"shape": [24, 32]}], np.array([10, 10]), np.array([12, 11]), leaves,
+                         {"total": np.array([3.0, 4.0])})
     path = ck.save(tmp_path / "checkpoint.npz", cfg)
     back = StageCheckpoint.load(path, cfg)
     np.testing.assert_array_equal(back.images, ck.images)
     assert (back.stage, back.pass_index, back.tile, back.tile_done, back.run_s) == (1, 0, 3, 5, 12.5)
     assert back.stages == ck.stages and back.evaluations.tolist() == [12, 11]
-    assert back.where == "stage 2, pass 1, tile 4"
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(back.state, leaves))
+    assert back.initial["total"].tolist() == [3.0, 4.0]
+    assert back.where == "stage 2, pass 1, tile 4, iteration 5"
     with pytest.raises(OutputError, match=r"config changed since the checkpoint \(scales\)"):
         StageCheckpoint.load(path, validate({**BASE, "scales": [16]}).to_dict())
     with pytest.raises(OutputError, match="not a checkpoint of a direct run"):

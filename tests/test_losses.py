@@ -16,8 +16,8 @@ import pytest
 from conftest import EXAMPLES
 from helpers import np_vgg19
 from jaxstyle.images import load_image
-from jaxstyle.losses import (LossWeights, Objective, content_loss, gram_matrix, style_layer_loss,
-                             total_loss, total_variation)
+from jaxstyle.losses import (LossWeights, Objective, content_loss, gram_matrix, mean_content_loss,
+                             mean_style_layer_loss, style_layer_loss, total_loss, total_variation)
 
 rng = np.random.default_rng(0)
 
@@ -64,6 +64,21 @@ def test_style_layer_loss_eq4():
                                expected, rtol=1e-5)
 
 
+def test_mean_forms_of_eq1_and_eq4():
+    f, p = rng.random((2, 5, 6, 7)), rng.random((2, 5, 6, 7))
+    expected = ((f - p) ** 2).reshape(2, -1).sum(1) / (7 * 30)  # 1 / (N_l M_l)
+    np.testing.assert_allclose(mean_content_loss(jnp.asarray(f, jnp.float32), jnp.asarray(p, jnp.float32)),
+                               expected, rtol=1e-5)
+    g, a = rng.random((6, 6)), rng.random((6, 6))
+    m = 20
+    np.testing.assert_allclose(mean_style_layer_loss(jnp.asarray(g, jnp.float32), jnp.asarray(a, jnp.float32), m),
+                               ((g / m - a) ** 2).sum() / 36, rtol=1e-5)
+    # With the artwork's per-position Gram matrix A / M, the mean form is four times Eq. 4.
+    np.testing.assert_allclose(mean_style_layer_loss(jnp.asarray(g, jnp.float32), jnp.asarray(a / m, jnp.float32), m),
+                               4 * style_layer_loss(jnp.asarray(g, jnp.float32), jnp.asarray(a, jnp.float32), m),
+                               rtol=1e-5)
+
+
 def test_total_loss_eq7_and_tv():
     assert float(total_loss(jnp.float32(3.0), jnp.float32(5.0), 2.0, 0.5)) == 8.5
     img = np.zeros((3, 3, 1), np.float32)
@@ -75,7 +90,7 @@ def test_objective_matches_float64_numpy(vgg_params):
     content = load_image(EXAMPLES / "home.jpg", shape=(32, 40))
     style = load_image(EXAMPLES / "starry_night.jpg", shape=(32, 40))
     x = rng.random((32, 40, 3)).astype(np.float32)
-    obj = Objective(("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"))
+    obj = Objective(("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), losses="paper")
     sw = {"conv1_1": 0.1, "conv2_1": 0.2, "conv3_1": 0.3, "conv4_1": 0.25, "conv5_1": 0.15}
     w = LossWeights(jnp.float32(0.7), jnp.float32(1e3), {"conv4_2": jnp.float32(1.0)},
                     {k: jnp.float32(v) for k, v in sw.items()}, {})
@@ -92,6 +107,95 @@ def test_objective_matches_float64_numpy(vgg_params):
     np.testing.assert_allclose(float(parts["content"]), l_content, rtol=1e-4)
     np.testing.assert_allclose(float(parts["style"]), l_style, rtol=1e-4)
     np.testing.assert_allclose(float(parts["total"]), 0.7 * l_content + 1e3 * l_style, rtol=1e-4)
+
+
+def _np_gram(f):
+    flat = f.reshape(-1, f.shape[-1])
+    return flat.T @ flat
+
+
+def _np_pool_mask(m, times):
+    for _ in range(times):
+        h, w = m.shape[0] // 2 * 2, m.shape[1] // 2 * 2
+        m = m[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    return m
+
+
+@pytest.mark.parametrize("losses", ["mean", "paper"])
+def test_blends_and_masks_in_both_normalisations_match_float64_numpy(vgg_params, losses):
+    # Two artworks at sizes other than the photograph's (M_style differs from M), blended, and the
+    # same two as masked regions (guided Gram matrices, each region with its own M).
+    content = load_image(EXAMPLES / "home.jpg", shape=(32, 40))
+    styles = [load_image(EXAMPLES / "starry_night.jpg", shape=(48, 56)),
+              load_image(EXAMPLES / "graf1.png", shape=(40, 32))]
+    x = rng.random((32, 40, 3)).astype(np.float32)
+    masks = np.zeros((2, 32, 40), np.float32)
+    masks[0, :, :24] = 1.0
+    masks[1, :, 16:] = 0.5  # overlapping and fractional: region areas are sums of mask values
+    layers = {"conv1_1": 0.3, "conv2_1": 0.3, "conv3_1": 0.4}
+    obj = Objective(("conv2_2", "conv3_1"), tuple(layers), losses=losses)
+    w = LossWeights(jnp.float32(1.0), jnp.float32(1.0), {"conv2_2": jnp.float32(0.25), "conv3_1": jnp.float32(2.0)},
+                    {k: jnp.float32(v) for k, v in layers.items()}, {})
+    fx, fc = np_vgg19(vgg_params, x), np_vgg19(vgg_params, content)
+    fs = [np_vgg19(vgg_params, s) for s in styles]
+    per_position = {l: [_np_gram(f[l]) / (f[l].shape[0] * f[l].shape[1]) for f in fs] for l in layers}
+
+    def content_part():
+        total = 0.0
+        for l, wl in (("conv2_2", 0.25), ("conv3_1", 2.0)):
+            d2 = ((fx[l] - fc[l]) ** 2).sum()
+            total += wl * (d2 / fx[l].size if losses == "mean" else 0.5 * d2)
+        return total
+
+    blend = [0.3, 0.7]
+    l_style = 0.0
+    for l, wl in layers.items():
+        n, m = fx[l].shape[-1], fx[l].shape[0] * fx[l].shape[1]
+        a = blend[0] * per_position[l][0] + blend[1] * per_position[l][1]
+        g = _np_gram(fx[l])
+        e = ((g / m - a) ** 2).sum() / n**2 if losses == "mean" else ((g - m * a) ** 2).sum() / (4 * n**2 * m**2)
+        l_style += wl * e
+    t = obj.targets(vgg_params, content, styles, blend)
+    parts = obj.parts(jnp.asarray(x), vgg_params, t, w)
+    np.testing.assert_allclose(float(parts["content"]), content_part(), rtol=1e-4)
+    np.testing.assert_allclose(float(parts["style"]), l_style, rtol=1e-4)
+
+    l_style = 0.0
+    for l, wl in layers.items():
+        n = fx[l].shape[-1]
+        pooled = [_np_pool_mask(mk, int(l[4]) - 1) for mk in masks.astype(np.float64)]
+        for mk, a in zip(pooled, per_position[l]):
+            area = mk.sum()
+            g = _np_gram(fx[l] * mk[..., None])
+            e = ((g / area - a) ** 2).sum() / n**2 if losses == "mean" else \
+                ((g - area * a) ** 2).sum() / (4 * n**2 * area**2)
+            l_style += wl * e
+    t = obj.targets(vgg_params, content, styles, masks=jnp.asarray(masks))
+    parts = obj.parts(jnp.asarray(x), vgg_params, t, w)
+    np.testing.assert_allclose(float(parts["content"]), content_part(), rtol=1e-4)
+    np.testing.assert_allclose(float(parts["style"]), l_style, rtol=1e-4)
+
+
+def test_mean_losses_do_not_depend_on_the_image_size(vgg_params):
+    # The same photograph, artwork and (resized) image at 32 and 64 px: the mean form's content
+    # and style losses stay within a factor of 2, while Eq. 1's content loss grows with the area.
+    obj = {k: Objective(("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), losses=k)
+           for k in ("mean", "paper")}
+    w = LossWeights(jnp.float32(1.0), jnp.float32(1.0), {"conv4_2": jnp.float32(1.0)},
+                    {f"conv{i}_1": jnp.float32(0.2) for i in range(1, 6)}, {})
+    parts = {}
+    for side in (32, 64):
+        shape = (side, side)
+        content = load_image(EXAMPLES / "leuvenA.jpg", shape=shape)
+        style = load_image(EXAMPLES / "starry_night.jpg", shape=shape)
+        x = load_image(EXAMPLES / "fruits.jpg", shape=shape)
+        for k, o in obj.items():
+            parts[k, side] = {n: float(v) for n, v in o.parts(jnp.asarray(x), vgg_params,
+                                                              o.targets(vgg_params, content, style), w).items()}
+    for term in ("content", "style"):
+        ratio = parts["mean", 64][term] / parts["mean", 32][term]
+        assert 0.5 < ratio < 2.0, (term, ratio)
+    assert parts["paper", 64]["content"] / parts["paper", 32]["content"] > 3.0
 
 
 @pytest.fixture(scope="module")

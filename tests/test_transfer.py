@@ -288,7 +288,7 @@ def test_two_processes_under_jax_distributed_give_the_one_host_images(tmp_path):
         port = s.getsockname()[1]
     base = ["--set", f"content={EXAMPLES / 'home.jpg'}", "--set", f"style={EXAMPLES / 'starry_night.jpg'}",
             "--set", "size=32", "--set", "seeds=[0,1,2,3]", "--set", "print_every=0",
-            "--set", "optimizer.iterations=3"]
+            "--set", "optimizer.iterations=3", "--set", "noise=uniform"]
     script = str(ROOT / "scripts" / "transfer.py")
 
     def env(devices):

@@ -28,7 +28,7 @@ content = jnp.asarray(load_image(EXAMPLES / "home.jpg", shape=(32, 40)), jnp.flo
 style = jnp.asarray(load_image(EXAMPLES / "starry_night.jpg", shape=(32, 40)), jnp.float64)
 obj = Objective(("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), "avg", ("tv",))
 targets = obj.targets(params, content, style)
-w1 = f64(LossWeights(1.0, 1e3, {"conv4_2": 1.0}, {l: 0.2 for l in obj.style_layers}, {"tv": 0.5}))
+w1 = f64(LossWeights(1.0, 10.0, {"conv4_2": 1.0}, {l: 0.2 for l in obj.style_layers}, {"tv": 1e-3}))
 out = {}
 
 # Gradient of the total loss vs central finite differences along random directions.

@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""How the mean-normalised losses and alpha/beta behave across image sizes.
+
+Two measurements, both with the default settings (``losses: mean``, the automatic pyramid):
+
+* **sheet**: for the first pair, a sweep over alpha/beta (rows) at each size (columns), as one
+  batch per size; written as ``OUT/sheet.png``;
+* **table**: for every pair, the default run (default alpha/beta, seed 0) at each size: the final
+  mean-normalised L_content and L_style, and for each the ratio of its largest to its smallest
+  value across the sizes, and the speckle index of the result against the artwork's.
+
+    python scripts/calibrate.py                          # 128, 256 and 512 px, three pairs
+    python scripts/calibrate.py --sizes 64 128 --ratios 0.1 1 --pairs home.jpg:graf1.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jaxstyle import load_vgg19  # noqa: E402
+from jaxstyle.cli import run_main  # noqa: E402
+from jaxstyle.config import DEFAULT_BETA, validate  # noqa: E402
+from jaxstyle.errors import ConfigError  # noqa: E402
+from jaxstyle.images import contact_sheet, save_png  # noqa: E402
+from jaxstyle.metrics import speckle_pair  # noqa: E402
+from jaxstyle.transfer import run  # noqa: E402
+
+PAIRS = ("leuvenA.jpg:starry_night.jpg", "home.jpg:graf1.png", "fruits.jpg:starry_night.jpg")
+
+
+def _paths(text: str) -> tuple[Path, Path]:
+    if text.count(":") != 1:
+        raise ConfigError(f"--pairs takes photo:artwork, not {text!r}")
+    paths = tuple(Path(p) if Path(p).is_file() else ROOT / "examples" / p for p in text.split(":"))
+    for p in paths:
+        if not p.is_file():
+            raise ConfigError(f"image not found: {p}")
+    return paths
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", nargs="+", default=list(PAIRS), metavar="PHOTO:ARTWORK")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
+    ap.add_argument("--ratios", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1, 1.0],
+                    help="alpha/beta values of the sheet (beta stays at its default)")
+    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "calibration")
+    args = ap.parse_args()
+    if min(args.sizes) < 32 or min(args.ratios) <= 0:
+        raise ConfigError("--sizes must be at least 32 and --ratios greater than 0")
+    pairs = [(text, *_paths(text)) for text in args.pairs]
+    params = load_vgg19()
+    beta = DEFAULT_BETA["mean"]
+    quiet = lambda line: None  # noqa: E731
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    name, content, style = pairs[0]
+    columns = {}
+    for size in args.sizes:
+        t0 = time.perf_counter()
+        cfg = validate({"content": str(content), "style": str(style), "size": size, "print_every": 0,
+                        "sweep": {"alpha": [r * beta for r in args.ratios]}})
+        result = run(cfg, params, log=quiet)
+        columns[size] = result
+        print(f"sheet {name} {size} px: {time.perf_counter() - t0:.0f} s", flush=True)
+    tiles, labels = [], []
+    for i, ratio in enumerate(args.ratios):
+        for size in args.sizes:
+            tiles.append(columns[size].images[i])
+            loss = columns[size].report["variants"][i]["final_loss"]
+            labels.append(f"{ratio:g} @ {size}: c {loss['content']:.3g}, s {loss['style']:.3g}")
+    sheet = contact_sheet(tiles, labels, columns=len(args.sizes), tile=256,
+                          title=f"alpha/beta (rows) x long side (columns), {content.name} in the style of "
+                                f"{style.name}, losses: mean, defaults otherwise")
+    save_png(sheet, args.out / "sheet.png")
+
+    rows = []
+    for name, content, style in pairs:
+        per_size = {}
+        for size in args.sizes:
+            cfg = validate({"content": str(content), "style": str(style), "size": size, "print_every": 0})
+            t0 = time.perf_counter()
+            result = run(cfg, params, log=quiet)
+            loss = result.report["variants"][0]["final_loss"]
+            with Image.open(style) as art:
+                speckle, speckle_style = speckle_pair(result.images[0], art)
+            per_size[size] = {"content": loss["content"], "style": loss["style"], "total": loss["total"],
+                              "speckle": round(speckle, 1), "speckle_style": round(speckle_style, 1),
+                              "run_s": round(time.perf_counter() - t0, 1), "scales": cfg.scales,
+                              "iterations": [*cfg.scale_iterations, cfg.optimizer.iterations]}
+        spread = {k: max(v[k] for v in per_size.values()) / min(v[k] for v in per_size.values())
+                  for k in ("content", "style")}
+        rows.append({"pair": name, "sizes": per_size, "spread": spread})
+        cells = "  ".join(f"{s}: c {v['content']:.3g} s {v['style']:.3g}" for s, v in per_size.items())
+        print(f"{name}: {cells}  spread content {spread['content']:.2f}, style {spread['style']:.2f}", flush=True)
+    (args.out / "calibration.json").write_text(json.dumps(
+        {"date": datetime.date.today().isoformat(), "machine": platform.node(), "beta": beta,
+         "ratios": args.ratios, "sizes": args.sizes,
+         "sheet": {str(s): [v["final_loss"] for v in columns[s].report["variants"]] for s in args.sizes},
+         "rows": rows}, indent=2) + "\n")
+    print(f"wrote {args.out / 'sheet.png'} and {args.out / 'calibration.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
