@@ -53,7 +53,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", nargs="+", default=list(PAIRS), metavar="PHOTO:ARTWORK")
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
-    ap.add_argument("--ratios", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1, 1.0],
+    ap.add_argument("--ratios", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1, 1.0, 10.0],
                     help="alpha/beta values of the sheet (beta stays at its default)")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "calibration")
     args = ap.parse_args()
