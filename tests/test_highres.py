@@ -122,10 +122,12 @@ def test_upsample_keeps_a_constant_image_and_the_shape():
         np.testing.assert_allclose(y, 0.25, atol=1e-6)
 
 
-def test_tile_style_target_is_the_whole_artworks_gram(vgg_params):
-    # Independent check: float64 NumPy features of the *whole* style image, Gram per position,
-    # times the tile's number of positions; not the Gram of the matching crop of the artwork.
-    obj = Objective(("conv2_2",), ("conv1_1", "conv3_1"))
+@pytest.mark.parametrize("losses", ["mean", "paper"])
+def test_tile_style_target_is_the_whole_artworks_gram(vgg_params, losses):
+    # Independent check: float64 NumPy features of the *whole* style image, Gram per position
+    # (the mean form's target), times the tile's number of positions for Eq. 4 (the paper's);
+    # not the Gram of the matching crop of the artwork.
+    obj = Objective(("conv2_2",), ("conv1_1", "conv3_1"), losses=losses)
     content = load_image(EXAMPLES / "home.jpg", shape=(32, 48))
     style = load_image(EXAMPLES / "starry_night.jpg", shape=(32, 48))
     grams = obj.style_grams(vgg_params, jnp.asarray(style))
@@ -136,10 +138,11 @@ def test_tile_style_target_is_the_whole_artworks_gram(vgg_params):
     for layer, (h, w), m_full in (("conv1_1", (16, 24), 32 * 48), ("conv3_1", (4, 6), 8 * 12)):
         f = ref[layer].reshape(-1, ref[layer].shape[-1])
         per_position = f.T @ f / f.shape[0]
-        np.testing.assert_allclose(np.asarray(tile.style[layer]) / (h * w), per_position, rtol=2e-4,
+        tile_m, whole_m = (h * w, m_full) if losses == "paper" else (1, 1)
+        np.testing.assert_allclose(np.asarray(tile.style[layer]) / tile_m, per_position, rtol=2e-4,
                                    atol=1e-4 * np.abs(per_position).max())
-        np.testing.assert_allclose(np.asarray(tile.style[layer]) / (h * w),
-                                   np.asarray(full.style[layer]) / m_full, rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(tile.style[layer]) / tile_m,
+                                   np.asarray(full.style[layer]) / whole_m, rtol=1e-5)
         crop = ref[layer][8 * h // 16: 24 * h // 16, 16 * w // 24: 40 * w // 24].reshape(-1, f.shape[1])
         assert not np.allclose(crop.T @ crop / crop.shape[0], per_position, rtol=0.05)
     # Its own content target: the crop's features, not a crop of the whole photograph's.
