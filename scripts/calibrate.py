@@ -11,6 +11,10 @@ Two measurements, both with the default settings (``losses: mean``, the automati
 
     python scripts/calibrate.py                          # 128, 256 and 512 px, three pairs
     python scripts/calibrate.py --sizes 64 128 --ratios 0.1 1 --pairs home.jpg:graf1.png
+
+The default run at one size is exactly what ``scripts/quality.py`` runs at that size (the command
+with only the images, ``size`` and ``seeds: [0]`` set); ``--reuse OUT/quality.json`` takes the
+table's rows at that size from its default rows instead of running them again.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from jaxstyle.errors import ConfigError  # noqa: E402
 from jaxstyle.images import contact_sheet, save_png  # noqa: E402
 from jaxstyle.metrics import speckle_pair  # noqa: E402
 from jaxstyle.transfer import run  # noqa: E402
+from figures import write_docs_jpeg  # noqa: E402  (scripts/ is on the path of a script run)
 
 PAIRS = ("leuvenA.jpg:starry_night.jpg", "home.jpg:graf1.png", "fruits.jpg:starry_night.jpg")
 
@@ -56,6 +61,9 @@ def main() -> int:
     ap.add_argument("--ratios", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1, 1.0, 10.0],
                     help="alpha/beta values of the sheet (beta stays at its default)")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "calibration")
+    ap.add_argument("--reuse", type=Path, metavar="QUALITY_JSON",
+                    help="take the table's default runs at the quality benchmark's size from its results")
+    ap.add_argument("--docs", action="store_true", help="also write the sheet as docs/calibration.jpg")
     args = ap.parse_args()
     if min(args.sizes) < 32 or min(args.ratios) <= 0:
         raise ConfigError("--sizes must be at least 32 and --ratios greater than 0")
@@ -84,11 +92,22 @@ def main() -> int:
                           title=f"alpha/beta (rows) x long side (columns), {content.name} in the style of "
                                 f"{style.name}, losses: mean, defaults otherwise")
     save_png(sheet, args.out / "sheet.png")
+    if args.docs:
+        write_docs_jpeg(sheet, ROOT / "docs" / "calibration.jpg")
 
+    reused = {}
+    if args.reuse:
+        quality = json.loads(args.reuse.read_text())
+        reused = {(r["pair"], quality["size"]): r for r in quality["rows"] if r["run"] == "default"}
     rows = []
     for name, content, style in pairs:
         per_size = {}
         for size in args.sizes:
+            if (name, size) in reused:
+                r = reused[(name, size)]
+                per_size[size] = {k: r[k] for k in ("content", "style", "total", "speckle", "speckle_style")}
+                per_size[size].update(run_s=r["wall_s"], source=str(args.reuse))
+                continue
             cfg = validate({"content": str(content), "style": str(style), "size": size, "print_every": 0})
             t0 = time.perf_counter()
             result = run(cfg, params, log=quiet)

@@ -20,6 +20,7 @@ The paper's procedure takes many minutes per pair on a CPU, so its results are k
 
     python scripts/quality.py                      # all pairs at 512 px
     python scripts/quality.py --pairs leuvenA.jpg:starry_night.jpg --size 256
+    python scripts/quality.py --docs               # ... and write docs/quality.jpg and docs/gallery.jpg
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from jaxstyle.cli import run_main  # noqa: E402
 from jaxstyle.errors import ConfigError  # noqa: E402
 from jaxstyle.images import contact_sheet, load_image, save_png  # noqa: E402
 from jaxstyle.metrics import comparison_shape, speckle_index, speckle_pair  # noqa: E402
+from figures import write_docs_jpeg  # noqa: E402  (scripts/ is on the path of a script run)
 
 PAIRS = ("leuvenA.jpg:starry_night.jpg", "home.jpg:graf1.png", "fruits.jpg:starry_night.jpg")
 #: The paper's procedure, on top of the defaults (same losses and alpha/beta).
@@ -81,18 +83,10 @@ def measure(out: Path, content: Path, style: Path, wall: float) -> dict:
             "alpha": report["config"]["alpha"], "beta": report["config"]["beta"]}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pairs", nargs="+", default=list(PAIRS), metavar="PHOTO:ARTWORK",
-                    help="file names in examples/ (or paths), photo:artwork")
-    ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "quality")
-    ap.add_argument("--rerun-reference", action="store_true", help="run the paper's procedure again")
-    args = ap.parse_args()
-    if args.size < 32:
-        raise ConfigError(f"--size must be at least 32, not {args.size}")
+def parse_pairs(texts: list[str]) -> list[tuple[str, Path, Path]]:
+    """``photo:artwork`` names (in examples/) or paths, checked."""
     pairs = []
-    for text in args.pairs:
+    for text in texts:
         if text.count(":") != 1:
             raise ConfigError(f"--pairs takes photo:artwork, not {text!r}")
         paths = [Path(p) if Path(p).is_file() else ROOT / "examples" / p for p in text.split(":")]
@@ -100,55 +94,95 @@ def main() -> int:
             if not p.is_file():
                 raise ConfigError(f"image not found: {p}")
         pairs.append((text, *paths))
+    return pairs
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    cache_path = args.out / "reference.json"
+
+def run_pairs(pairs, size: int, out_dir: Path, rerun_reference: bool) -> list[dict]:
+    """Both runs of every pair (the reference from the cache where it is there); the table's rows."""
+    cache_path = out_dir / "reference.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    rows, tiles, labels = [], [], []
+    rows = []
     for name, content, style in pairs:
-        key = f"{name}@{args.size}"
+        key = f"{name}@{size}"
         slug = name.replace(":", "_").replace(".", "-")
-        ref_out = args.out / "paper" / f"{slug}_{args.size}"
-        if args.rerun_reference or key not in cache or not Path(cache[key]["image"]).is_file():
-            wall = run_command(content, style, args.size, ref_out, PAPER)
+        ref_out = out_dir / "paper" / f"{slug}_{size}"
+        if rerun_reference or key not in cache or not Path(cache[key]["image"]).is_file():
+            wall = run_command(content, style, size, ref_out, PAPER)
             cache[key] = {**measure(ref_out, content, style, wall), "date": datetime.date.today().isoformat(),
                           "machine": platform.node(), "command_sets": PAPER}
             cache_path.write_text(json.dumps(cache, indent=2) + "\n")
         ref = cache[key]
-        out = args.out / "default" / f"{slug}_{args.size}"
-        wall = run_command(content, style, args.size, out, [])
+        out = out_dir / "default" / f"{slug}_{size}"
+        wall = run_command(content, style, size, out, [])
         new = {**measure(out, content, style, wall), "date": datetime.date.today().isoformat()}
-        for run, row in (("paper", ref), ("default", new)):
-            rows.append({"pair": name, "run": run, **row})
         ratio = {"loss": new["total"] / ref["total"], "time": new["wall_s"] / ref["wall_s"],
                  "speckle_vs_style": new["speckle"] / new["speckle_style"]}
-        rows[-1]["against_paper"] = {k: round(v, 3) for k, v in ratio.items()}
-        h, w = ref["shape"]
-        tiles += [load_image(content, shape=(h, w)), load_image(style, shape=(h, w)),
-                  load_image(ref["image"]), load_image(new["image"])]
-        labels += [f"{content.name}", f"{style.name}",
-                   f"paper: {ref['total']:.3g}, speckle {ref['speckle']:.0f}, {ref['wall_s']:.0f} s",
-                   f"default: {new['total']:.3g}, speckle {new['speckle']:.0f}, {new['wall_s']:.0f} s"]
+        rows += [{"pair": name, "run": "paper", **ref},
+                 {"pair": name, "run": "default", **new, "against_paper": {k: round(v, 3) for k, v in ratio.items()}}]
+    return rows
 
+
+def publish(rows: list[dict], pairs, size: int, date: str, out_dir: Path, docs: bool) -> None:
+    """Print the table; write the side-by-side sheet (and, with ``docs``, the JPEGs in docs/)."""
     cols = ["pair", "run", "wall_s", "total", "content", "style", "speckle", "speckle_style", "speckle_photo"]
     print("| " + " | ".join(cols) + " |")
     print("|" + " --- |" * len(cols))
     for r in rows:
         cells = [f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols]
         print("| " + " | ".join(cells) + " |")
-    for r in rows:
-        if "against_paper" in r:
-            a = r["against_paper"]
-            print(f"{r['pair']}: default/paper loss {a['loss']:.2f}, time {a['time']:.2f}; "
-                  f"speckle / style's {a['speckle_vs_style']:.2f}")
-    sheet = contact_sheet(tiles, labels, columns=4, tile=min(256, args.size),
-                          title=f"photo, artwork, the paper's procedure, the default ({args.size} px, "
-                                f"{datetime.date.today().isoformat()})")
-    save_png(sheet, args.out / "sheet.png")
-    (args.out / "quality.json").write_text(json.dumps(
-        {"date": datetime.date.today().isoformat(), "machine": platform.node(), "size": args.size,
-         "rows": rows}, indent=2) + "\n")
-    print(f"wrote {args.out / 'sheet.png'} and {args.out / 'quality.json'}")
+    tiles, labels = [], []
+    for name, content, style in pairs:
+        ref, new = (next(r for r in rows if r["pair"] == name and r["run"] == run) for run in ("paper", "default"))
+        a = new["against_paper"]
+        print(f"{name}: default/paper loss {a['loss']:.2f}, time {a['time']:.2f}; "
+              f"speckle / style's {a['speckle_vs_style']:.2f}")
+        tiles += [load_image(content, shape=tuple(ref["shape"])), load_image(style, shape=tuple(ref["shape"])),
+                  load_image(ref["image"]), load_image(new["image"])]
+        labels += [f"{content.name}", f"{style.name}",
+                   f"paper: {ref['total']:.3g}, speckle {ref['speckle']:.0f}, {ref['wall_s']:.0f} s",
+                   f"default: {new['total']:.3g}, speckle {new['speckle']:.0f}, {new['wall_s']:.0f} s"]
+    sheet = contact_sheet(tiles, labels, columns=4, tile=min(256, size),
+                          title=f"photo, artwork, the paper's procedure, the default ({size} px, {date})")
+    save_png(sheet, out_dir / "sheet.png")
+    print(f"wrote {out_dir / 'sheet.png'}")
+    if docs:
+        write_docs_jpeg(sheet, ROOT / "docs" / "quality.jpg")
+        gallery = contact_sheet(tiles[3::4], [f"{c.stem} in the style of {s.stem}" for _, c, s in pairs],
+                                columns=len(pairs), tile=min(400, size))
+        write_docs_jpeg(gallery, ROOT / "docs" / "gallery.jpg")
+        print("wrote docs/quality.jpg and docs/gallery.jpg")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", nargs="+", default=list(PAIRS), metavar="PHOTO:ARTWORK",
+                    help="file names in examples/ (or paths), photo:artwork")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "quality")
+    ap.add_argument("--rerun-reference", action="store_true", help="run the paper's procedure again")
+    ap.add_argument("--no-run", action="store_true",
+                    help="run nothing: print the table and write the sheets from OUT/quality.json")
+    ap.add_argument("--docs", action="store_true",
+                    help="also write the sheet as docs/quality.jpg and the default results as docs/gallery.jpg")
+    args = ap.parse_args()
+    if args.size < 32:
+        raise ConfigError(f"--size must be at least 32, not {args.size}")
+    pairs = parse_pairs(args.pairs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = args.out / "quality.json"
+    if args.no_run:
+        if not results.is_file():
+            raise ConfigError(f"--no-run needs {results}; run the benchmark first")
+        saved = json.loads(results.read_text())
+        rows, size, date = saved["rows"], saved["size"], saved["date"]
+        pairs = [p for p in pairs if any(r["pair"] == p[0] for r in rows)]
+    else:
+        rows, size, date = run_pairs(pairs, args.size, args.out, args.rerun_reference), args.size, \
+            datetime.date.today().isoformat()
+        results.write_text(json.dumps({"date": date, "machine": platform.node(), "size": size, "rows": rows},
+                                      indent=2) + "\n")
+        print(f"wrote {results}")
+    publish(rows, pairs, size, date, args.out, args.docs)
     return 0
 
 
