@@ -1,11 +1,19 @@
 """jaxstyle: Gatys, Ecker and Bethge's neural style transfer in JAX.
 
-The public API, top to bottom in the order data flows:
+The modules, in the order data flows through a run:
 
-* :func:`load_vgg19` and :func:`vgg19_features`: the mean-normalised VGG-19 as a pure function;
-* :mod:`jaxstyle.losses`: the paper's content and style losses, one small function per equation;
-* :mod:`jaxstyle.optim`: L-BFGS (jaxopt) or Adam (optax) over a vmapped batch of variants;
-* :mod:`jaxstyle.transfer`: targets, batches and outputs for a whole run from a config.
+* :mod:`~jaxstyle.config`: the run's settings, each key declared once (default, check, meaning);
+* :mod:`~jaxstyle.weights` and :mod:`~jaxstyle.vgg`: the mean-normalised VGG-19 as a pure function
+  of its weights (:func:`load_vgg19`, :func:`vgg19_features`);
+* :mod:`~jaxstyle.losses`: the paper's equations, one small function each, and the objective;
+* :mod:`~jaxstyle.variants`: seeds x sweep -> the batch and its loss weights as arrays;
+* :mod:`~jaxstyle.plan`: stages (coarse to fine) and tiles; a direct run is one stage, one tile;
+* :mod:`~jaxstyle.inputs`: the images at each stage's size and the start images;
+* :mod:`~jaxstyle.solvers`: optimisers as (init, step) pairs in a registry, vmapped over the batch;
+* :mod:`~jaxstyle.program` and :mod:`~jaxstyle.loop`: compiled chunks of iterations, the one chunk loop;
+* :mod:`~jaxstyle.pipeline`: the whole run, top to bottom (:func:`~jaxstyle.pipeline.run`);
+* :mod:`~jaxstyle.checkpoint`, :mod:`~jaxstyle.report`, :mod:`~jaxstyle.outputs`: what a run leaves;
+* :mod:`~jaxstyle.cli`: the ``jaxstyle`` command.
 """
 
 from .errors import ConfigError, ImageError, JaxstyleError, OutputError, WeightsError

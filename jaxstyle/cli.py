@@ -1,11 +1,34 @@
-"""Shared command-line plumbing: user errors become one line on stderr and exit status 2."""
+"""The command line: ``jaxstyle`` (and ``scripts/transfer.py``, the same program).
+
+    jaxstyle --config cfg.yaml [--set key=value ...] [--resume]
+    jaxstyle PHOTO ARTWORK [-o DIR] [--size N] [--seeds 0 1 2 3] [--set key=value ...]
+
+The quick form needs no YAML file; its output folder is named after both images
+(``outputs/<photo>-in-<artwork>``) and, like a config's, is never overwritten. Writes one image
+per variant, a labelled contact sheet (several variants) and report.json. Errors in the input end
+with one line and exit status 2. Ctrl-C or SIGTERM stops after the current chunk, saves the images
+so far, the report and a checkpoint, and exits with status 3; the same command with --resume
+continues.
+
+Several hosts (one process each, JAX's multi-controller runtime) split the variants over all
+their devices; start the same command on every host with its own --process-id:
+
+    jaxstyle --config cfg.yaml --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0
+"""
 
 from __future__ import annotations
 
+import argparse
+import signal
 import sys
+from pathlib import Path
 from typing import Callable
 
-from .errors import JaxstyleError
+import jax
+
+from .config import load_config
+from .errors import ConfigError, JaxstyleError
+from .outputs import run_and_save
 
 EXIT_USAGE = 2
 #: A run stopped by SIGINT/SIGTERM after saving its progress (resumable).
@@ -20,3 +43,72 @@ def run_main(main: Callable[[], int | None]) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     sys.exit(code or 0)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="jaxstyle", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("images", nargs="*", metavar="PHOTO ARTWORK", help="the quick form: a photo and an artwork")
+    ap.add_argument("--config", help="YAML config (keys: docs/config.md); omitted: defaults plus --set")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key (dotted for nested, value parsed as YAML); repeatable")
+    ap.add_argument("-o", "--output", help="quick form: output folder (default: named after both images)")
+    ap.add_argument("--size", type=int, help="quick form: long side in pixels")
+    ap.add_argument("--seeds", type=int, nargs="+", help="quick form: noise seeds, one image each")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run from the checkpoint in its output directory")
+    ap.add_argument("--coordinator", metavar="HOST:PORT",
+                    help="jax.distributed coordinator (process 0's address) for a multi-host run")
+    ap.add_argument("--num-processes", type=int, help="processes of a multi-host run")
+    ap.add_argument("--process-id", type=int, help="this process's index in a multi-host run")
+    ap.add_argument("--distributed", action="store_true",
+                    help="call jax.distributed.initialize() with the cluster's own settings (e.g. SLURM)")
+    return ap
+
+
+def quick_overrides(args: argparse.Namespace) -> list[str]:
+    """The quick form's ``--set`` equivalents (before the user's own)."""
+    if not args.images:
+        if args.output or args.size or args.seeds:
+            raise ConfigError("-o, --size and --seeds belong to the quick form: jaxstyle PHOTO ARTWORK ...")
+        return []
+    if len(args.images) != 2:
+        raise ConfigError(f"the quick form takes a photo and an artwork, not {len(args.images)} path(s)")
+    if args.config:
+        raise ConfigError("give either --config or PHOTO ARTWORK, not both")
+    photo, art = (Path(p) for p in args.images)
+    sets = [f"content={photo}", f"style={art}",
+            f"output={args.output or Path('outputs') / f'{photo.stem}-in-{art.stem}'}"]
+    if args.size:
+        sets.append(f"size={args.size}")
+    if args.seeds:
+        sets.append(f"seeds=[{', '.join(str(s) for s in args.seeds)}]")
+    return sets
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, run, write; the exit status (0, or 3 when interrupted)."""
+    args = parser().parse_args(argv)
+    cfg = load_config(args.config, quick_overrides(args) + args.overrides)
+    if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
+        jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                                   process_id=args.process_id)
+    received: list[int] = []
+
+    def on_signal(signum, frame):
+        if received:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        received.append(signum)
+        print(f"{signal.Signals(signum).name}: stopping after the current chunk "
+              "(again to stop at once)", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    result = run_and_save(cfg, log=lambda line: print(line, flush=True),
+                          should_stop=lambda: bool(received), resume=args.resume)
+    return EXIT_INTERRUPTED if result.checkpoint is not None else 0
+
+
+def console() -> None:
+    """The ``jaxstyle`` console command."""
+    run_main(main)

@@ -1,22 +1,28 @@
 """Run configuration: YAML in, a validated, typed :class:`Config` out.
 
+Every key is declared once, as a field of :class:`Config` made by :func:`key`: its default (a value,
+or one computed from keys declared before it), its check (type and bounds), how the docs show the
+default and a one-line meaning. Validation (:func:`validate`) and the docs' table
+(:func:`config_table`, docs/config.md) are both made from those declarations. The optimiser's own
+keys are declared beside each optimiser (:data:`jaxstyle.solvers.REGISTRY`).
+
 Defaults are the paper's settings (conv4_2 content, conv1_1..conv5_1 style at w_l = 1/5, average
 pooling, L-BFGS, white-noise initialisation) with three measured departures: the mean-normalised
-losses (``losses``), whose alpha/beta gives one balance at every size; white noise of a small
-amplitude around mid-grey; and an automatic coarse-to-fine pyramid (``scales: auto``). Relative
-paths are taken relative to the current working directory. Every mistake raises
+losses, faint noise around mid-grey and an automatic coarse-to-fine pyramid (docs/quality.md).
+Relative paths are taken relative to the current working directory. Every mistake raises
 :class:`ConfigError` with one line that names the key.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import yaml
@@ -24,49 +30,12 @@ import yaml
 from .errors import ConfigError
 from .images import DEFAULT_MAX_PIXELS
 from .losses import NORMALISATIONS, TERMS
-from .optim import SolverConfig
+from .program import STRATEGIES
+from .solvers import REGISTRY, non_negative, one_of, whole
 from .vgg import check_layers
 
 PAPER_STYLE_LAYERS = {f"conv{i}_1": 0.2 for i in range(1, 6)}
-
-DEFAULTS: dict[str, Any] = {
-    "content": None,
-    "style": None,
-    "output": "outputs/run",
-    "size": 512,
-    "losses": "mean",
-    "alpha": 1.0,
-    "beta": None,
-    "content_layers": {"conv4_2": 1.0},
-    "style_layers": dict(PAPER_STYLE_LAYERS),
-    "pooling": "avg",
-    "init": "noise",
-    "noise": "normal",
-    "noise_amplitude": None,
-    "seeds": [0],
-    "terms": {},
-    "sweep": {},
-    "optimizer": asdict(SolverConfig()),
-    "save_every": 0,
-    "print_every": 50,
-    "overwrite": False,
-    "max_pixels": DEFAULT_MAX_PIXELS,
-    "memory_check": True,
-    "weights": None,
-    "style_blend": None,
-    "style_scale": 1.0,
-    "preserve_colors": "none",
-    "masks": None,
-    "denoise": 0,
-    "remat": False,
-    "scales": "auto",
-    "scale_iterations": "auto",
-    "upsample": "cubic",
-    "tile_size": 0,
-    "tile_overlap": 64,
-    "tile_passes": 2,
-}
-#: beta when the config gives none: alpha/beta 1e-3 is the paper's; the mean form's is measured
+#: beta when the config gives none: alpha/beta 1e-3 is the paper's; the mean form's 0.1 is measured
 #: (docs/calibration.md) to give the same balance at 128, 256 and 512 px.
 DEFAULT_BETA = {"paper": 1000.0, "mean": 10.0}
 #: ``init: noise`` is mid-grey plus noise of this amplitude (std of ``normal``, half-width of
@@ -74,8 +43,10 @@ DEFAULT_BETA = {"paper": 1000.0, "mean": 10.0}
 NOISE_DISTRIBUTIONS = ("normal", "uniform")
 DEFAULT_NOISE_AMPLITUDE = {"normal": 0.02, "uniform": 0.5}
 UPSAMPLE_METHODS = ("nearest", "linear", "cubic", "lanczos3")
+COLOR_MODES = ("none", "luminance", "histogram", "chroma")
+SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms")
 #: ``scales: auto``: coarser stages halve the long side while it stays at least this many pixels,
-#: so the coarsest stage has a long side from 128 to 255 px (sizes below 256 px run directly).
+#: so the coarsest stage has a long side from 128 to 255 px (sizes below 255 px run directly).
 PYRAMID_MIN_SIDE = 128
 #: ``optimizer.iterations`` when the config gives none: the paper's 500 for a run of one stage; the
 #: last stage of a multi-stage run refines what its coarser stages made.
@@ -83,10 +54,10 @@ DIRECT_ITERATIONS, LAST_STAGE_ITERATIONS = 500, 60
 #: ``scale_iterations: auto``: the coarsest stage, which starts from noise, gets this many times the
 #: last stage's iterations; the stages between get as many as the last.
 COARSEST_FACTOR = 2
-COLOR_MODES = ("none", "luminance", "histogram", "chroma")
-SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms")
+IMAGE_FORMATS = ("png", "jpg", "webp", "tiff")
 
 
+# ---- YAML ---------------------------------------------------------------------------------------
 class _Loader(yaml.SafeLoader):
     """YAML 1.1's float syntax needs a dot and a signed exponent (``1.0e+3``); accept ``1e3`` and
     ``1e-4`` too, as everyone writes loss weights that way."""
@@ -107,63 +78,8 @@ def yaml_load(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-@dataclass(frozen=True)
-class Config:
-    """A validated run configuration (see ``DEFAULTS`` and the README for each key)."""
-
-    content: str
-    style: str | list[str]
-    output: str
-    size: int | list[int]
-    losses: str
-    alpha: float
-    beta: float
-    content_layers: dict[str, float]
-    style_layers: dict[str, float]
-    pooling: str
-    init: str
-    noise: str
-    noise_amplitude: float
-    seeds: list[int]
-    terms: dict[str, float]
-    sweep: dict[str, list]
-    optimizer: SolverConfig
-    save_every: int
-    print_every: int
-    overwrite: bool
-    max_pixels: int
-    memory_check: bool = True
-    weights: str | None = None
-    style_blend: list[float] | None = None
-    style_scale: float = 1.0
-    preserve_colors: str = "none"
-    masks: list[str] | None = None
-    denoise: int = 0
-    remat: bool = False
-    scales: list[int] = field(default_factory=list)
-    scale_iterations: list[int] = field(default_factory=list)
-    upsample: str = "cubic"
-    tile_size: int = 0
-    tile_overlap: int = 64
-    tile_passes: int = 2
-    source: dict = field(default_factory=dict, compare=False)
-
-    @property
-    def styles(self) -> list[str]:
-        """The style image paths (``style`` may name one or several)."""
-        return [self.style] if isinstance(self.style, str) else list(self.style)
-
-    @property
-    def blend(self) -> list[float]:
-        """Blend weights of the style images, summing to 1 (equal unless ``style_blend`` says)."""
-        w = self.style_blend or [1.0] * len(self.styles)
-        return [x / sum(w) for x in w]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The resolved configuration as plain data (what report.json records)."""
-        d = asdict(self)
-        d.pop("source")
-        return d
+# ---- checks: (name, value, keys checked so far) -> the checked value -----------------------------
+Check = Callable[[str, Any, dict], Any]
 
 
 def _suggest(key: str, valid) -> str:
@@ -179,19 +95,58 @@ def _number(name: str, value: Any, minimum: float = 0.0) -> float:
     return float(value)
 
 
-def _positive(name: str, value: Any) -> float:
-    value = _number(name, value)
-    if value <= 0:
-        raise ConfigError(f"{name} must be greater than 0, not {value!r}")
-    return value
-
-
 def _whole(name: str, value: Any, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name} must be a whole number, not {value!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {value!r}")
     return value
+
+
+def number(name: str, value: Any, c: dict) -> float:
+    return _number(name, value)
+
+
+def positive(name: str, value: Any, c: dict) -> float:
+    value = _number(name, value)
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, not {value!r}")
+    return value
+
+
+def count(minimum: int = 0, maximum: int | None = None) -> Check:
+    def check(name: str, value: Any, c: dict) -> int:
+        value = _whole(name, value, minimum)
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{name} must be at most {maximum}, not {value!r}")
+        return value
+    return check
+
+
+def boolean(name: str, value: Any, c: dict) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, not {value!r}")
+    return value
+
+
+def choice(*options: str) -> Check:
+    def check(name: str, value: Any, c: dict) -> str:
+        if value not in options:
+            raise ConfigError(f"{name} must be one of {', '.join(options)}, not {value!r}")
+        return value
+    return check
+
+
+def path(what: str) -> Check:
+    def check(name: str, value: Any, c: dict) -> str:
+        if not isinstance(value, (str, Path)) or not str(value):
+            raise ConfigError(f"'{name}' must be {what}")
+        return str(value)
+    return check
+
+
+def optional_path(name: str, value: Any, c: dict) -> str | None:
+    return None if value is None else str(value)
 
 
 def _layer_weights(name: str, value: Any) -> dict[str, float]:
@@ -213,131 +168,99 @@ def _terms(name: str, value: Any) -> dict[str, float]:
     return {str(k): _number(f"{name}.{k}", v) for k, v in value.items()}
 
 
-def _check_keys(data: Mapping, valid, where: str) -> None:
-    for key in data:
-        if key not in valid:
-            raise ConfigError(f"unknown config key '{where}{key}'{_suggest(str(key), valid)}")
+def layer_weights(name: str, value: Any, c: dict) -> dict[str, float]:
+    return _layer_weights(name, value)
 
 
-def validate(raw: Mapping[str, Any]) -> Config:
-    """Fill defaults into ``raw`` and check every value; returns a :class:`Config`."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError("the config must be a YAML mapping of keys to values")
-    _check_keys(raw, DEFAULTS, "")
-    d = copy.deepcopy(DEFAULTS)
-    for key, value in raw.items():
-        if key == "optimizer":
-            if not isinstance(value, Mapping):
-                raise ConfigError("optimizer must be a mapping, e.g. {name: lbfgs, iterations: 500}")
-            _check_keys(value, DEFAULTS["optimizer"], "optimizer.")
-            d["optimizer"].update(value)
-        else:
-            d[key] = value
-    if not isinstance(d["content"], (str, Path)) or not str(d["content"]):
-        raise ConfigError("'content' must be the path of an image file")
-    style = d["style"]
-    if isinstance(style, Path):
-        style = str(style)
-    if isinstance(style, list) and len(style) == 1:
-        style = style[0]
-    if not (isinstance(style, str) and style) and not (
-            isinstance(style, list) and style and all(isinstance(x, str) and x for x in style)):
-        raise ConfigError("'style' must be the path of an image file, or a list of them")
-    n_styles = 1 if isinstance(style, str) else len(style)
-    blend = d["style_blend"]
-    if blend is not None:
-        if not isinstance(blend, list) or len(blend) != n_styles:
-            raise ConfigError(f"style_blend must be a list of {n_styles} weight(s), one per style image")
-        blend = [_number("style_blend[]", w) for w in blend]
-        if sum(blend) <= 0:
-            raise ConfigError("style_blend must not be all zero")
-    masks = d["masks"]
-    if masks is not None:
-        if not isinstance(masks, list) or len(masks) != n_styles or not all(isinstance(m, str) for m in masks):
-            raise ConfigError(f"masks must be a list of {n_styles} mask image path(s), one per style image")
-        if blend is not None:
-            raise ConfigError("masks and style_blend cannot be combined: masks give each region one "
-                              "style, style_blend mixes styles everywhere")
-    if d["preserve_colors"] not in COLOR_MODES:
-        raise ConfigError(f"preserve_colors must be one of {', '.join(COLOR_MODES)}, not {d['preserve_colors']!r}")
-    denoise = _whole("denoise", d["denoise"])
-    if denoise not in (0, 3, 5):
-        raise ConfigError(f"denoise must be 0 (off), 3 or 5 (median filter size), not {denoise}")
-    if not isinstance(d["output"], (str, Path)) or not str(d["output"]):
-        raise ConfigError("'output' must be a directory path")
-    if not isinstance(d["init"], (str, Path)) or not str(d["init"]):
-        raise ConfigError("'init' must be noise, content, style or an image path")
-    if d["losses"] not in NORMALISATIONS:
-        raise ConfigError(f"losses must be one of {', '.join(NORMALISATIONS)}, not {d['losses']!r}")
-    if d["beta"] is None:
-        d["beta"] = DEFAULT_BETA[d["losses"]]
-    if d["noise"] not in NOISE_DISTRIBUTIONS:
-        raise ConfigError(f"noise must be one of {', '.join(NOISE_DISTRIBUTIONS)}, not {d['noise']!r}")
-    if d["noise_amplitude"] is None:
-        d["noise_amplitude"] = DEFAULT_NOISE_AMPLITUDE[d["noise"]]
-    if d["pooling"] not in ("avg", "max"):
-        raise ConfigError(f"pooling must be 'avg' or 'max', not {d['pooling']!r}")
-    seeds = d["seeds"]
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        seeds = [seeds]
-    if not isinstance(seeds, list) or not seeds:
-        raise ConfigError("seeds must be a non-empty list of whole numbers, e.g. [0, 1, 2, 3]")
-    seeds = [_whole("seeds[]", s) for s in seeds]
-    if max(seeds) >= 2**31:
-        raise ConfigError(f"seeds must be below 2**31, not {max(seeds)}")
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError("seeds must not repeat")
-    sweep = d["sweep"] or {}
-    if not isinstance(sweep, Mapping):
-        raise ConfigError("sweep must map keys to lists of values, e.g. {alpha: [1e-4, 1e-3]}")
-    for key, values in sweep.items():
-        if key not in SWEEPABLE:
-            raise ConfigError(f"cannot sweep '{key}'{_suggest(str(key), SWEEPABLE)}; "
-                              f"sweepable: {', '.join(SWEEPABLE)}")
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"sweep.{key} must be a non-empty list")
-    checked_sweep = {
-        k: [(_layer_weights(f"sweep.{k}[]", v) if k.endswith("layers") else
-             _terms(f"sweep.{k}[]", v) if k == "terms" else _number(f"sweep.{k}[]", v)) for v in vs]
-        for k, vs in sweep.items()}
-    size = _size(d["size"])
-    scales = _scales(d["scales"], int(max(np.atleast_1d(size))))
-    if "iterations" not in (raw.get("optimizer") or {}):
-        d["optimizer"]["iterations"] = LAST_STAGE_ITERATIONS if scales else DIRECT_ITERATIONS
-    optimizer = SolverConfig(**d["optimizer"]).validate()
-    cfg = Config(
-        content=str(d["content"]), style=style, output=str(d["output"]),
-        size=size, losses=d["losses"],
-        alpha=_number("alpha", d["alpha"]), beta=_number("beta", d["beta"]),
-        content_layers=_layer_weights("content_layers", d["content_layers"]),
-        style_layers=_layer_weights("style_layers", d["style_layers"]),
-        pooling=d["pooling"], init=str(d["init"]), noise=d["noise"],
-        noise_amplitude=_number("noise_amplitude", d["noise_amplitude"]), seeds=seeds, terms=_terms("terms", d["terms"]),
-        sweep=checked_sweep, optimizer=optimizer,
-        save_every=_whole("save_every", d["save_every"]), print_every=_whole("print_every", d["print_every"]),
-        overwrite=_bool("overwrite", d["overwrite"]),
-        max_pixels=_whole("max_pixels", d["max_pixels"], 1),
-        memory_check=_bool("memory_check", d["memory_check"]),
-        weights=None if d["weights"] is None else str(d["weights"]),
-        style_blend=blend, style_scale=_positive("style_scale", d["style_scale"]),
-        preserve_colors=d["preserve_colors"], masks=masks, denoise=denoise,
-        remat=_bool("remat", d["remat"]),
-        **_highres(d, scales, optimizer.iterations),
-        source=dict(raw),
-    )
-    if not cfg.content_layers and not cfg.style_layers and "content_layers" not in sweep \
-            and "style_layers" not in sweep:
-        raise ConfigError("content_layers and style_layers are both empty: nothing to optimise")
-    return cfg
+def terms(name: str, value: Any, c: dict) -> dict[str, float]:
+    return _terms(name, value)
 
 
-def _size(value: Any) -> int | list[int]:
+def size(name: str, value: Any, c: dict) -> int | list[int]:
     """The long side in pixels, or an exact ``[height, width]``."""
     if isinstance(value, list):
         if len(value) != 2:
             raise ConfigError(f"size must be the long side in pixels or [height, width], not {value!r}")
         return [_whole("size[]", v, 1) for v in value]
-    return _whole("size", value, 1)
+    return _whole(name, value, 1)
+
+
+def style(name: str, value: Any, c: dict) -> str | list[str]:
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if not (isinstance(value, str) and value) and not (
+            isinstance(value, list) and value and all(isinstance(x, str) and x for x in value)):
+        raise ConfigError("'style' must be the path of an image file, or a list of them")
+    return value
+
+
+def _n_styles(c: dict) -> int:
+    return 1 if isinstance(c["style"], str) else len(c["style"])
+
+
+def style_blend(name: str, value: Any, c: dict) -> list[float] | None:
+    if value is None:
+        return None
+    n = _n_styles(c)
+    if not isinstance(value, list) or len(value) != n:
+        raise ConfigError(f"style_blend must be a list of {n} weight(s), one per style image")
+    value = [_number("style_blend[]", w) for w in value]
+    if sum(value) <= 0:
+        raise ConfigError("style_blend must not be all zero")
+    return value
+
+
+def masks(name: str, value: Any, c: dict) -> list[str] | None:
+    if value is None:
+        return None
+    n = _n_styles(c)
+    if not isinstance(value, list) or len(value) != n or not all(isinstance(m, str) for m in value):
+        raise ConfigError(f"masks must be a list of {n} mask image path(s), one per style image")
+    if c["style_blend"] is not None:
+        raise ConfigError("masks and style_blend cannot be combined: masks give each region one "
+                          "style, style_blend mixes styles everywhere")
+    return value
+
+
+def seeds(name: str, value: Any, c: dict) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ConfigError("seeds must be a non-empty list of whole numbers, e.g. [0, 1, 2, 3]")
+    value = [_whole("seeds[]", s) for s in value]
+    if max(value) >= 2**31:
+        raise ConfigError(f"seeds must be below 2**31, not {max(value)}")
+    if len(set(value)) != len(value):
+        raise ConfigError("seeds must not repeat")
+    return value
+
+
+def sweep(name: str, value: Any, c: dict) -> dict[str, list]:
+    value = value or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError("sweep must map keys to lists of values, e.g. {alpha: [1e-4, 1e-3]}")
+    for k, values in value.items():
+        if k not in SWEEPABLE:
+            raise ConfigError(f"cannot sweep '{k}'{_suggest(str(k), SWEEPABLE)}; sweepable: {', '.join(SWEEPABLE)}")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"sweep.{k} must be a non-empty list")
+    return {k: [(_layer_weights(f"sweep.{k}[]", v) if k.endswith("layers") else
+                 _terms(f"sweep.{k}[]", v) if k == "terms" else _number(f"sweep.{k}[]", v)) for v in vs]
+            for k, vs in value.items()}
+
+
+def denoise(name: str, value: Any, c: dict) -> int:
+    value = _whole(name, value)
+    if value not in (0, 3, 5):
+        raise ConfigError(f"denoise must be 0 (off), 3 or 5 (median filter size), not {value}")
+    return value
+
+
+def long_side(c: dict) -> int:
+    """The final image's long side in pixels (``size`` may be ``[height, width]``)."""
+    return int(max(np.atleast_1d(c["size"])))
 
 
 def auto_scales(size: int) -> list[int]:
@@ -356,81 +279,271 @@ def auto_scale_iterations(n_coarse: int, last: int) -> list[int]:
     return [COARSEST_FACTOR * last if i == 0 else last for i in range(n_coarse)]
 
 
-def _scales(value: Any, size: int) -> list[int]:
+def scales(name: str, value: Any, c: dict) -> list[int]:
+    top = long_side(c)
     if value == "auto":
-        return auto_scales(size)
-    scales = value or []
-    if isinstance(scales, int) and not isinstance(scales, bool):
-        scales = [scales]
-    if not isinstance(scales, list):
+        return auto_scales(top)
+    value = value or []
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list):
         raise ConfigError("scales must be auto or a list of long sides in pixels, coarsest first, e.g. [256, 512]")
-    scales = [_whole("scales[]", s, 1) for s in scales]
-    if any(b <= a for a, b in zip(scales, scales[1:])) or (scales and scales[-1] >= size):
-        raise ConfigError(f"scales must increase and stay below size ({size}), not {scales}")
-    return scales
-
-
-def _highres(d: Mapping[str, Any], scales: list[int], iterations: int) -> dict[str, Any]:
-    """Check the coarse-to-fine and tiling keys (``scales`` already resolved by :func:`_scales`)."""
-    its = d["scale_iterations"]
-    if its in ("auto", None, []):
-        its = auto_scale_iterations(len(scales), iterations)
-    elif isinstance(its, int) and not isinstance(its, bool):
-        its = [its] * len(scales)
-    if not isinstance(its, list) or len(its) != len(scales):
-        raise ConfigError(f"scale_iterations must be auto, one whole number or a list of {len(scales)}, "
-                          "one per scale")
-    its = [_whole("scale_iterations[]", n) for n in its]
-    if any(n > 10**7 for n in its):
-        raise ConfigError("scale_iterations must be at most 10000000")
-    if d["upsample"] not in UPSAMPLE_METHODS:
-        raise ConfigError(f"upsample must be one of {', '.join(UPSAMPLE_METHODS)}, not {d['upsample']!r}")
-    overlap = _whole("tile_overlap", d["tile_overlap"])
-    tile = _whole("tile_size", d["tile_size"])
-    if tile and tile <= 2 * overlap:
-        raise ConfigError(f"tile_size ({tile}) must be more than twice tile_overlap ({overlap}), or 0 for no tiling")
-    passes = _whole("tile_passes", d["tile_passes"], 1)
-    if passes > 100:
-        raise ConfigError(f"tile_passes must be at most 100, not {passes}")
-    return {"scales": scales, "scale_iterations": its, "upsample": d["upsample"], "tile_size": tile,
-            "tile_overlap": overlap, "tile_passes": passes}
-
-
-def _bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be true or false, not {value!r}")
+    value = [_whole("scales[]", s, 1) for s in value]
+    if any(b <= a for a, b in zip(value, value[1:])) or (value and value[-1] >= top):
+        raise ConfigError(f"scales must increase and stay below size ({top}), not {value}")
     return value
+
+
+def scale_iterations(name: str, value: Any, c: dict) -> list[int]:
+    n = len(c["scales"])
+    if value in ("auto", None, []):
+        return auto_scale_iterations(n, c["optimizer"].iterations)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value] * n
+    if not isinstance(value, list) or len(value) != n:
+        raise ConfigError(f"scale_iterations must be auto, one whole number or a list of {n}, one per scale")
+    value = [_whole("scale_iterations[]", v) for v in value]
+    if any(v > 10**7 for v in value):
+        raise ConfigError("scale_iterations must be at most 10000000")
+    return value
+
+
+def bits(name: str, value: Any, c: dict) -> int:
+    value = _whole(name, value)
+    if value not in (8, 16):
+        raise ConfigError(f"{name} must be 8 or 16, not {value}")
+    if value == 16 and c["image_format"] not in ("png", "tiff"):
+        raise ConfigError(f"image_bits 16 needs image_format png or tiff, not {c['image_format']}")
+    return value
+
+
+def tile_size(name: str, value: Any, c: dict) -> int:
+    value = _whole(name, value)
+    if value and value <= 2 * c["tile_overlap"]:
+        raise ConfigError(f"tile_size ({value}) must be more than twice tile_overlap ({c['tile_overlap']}), "
+                          "or 0 for no tiling")
+    return value
+
+
+# ---- the optimizer section ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """The ``optimizer`` section: the registry entry, how many iterations (of the last stage),
+    when a variant stops, how chunks are compiled, and the entry's own options."""
+
+    name: str = "lbfgs"
+    iterations: int = DIRECT_ITERATIONS
+    tol: float = 0.0
+    strategy: str = "auto"
+    unroll: int = 1
+    options: dict = field(default_factory=lambda: {"history_size": 20})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "iterations": self.iterations, "tol": self.tol, "strategy": self.strategy,
+                "unroll": self.unroll, **self.options}
+
+
+#: The keys every optimiser shares: default (None: computed), check, meaning.
+OPTIMIZER_KEYS: dict[str, tuple[Any, Callable[[str, Any], Any], str, str]] = {
+    "name": ("lbfgs", lambda name, v: one_of(*REGISTRY)(name, v),
+             "the optimiser, an entry of `jaxstyle.solvers.REGISTRY` (docs/optimizer.md)", "`lbfgs`"),
+    "iterations": (None, whole(0, 10**7), "iterations of the last stage (at `size`)",
+                   f"{DIRECT_ITERATIONS} for a run of one stage (the paper's), {LAST_STAGE_ITERATIONS} after coarser stages"),
+    "tol": (0.0, non_negative, "stop a variant once its gradient's norm is at most this (0: never)", "0"),
+    "strategy": ("auto", one_of(*STRATEGIES), "how a chunk is compiled: `loop` (one `fori_loop`), "
+                                              "`unroll` (steps called from the host), `auto`", "`auto`"),
+    "unroll": (1, whole(1, 100), "steps per compiled call with `unroll`", "1"),
+}
+
+
+def optimizer(name: str, value: Any, c: dict) -> OptimizerConfig:
+    value = {} if value is None else value
+    if not isinstance(value, Mapping):
+        raise ConfigError("optimizer must be a mapping, e.g. {name: lbfgs, iterations: 500}")
+    entry_name = one_of(*REGISTRY)("optimizer.name", value.get("name", "lbfgs"))
+    own = REGISTRY[entry_name].options
+    for k in value:
+        if k not in OPTIMIZER_KEYS and k not in own:
+            owners = [n for n, e in REGISTRY.items() if k in e.options]
+            hint = f"; it is an option of {', '.join(owners)}" if owners else _suggest(str(k), [*OPTIMIZER_KEYS, *own])
+            raise ConfigError(f"unknown config key 'optimizer.{k}' for {entry_name}{hint}")
+    common = {}
+    for k, (default, check, _, _) in OPTIMIZER_KEYS.items():
+        v = value.get(k, default)
+        if k == "iterations" and v is None:
+            v = LAST_STAGE_ITERATIONS if c["scales"] else DIRECT_ITERATIONS
+        common[k] = check(f"optimizer.{k}", v)
+    options = {k: opt.check(f"optimizer.{k}", value.get(k, opt.default)) for k, opt in own.items()}
+    return OptimizerConfig(**common, options=options)
+
+
+# ---- the keys -------------------------------------------------------------------------------------
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A default computed from keys declared before it."""
+
+    fun: Callable[[dict], Any]
+
+
+def key(default: Any, check: Check, meaning: str, shown: str | None = None):
+    """A config key, declared once: its default (a value, :data:`REQUIRED`, or :class:`Computed`),
+    its check, its meaning and (where ``repr`` would not do) how the docs show the default."""
+    return field(metadata={"default": default, "check": check, "meaning": meaning, "shown": shown})
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated run configuration. Keys are checked in the order declared, so a default or a
+    check may use any key above it."""
+
+    content: str = key(REQUIRED, path("the path of an image file"), "the photograph")
+    style: str | list[str] = key(REQUIRED, style, "the artwork, or a list of artworks; resized to the content "
+                                 "image's size (times `style_scale`) before its Gram matrices are taken")
+    output: str = key("outputs/run", path("a directory path"), "output directory")
+    size: int | list[int] = key(512, size, "longest side of the content image, in pixels, or an exact `[height, width]`")
+    losses: str = key("mean", choice(*NORMALISATIONS),
+                      "`mean`: L_content = 1/(N_l M_l) sum (F - P)^2, E_l = 1/N_l^2 sum (G/M_l - A/M_l^style)^2, "
+                      "the same at any size; `paper`: Eq. 1 and 4 as printed (docs/calibration.md)")
+    alpha: float = key(1.0, number, "Eq. 7's content weight")
+    beta: float = key(Computed(lambda c: DEFAULT_BETA[c["losses"]]), number,
+                      "Eq. 7's style weight: alpha/beta 0.1 with `mean` (measured), the paper's 1e-3 with `paper`",
+                      "10 with `mean`, 1000 with `paper`")
+    content_layers: dict[str, float] = key({"conv4_2": 1.0}, layer_weights,
+                                           "layer -> weight; several layers are summed")
+    style_layers: dict[str, float] = key(dict(PAPER_STYLE_LAYERS), layer_weights,
+                                         "layer -> w_l of Eq. 5 (0 switches a layer off); a plain list means "
+                                         "equal weights summing to 1", "`conv1_1`..`conv5_1`: 0.2 each")
+    pooling: str = key("avg", choice("avg", "max"), "`avg` (paper) or `max`")
+    init: str = key("noise", path("noise, content, style or an image path"),
+                    "`noise` (see `noise`), `content`, `style`, or an image path")
+    noise: str = key("normal", choice(*NOISE_DISTRIBUTIONS),
+                     "`init: noise`'s distribution around mid-grey: `normal` (0.5 + amplitude x N(0, 1)) or "
+                     "`uniform` (0.5 +- amplitude); `noise: uniform` alone is the paper's white noise on [0, 1]")
+    noise_amplitude: float = key(Computed(lambda c: DEFAULT_NOISE_AMPLITUDE[c["noise"]]), number,
+                                 "the noise's standard deviation or half-width (docs/quality.md)",
+                                 "0.02 with `normal`, 0.5 with `uniform`")
+    seeds: list[int] = key([0], seeds, "one variant per seed, in one batch")
+    terms: dict[str, float] = key({}, terms, "extra loss terms by name -> weight; built in: `tv` (squared total variation)")
+    sweep: dict[str, list] = key({}, sweep, "lists of values for `alpha`, `beta`, `content_layers`, `style_layers`, "
+                                 "`terms`; every combination (x every seed) is a variant of the same batch")
+    scales: list[int] = key("auto", scales,
+                            "coarse-to-fine: long sides of coarser stages, run first; `auto`: halve `size` while the "
+                            "half is at least 128 px (512 -> `[128, 256]`; below 255 px one stage); `[]`: one stage")
+    optimizer: OptimizerConfig = key({}, optimizer, "the optimiser and its options; see the rows below",
+                                     "see below")
+    scale_iterations: list[int] = key("auto", scale_iterations,
+                                      "iterations of each coarser stage (a number or one per scale); `auto`: twice "
+                                      "`optimizer.iterations` for the coarsest, as many for the others")
+    upsample: str = key("cubic", choice(*UPSAMPLE_METHODS), "how a stage's result is enlarged")
+    tile_overlap: int = key(64, count(), "pixels neighbouring tiles share (blended with a linear ramp)")
+    tile_size: int = key(0, tile_size, "optimise any stage larger than this (px) tile by tile; 0: never")
+    tile_passes: int = key(2, count(1, 100), "passes over the tiles per stage, each with the grid shifted")
+    save_every: int = key(0, count(), "also save every N iterations (a run of one stage) or each coarse stage's "
+                          "result (several stages)")
+    print_every: int = key(50, count(), "progress line every N iterations (0: never)")
+    overwrite: bool = key(False, boolean, "existing outputs are never replaced unless this is true")
+    image_format: str = key("png", choice(*IMAGE_FORMATS), "file type of the images: `png`, `jpg`, `webp`, `tiff`")
+    image_quality: int = key(95, count(1, 100), "quality of `jpg` and `webp` images")
+    image_bits: int = key(8, bits, "bits per channel: 8, or 16 for print (`png` and `tiff` only)")
+    max_pixels: int = key(DEFAULT_MAX_PIXELS, count(1), "images with more pixels are refused before they are decoded")
+    weights: str | None = key(None, optional_path, "a converted `.h5` to use instead of the default", "the default location")
+    memory_check: bool = key(True, boolean, "refuse, before any work, a run whose predicted peak memory exceeds what "
+                             "the device has")
+    style_blend: list[float] | None = key(None, style_blend, "with several styles: their weights; the target is the "
+                                          "weighted sum of their Gram matrices", "equal")
+    style_scale: float = key(1.0, positive, "the style images are resized to the content size times this")
+    preserve_colors: str = key("none", choice(*COLOR_MODES),
+                               "`luminance`, `histogram` or `chroma` (docs/config.md)")
+    masks: list[str] | None = key(None, masks, "one mask image per style image (white: that style applies)", "none")
+    denoise: int = key(0, denoise, "3 or 5: a median filter of that size on the result")
+    remat: bool = key(False, boolean, "recompute each VGG block's activations in the backward pass")
+    source: dict = field(default_factory=dict, compare=False, repr=False, metadata={"internal": True})
+
+    @property
+    def styles(self) -> list[str]:
+        """The style image paths (``style`` may name one or several)."""
+        return [self.style] if isinstance(self.style, str) else list(self.style)
+
+    @property
+    def blend(self) -> list[float]:
+        """Blend weights of the style images, summing to 1 (equal unless ``style_blend`` says)."""
+        w = self.style_blend or [1.0] * len(self.styles)
+        return [x / sum(w) for x in w]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration as plain data (what report.json and checkpoints record)."""
+        out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in _keys()}
+        out["optimizer"] = self.optimizer.to_dict()
+        return out
+
+
+def _keys() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(Config) if not f.metadata.get("internal")]
+
+
+#: Every top-level config key, in the order they are checked.
+KEYS: tuple[str, ...] = tuple(f.name for f in _keys())
+
+
+def validate(raw: Mapping[str, Any]) -> Config:
+    """Fill defaults into ``raw`` and check every value, in declaration order; returns a :class:`Config`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("the config must be a YAML mapping of keys to values")
+    names = [f.name for f in _keys()]
+    for k in raw:
+        if k not in names:
+            raise ConfigError(f"unknown config key '{k}'{_suggest(str(k), names)}")
+    checked: dict[str, Any] = {}
+    for f in _keys():
+        meta = f.metadata
+        if f.name in raw and not (raw[f.name] is None and isinstance(meta["default"], Computed)):
+            value = raw[f.name]
+        elif meta["default"] is REQUIRED:
+            value = None
+        elif isinstance(meta["default"], Computed):
+            value = meta["default"].fun(checked)
+        else:
+            value = copy.deepcopy(meta["default"])
+        checked[f.name] = meta["check"](f.name, value, checked)
+    cfg = Config(**checked, source=dict(raw))
+    if not cfg.content_layers and not cfg.style_layers and "content_layers" not in cfg.sweep \
+            and "style_layers" not in cfg.sweep:
+        raise ConfigError("content_layers and style_layers are both empty: nothing to optimise")
+    return cfg
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"optimizer.iterations=100"`` -> (["optimizer", "iterations"], 100); the value is YAML."""
     if "=" not in text:
         raise ConfigError(f"--set needs key=value, got '{text}'")
-    key, value = text.split("=", 1)
+    name, value = text.split("=", 1)
     try:
         parsed = yaml_load(value) if value.strip() else None
     except yaml.YAMLError:
-        raise ConfigError(f"--set {key}: cannot parse value '{value}'") from None
-    return key.strip().split("."), parsed
+        raise ConfigError(f"--set {name}: cannot parse value '{value}'") from None
+    return name.strip().split("."), parsed
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
-    """Read a YAML config (or start from defaults with ``path=None``) and apply ``--set`` overrides."""
+def load_config(source: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (or start from defaults with ``source=None``) and apply ``--set`` overrides."""
     raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+    if source is not None:
+        source = Path(source)
+        if not source.is_file():
+            raise ConfigError(f"config file not found: {source}")
         try:
-            raw = yaml_load(path.read_text()) or {}
+            raw = yaml_load(source.read_text()) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}: invalid YAML{where}") from None
+            raise ConfigError(f"{source}: invalid YAML{where}") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from None
+            raise ConfigError(f"cannot read config {source}: {exc}") from None
         if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the config must be a mapping of keys to values")
+            raise ConfigError(f"{source}: the config must be a mapping of keys to values")
     for text in overrides:
         keys, value = parse_override(text)
         node = raw
@@ -440,3 +553,35 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
                 raise ConfigError(f"--set {'.'.join(keys)}: '{k}' is not a mapping")
         node[keys[-1]] = value
     return validate(raw)
+
+
+# ---- the docs' table ------------------------------------------------------------------------------
+def _shown(default: Any) -> str:
+    if default is REQUIRED:
+        return "(required)"
+    text = default if isinstance(default, str) else yaml.safe_dump(default, default_flow_style=True).strip()
+    text = text.removesuffix("\n...").strip()
+    return f"`{text}`"
+
+
+def config_table() -> str:
+    """The markdown table of every key (docs/config.md): name, default, meaning; then the
+    optimizer's keys, shared and per optimiser."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for f in _keys():
+        meta = f.metadata
+        if f.name == "optimizer":
+            continue
+        rows.append(f"| `{f.name}` | {meta['shown'] or _shown(meta['default'])} | {meta['meaning']} |")
+    for k, (default, _, meaning, shown) in OPTIMIZER_KEYS.items():
+        rows.append(f"| `optimizer.{k}` | {shown} | {meaning} |")
+    owners: dict[tuple[str, int], list[str]] = {}
+    options = {}
+    for name, entry in REGISTRY.items():
+        for k, opt in entry.options.items():
+            owners.setdefault((k, id(opt)), []).append(name)
+            options[(k, id(opt))] = opt
+    for (k, ident), names in owners.items():
+        opt = options[(k, ident)]
+        rows.append(f"| `optimizer.{k}` ({', '.join(names)}) | {_shown(opt.default)} | {opt.meaning} |")
+    return "\n".join(rows) + "\n"

@@ -1,4 +1,4 @@
-"""Image measures used to judge results: the speckle index.
+"""Image measures used to judge results: the speckle index and the seam ratio of tiled runs.
 
 The paper names low-level noise as a limit of its method. A low loss does not rule it out, so
 results are checked with a number that sees it: pixel-scale noise scores high, strokes and edges
@@ -55,3 +55,33 @@ def speckle_pair(output: np.ndarray | Image.Image, style: np.ndarray | Image.Ima
     if (sty.height, sty.width) != (h, w):
         sty = sty.resize((w, h), Image.Resampling.LANCZOS)
     return speckle_index(out), speckle_index(sty)
+
+
+#: Lines are compared only with lines at the same position modulo the network's total stride: its
+#: pooling leaves a periodic texture (most visibly every second line alternates strong and weak),
+#: and tile borders all fall on even positions, so a plain average would mistake it for seams.
+SEAM_PERIOD = 16
+
+
+def seam_ratio(image: np.ndarray, rows: Sequence[int], cols: Sequence[int]) -> float:
+    """Gradient energy across tile borders divided by that across other lines of the same phase.
+
+    ``image``: ``(H, W, C)``. The energy of line r is the mean over the image of the squared colour
+    difference between rows r-1 and r (columns likewise); a border at r is that line. Each border
+    is compared with every non-border line r' = r (mod ``SEAM_PERIOD``) of the same axis. 1 means
+    the borders look like any other line; a visible seam shows as a ratio well above 1. NaN when
+    there is no border (or nothing to compare it with).
+    """
+    image = np.asarray(image, np.float64)
+    on, ref = 0.0, 0.0
+    for axis, borders in ((0, rows), (1, cols)):
+        diff = np.square(np.diff(image, axis=axis)).sum(-1)
+        energy = diff.mean(axis=1 - axis)  # energy[r - 1] is line r
+        lines = np.arange(1, energy.size + 1)
+        border = np.isin(lines, list(borders))
+        for r in borders:
+            same = ~border & (lines % SEAM_PERIOD == r % SEAM_PERIOD)
+            if same.any():
+                on += energy[r - 1]
+                ref += energy[same].mean()
+    return float(on / ref) if ref > 0 else float("nan")

@@ -1,12 +1,16 @@
 #!/usr/bin/env python
 """Measure jaxstyle's speed and memory; print a table and write JSON.
 
-For each image size and batch size: compile time, one loss-and-gradient evaluation, one L-BFGS
-iteration (averaged over --iterations), evaluations per iteration, the FLOP count of one
-evaluation (convolution multiply-adds of the forward pass and the input gradient, x2 for FLOPs),
-achieved GFLOP/s and peak memory (device memory on GPU, process RSS on CPU).
+For each image size and batch size, through the same code path as the command line (the config's
+default optimiser, :func:`jaxstyle.pipeline.prepare`, :class:`jaxstyle.program.Program`, one stage):
+compile time, one L-BFGS iteration (``Program.advance``), and, alternating with it in the same
+process, one plain loss-and-gradient evaluation of the same objective (``jax.jit`` of
+``jax.value_and_grad``, no ``vmap``, one image); the ratio of the two; evaluations per iteration;
+the FLOP count of one evaluation (convolution multiply-adds of the forward pass and the input
+gradient, x2 for FLOPs), achieved GFLOP/s and peak memory (device memory on GPU, process RSS on CPU).
 
-    python scripts/bench.py                        # CPU defaults, a few minutes on 2 cores
+    python scripts/bench.py                                   # CPU defaults
+    python scripts/bench.py --sizes 192x256 --rounds 5        # the loop-overhead check
     python scripts/bench.py --sizes 512 1024 2048 --batches 1 4 8 --iterations 100   # GPU
 """
 
@@ -16,6 +20,8 @@ import argparse
 import datetime
 import json
 import platform
+import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -23,23 +29,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import load_vgg19
-from jaxstyle.config import PAPER_STYLE_LAYERS
-from jaxstyle.images import load_image
-from jaxstyle.losses import LossWeights, Objective
-from jaxstyle.memory import peak_rss_bytes
-from jaxstyle.optim import Program, Solver, SolverConfig, evals_of
-from jaxstyle.vgg import LAYER_NAMES, LAYERS
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jaxstyle.cli import run_main  # noqa: E402
+from jaxstyle.config import parse_override, validate  # noqa: E402
+from jaxstyle.errors import ConfigError  # noqa: E402
+from jaxstyle.losses import Objective  # noqa: E402
+from jaxstyle.memory import peak_rss_bytes  # noqa: E402
+from jaxstyle.pipeline import prepare  # noqa: E402
+from jaxstyle.program import Program  # noqa: E402
+from jaxstyle.vgg import LAYER_NAMES, LAYERS  # noqa: E402
 
 
-def conv_flops(h: int, w: int, deepest: str) -> tuple[float, float]:
-    """(forward, input-gradient) FLOPs of the convolutions up to ``deepest`` for an h x w image.
+def conv_flops(h: int, w: int, deepest: str) -> float:
+    """FLOPs of the convolutions up to ``deepest`` for an h x w image, forward pass and input gradient.
 
-    Each 3x3 convolution costs 9 * Cin * Cout multiply-adds per output position (2 FLOPs each);
-    the gradient with respect to its input costs the same again. conv1_1's input gradient is
-    needed too, since the optimised variable is the image.
+    Each 3x3 convolution costs 9 * Cin * Cout multiply-adds per output position (2 FLOPs each); the
+    gradient with respect to its input costs the same again (conv1_1's too: the image is optimised).
     """
     fwd = 0.0
     for name, cin, cout in LAYERS[: LAYER_NAMES.index(deepest) + 1]:
@@ -47,94 +54,115 @@ def conv_flops(h: int, w: int, deepest: str) -> tuple[float, float]:
             h, w = h // 2, w // 2
         else:
             fwd += 2.0 * 9 * cin * cout * h * w
-    return fwd, fwd
+    return 2 * fwd
 
 
 def peak_memory_mb() -> float:
     dev = jax.devices()[0]
     if dev.platform != "cpu":
-        stats = dev.memory_stats() or {}
-        return stats.get("peak_bytes_in_use", float("nan")) / 2**20
+        return (dev.memory_stats() or {}).get("peak_bytes_in_use", float("nan")) / 2**20
     return peak_rss_bytes() / 2**20
 
 
-def bench_case(params, size: int, batch: int, iterations: int, solver_cfg: SolverConfig,
-               remat: bool = False) -> dict:
-    obj = Objective(("conv4_2",), tuple(PAPER_STYLE_LAYERS), remat=remat, losses="paper")
-    content = jnp.asarray(load_image(ROOT / "examples" / "leuvenA.jpg", shape=(size, size)))
-    style = jnp.asarray(load_image(ROOT / "examples" / "starry_night.jpg", shape=(size, size)))
-    targets = jax.jit(obj.targets)(params, content, style)
-    one = lambda v: jnp.full((batch,), v, jnp.float32)
-    weights = LossWeights(one(1.0), one(1e3), {"conv4_2": one(1.0)},
-                          {l: one(w) for l, w in PAPER_STYLE_LAYERS.items()}, {})
-    x0 = jax.random.uniform(jax.random.key(0), (batch, size, size, 3), jnp.float32)
+def parse_size(text: str) -> tuple[int, int]:
+    """``256`` (square) or ``192x256`` (height x width)."""
+    try:
+        h, _, w = text.partition("x")
+        shape = (int(h), int(w or h))
+    except ValueError:
+        raise ConfigError(f"--sizes takes N or HxW, not {text!r}") from None
+    if min(shape) < 32:
+        raise ConfigError(f"--sizes must be at least 32 px, not {text!r}")
+    return shape
 
-    # One loss-and-gradient evaluation of the whole batch, as the solver calls it.
-    vg = jax.jit(jax.vmap(jax.value_and_grad(lambda x, p, t, w: obj(x, p, t, w), has_aux=True),
-                          in_axes=(0, None, None, 0)))
-    jax.block_until_ready(vg(x0, params, targets, weights))
-    reps = 3
+
+def timed(fun, repeats: int) -> float:
+    """Seconds per call of ``fun`` (which blocks until its result is ready)."""
     t0 = time.perf_counter()
-    for _ in range(reps):
-        jax.block_until_ready(vg(x0, params, targets, weights))
-    eval_s = (time.perf_counter() - t0) / reps
+    for _ in range(repeats):
+        fun()
+    return (time.perf_counter() - t0) / repeats
 
-    solver = Solver(obj, solver_cfg)
-    program = Program(solver, solver_cfg.resolved_strategy(), solver_cfg.unroll)
-    compile_s = program.compile(x0, (params, targets), (weights,))
-    state = program.init(x0, (params, targets), (weights,))
-    state = program.advance(state, (params, targets), (weights,), 1)  # warm-up
+
+def bench_case(shape: tuple[int, int], batch: int, iterations: int, rounds: int, overrides: dict) -> dict:
+    cfg = validate({"content": str(ROOT / "examples" / "leuvenA.jpg"), "style": str(ROOT / "examples" / "starry_night.jpg"),
+                    "size": list(shape), "scales": [], "seeds": list(range(batch)), "print_every": 0,
+                    "memory_check": False, **overrides})
+    setup = prepare(cfg)
+    objective: Objective = setup.objective
+    content = jnp.asarray(setup.final_inputs.content)
+    grams = setup.grams_fn(setup.params, [jnp.asarray(s) for s in setup.final_inputs.styles])
+    targets = setup.targets_fn(setup.params, content, grams, cfg.blend, None)
+    program = Program(setup.solver, setup.strategy, cfg.optimizer.unroll, setup.mesh)
+    x0 = jnp.asarray(np.random.default_rng(0).random((batch, *shape, 3)), jnp.float32)
+    args = program.place(x0, (setup.params, targets), (setup.weights,))
+    compile_s = program.compile(*args)
+    state = program.advance(program.init(*args), args[1], args[2], 1)  # warm-up
     jax.block_until_ready(state)
-    e0 = np.asarray(evals_of(state.opt)).sum()
-    t0 = time.perf_counter()
-    state = program.advance(state, (params, targets), (weights,), iterations)
-    jax.block_until_ready(state)
-    iter_s = (time.perf_counter() - t0) / iterations
-    evals_per_iter = (np.asarray(evals_of(state.opt)).sum() - e0) / (iterations * batch)
-    fwd, bwd = conv_flops(size, size, "conv5_1")
-    flops = batch * (fwd + bwd)
-    return {
-        "size": size, "batch": batch, "iterations": iterations, "remat": remat,
-        "compile_s": round(compile_s, 3), "eval_s": round(eval_s, 4), "iter_s": round(iter_s, 4),
-        "iter_per_eval": round(iter_s / eval_s, 3), "evals_per_iter": round(float(evals_per_iter), 3),
-        "gflop_per_eval": round(flops / 1e9, 2), "gflops_achieved": round(flops / eval_s / 1e9, 1),
-        "images_per_s_500_iters": round(batch / (iter_s * 500), 4),
-        "peak_mem_mb": round(peak_memory_mb(), 1),
-        "final_loss_mean": float(np.mean(np.asarray(state.opt.value))),
-    }
+
+    one = jax.tree_util.tree_map(lambda a: a[0], setup.weights)
+    plain = jax.jit(jax.value_and_grad(lambda x: objective(x, setup.params, targets, one)[0]))
+    jax.block_until_ready(plain(x0[0]))
+    evals0 = int(np.asarray(state.opt.num_fun_eval).sum())
+    iter_s, eval_s = [], []
+    for _ in range(rounds):  # alternate, so both see the same machine
+        box = [state]
+
+        def step():
+            box[0] = program.advance(box[0], args[1], args[2], 1)
+            jax.block_until_ready(box[0])
+        iter_s.append(timed(step, iterations))
+        state = box[0]
+        eval_s.append(timed(lambda: jax.block_until_ready(plain(x0[0])), iterations))
+    evals = (int(np.asarray(state.opt.num_fun_eval).sum()) - evals0) / (iterations * rounds * batch)
+    it, ev = statistics.median(iter_s), statistics.median(eval_s)
+    flops = batch * conv_flops(*shape, "conv5_1")
+    return {"size": f"{shape[0]}x{shape[1]}", "batch": batch, "optimizer": cfg.optimizer.name,
+            "strategy": setup.strategy, "compile_s": round(compile_s, 3), "iter_s": round(it, 4),
+            "eval_s": round(ev, 4), "iter_per_eval_of_one": round(it / (batch * ev), 3),
+            "evals_per_iter": round(evals, 3), "gflops_achieved": round(flops / it / 1e9, 1),
+            "peak_mem_mb": round(peak_memory_mb(), 1), "rounds_iter_s": [round(t, 4) for t in iter_s],
+            "rounds_eval_s": [round(t, 4) for t in eval_s]}
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    ap.add_argument("--sizes", nargs="+", default=["128", "192x256"], help="N (square) or HxW")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])
-    ap.add_argument("--iterations", type=int, default=10)
-    ap.add_argument("--linesearch", default="none")
-    ap.add_argument("--strategy", default="auto")
-    ap.add_argument("--remat", action="store_true", help="also measure with jax.checkpoint per block")
+    ap.add_argument("--iterations", type=int, default=5, help="timed iterations (and evaluations) per round")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config overrides, e.g. optimizer.name=lbfgs-retry or remat=true")
     ap.add_argument("--json", type=Path, default=Path("bench.json"))
     args = ap.parse_args()
-
-    cfg = SolverConfig(iterations=args.iterations, linesearch=args.linesearch, strategy=args.strategy).validate()
-    params = load_vgg19()
+    overrides: dict = {}
+    for text in args.overrides:
+        keys, value = parse_override(text)
+        node = overrides
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    shapes = [parse_size(s) for s in args.sizes]
+    if args.iterations < 1 or args.rounds < 1 or min(args.batches) < 1:
+        raise ConfigError("--iterations, --rounds and --batches must be at least 1")
     dev = jax.devices()[0]
     meta = {"date": datetime.date.today().isoformat(), "device": f"{dev.platform}: {dev.device_kind}",
             "host": platform.node(), "cpus": __import__("os").cpu_count(), "jax": jax.__version__,
-            "linesearch": cfg.linesearch, "strategy": cfg.resolved_strategy()}
+            "overrides": args.overrides}
     print(" ".join(f"{k}={v}" for k, v in meta.items()))
-    cols = ["size", "batch", "remat", "compile_s", "eval_s", "iter_s", "iter_per_eval", "evals_per_iter",
-            "gflop_per_eval", "gflops_achieved", "peak_mem_mb"]
-    print(" | ".join(f"{c:>14}" for c in cols))
+    cols = ["size", "batch", "optimizer", "strategy", "compile_s", "iter_s", "eval_s", "iter_per_eval_of_one",
+            "evals_per_iter", "gflops_achieved", "peak_mem_mb"]
+    print(" | ".join(f"{c:>12}" for c in cols))
     rows = []
-    for size in args.sizes:
+    for shape in shapes:
         for batch in args.batches:
-            for remat in ([False, True] if args.remat else [False]):
-                row = bench_case(params, size, batch, args.iterations, cfg, remat)
-                rows.append(row)
-                print(" | ".join(f"{row[c]!s:>14}" for c in cols), flush=True)
+            row = bench_case(shape, batch, args.iterations, args.rounds, overrides)
+            rows.append(row)
+            print(" | ".join(f"{row[c]!s:>12}" for c in cols), flush=True)
     args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.json}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -20,7 +20,7 @@ from jaxstyle import load_vgg19
 from jaxstyle.cli import run_main
 from jaxstyle.config import validate
 from jaxstyle.images import contact_sheet, load_image, save_png
-from jaxstyle.transfer import run
+from jaxstyle.pipeline import run
 
 PHOTO, ART, GRAF = "examples/leuvenA.jpg", "examples/starry_night.jpg", "examples/graf1.png"
 

@@ -23,7 +23,7 @@ import jax
 from jaxstyle import load_vgg19
 from jaxstyle.config import validate
 from jaxstyle.memory import peak_rss_bytes
-from jaxstyle.transfer import run
+from jaxstyle.pipeline import run
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jaxstyle import load_vgg19
 from jaxstyle.config import validate
 from jaxstyle.losses import TERMS
-from jaxstyle.transfer import run
+from jaxstyle.pipeline import run
 
 
 def colour_mean(image, features, targets):

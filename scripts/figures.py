@@ -30,7 +30,8 @@ from jaxstyle.config import Config, validate
 from jaxstyle.errors import ConfigError
 from jaxstyle.fileio import atomic_write
 from jaxstyle.images import contact_sheet, save_png
-from jaxstyle.transfer import RunResult, run, write_json, write_outputs
+from jaxstyle.outputs import write_json, write_outputs
+from jaxstyle.pipeline import RunResult, run
 
 EX = "examples"
 PHOTO, ART = f"{EX}/leuvenA.jpg", f"{EX}/starry_night.jpg"

@@ -192,7 +192,7 @@ def peak_and_estimate_mb(config: dict) -> tuple[float, float]:
     import subprocess
     import sys
     code = (
-        "import json; from jaxstyle.config import validate; from jaxstyle.transfer import run; "
+        "import json; from jaxstyle.config import validate; from jaxstyle.pipeline import run; "
         "from jaxstyle.memory import peak_rss_bytes; "
         f"r = run(validate({config!r}), log=lambda s: None); "
         "print(json.dumps([peak_rss_bytes() / 2**20, r.report['memory_estimate_mb']]))")

@@ -17,8 +17,9 @@ import jaxstyle  # noqa: E402
 from jaxstyle.config import validate  # noqa: E402
 from jaxstyle.images import load_image  # noqa: E402
 from jaxstyle.losses import LossWeights, Objective  # noqa: E402
-from jaxstyle.optim import Program, Solver, SolverConfig, variant_mesh  # noqa: E402
-from jaxstyle.transfer import run  # noqa: E402
+from jaxstyle.pipeline import run  # noqa: E402
+from jaxstyle.program import Program, variant_mesh  # noqa: E402
+from jaxstyle.solvers import Solver  # noqa: E402
 
 assert len(jax.local_devices()) == 4 and jax.config.jax_enable_x64
 out = {}
@@ -28,7 +29,7 @@ content = jnp.asarray(load_image(EXAMPLES / "home.jpg", shape=(32, 40)), jnp.flo
 style = jnp.asarray(load_image(EXAMPLES / "starry_night.jpg", shape=(32, 40)), jnp.float64)
 obj = Objective(("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"))
 targets = obj.targets(params, content, style)
-solver = Solver(obj, SolverConfig(iterations=15))
+solver = Solver(obj, iterations=15)
 x0 = jnp.stack([jax.random.uniform(jax.random.key(s), content.shape, jnp.float64) for s in range(4)])
 w = f64(LossWeights(jnp.ones(4), jnp.full(4, 1e5), {"conv4_2": jnp.ones(4)},
                     {l: jnp.full(4, 0.2) for l in obj.style_layers}, {}))

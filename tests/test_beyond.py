@@ -13,7 +13,8 @@ from jaxstyle.config import validate
 from jaxstyle.errors import ConfigError, ImageError
 from jaxstyle.images import load_image
 from jaxstyle.losses import Objective, guided_style_layer_loss
-from jaxstyle.transfer import median_filter, prepare_images, run
+from jaxstyle.inputs import median_filter, prepare_images
+from jaxstyle.pipeline import run
 
 PHOTO, ART, GRAF = (str(EXAMPLES / n) for n in ("home.jpg", "starry_night.jpg", "graf1.png"))
 

@@ -10,7 +10,8 @@ import numpy as np
 from conftest import EXAMPLES, ROOT
 from jaxstyle.config import validate
 from jaxstyle.images import load_image
-from jaxstyle.transfer import noise_image, run
+from jaxstyle.inputs import noise_image
+from jaxstyle.pipeline import run
 
 PHOTO = str(EXAMPLES / "home.jpg")
 ART = str(EXAMPLES / "starry_night.jpg")

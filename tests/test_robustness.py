@@ -21,10 +21,11 @@ from PIL import Image
 
 from conftest import EXAMPLES
 from helpers import peak_and_estimate_mb
-from jaxstyle.config import DEFAULTS, validate
+from jaxstyle.config import KEYS, OPTIMIZER_KEYS, validate
 from jaxstyle.errors import JaxstyleError
 from jaxstyle.memory import BASELINE_BYTES, activation_floats, check_fits, estimate_peak_bytes
-from jaxstyle.transfer import run_and_save
+from jaxstyle.outputs import run_and_save
+from jaxstyle.solvers import REGISTRY
 
 GOOD = {"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
         "size": 32, "print_every": 0, "optimizer": {"iterations": 1}}
@@ -51,7 +52,7 @@ values = st.one_of(
     st.dictionaries(st.sampled_from(["conv1_1", "conv4_2", "conv9_9", "tv", "x"]),
                     st.one_of(st.floats(-2, 2), st.text(max_size=3)), max_size=3),
 )
-keys = st.sampled_from(sorted(DEFAULTS) + ["stlye", "iterations", "optimiser", "Size"])
+keys = st.sampled_from(sorted(KEYS) + ["stlye", "iterations", "optimiser", "Size"])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -67,7 +68,8 @@ def test_any_config_value_gives_a_result_or_one_line_error(tmp_path_factory, key
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-@given(key=st.sampled_from(sorted(DEFAULTS["optimizer"]) + ["iteration", "lr"]), value=values)
+@given(key=st.sampled_from(sorted({*OPTIMIZER_KEYS, *(k for e in REGISTRY.values() for k in e.options)})
+                             + ["iteration", "lr"]), value=values)
 def test_any_optimizer_value_gives_a_result_or_one_line_error(tmp_path_factory, key, value):
     raw = {**GOOD, "optimizer": {"iterations": 1, key: value}}
     if key == "iterations" and isinstance(value, int) and value > 3:
@@ -78,7 +80,7 @@ def test_any_optimizer_value_gives_a_result_or_one_line_error(tmp_path_factory, 
 @pytest.mark.parametrize("value", ["zoom\n", "a\r\nb", "x\u2028y"])
 def test_a_value_with_line_breaks_is_echoed_on_one_line(tmp_path, value):
     # The message quotes the value; its line breaks must come out escaped, not as new lines.
-    raw = {**GOOD, "optimizer": {"iterations": 1, "linesearch": value}}
+    raw = {**GOOD, "optimizer": {"iterations": 1, "name": "jaxopt-lbfgs", "linesearch": value}}
     with pytest.raises(JaxstyleError) as info:
         validate({**raw, "output": str(tmp_path / "out")})
     msg = str(info.value)
@@ -177,7 +179,7 @@ def test_memory_estimate_within_1_5x_of_measured_peak():
 
 
 def test_non_finite_loss_stops_the_variant_and_keeps_a_finite_image(vgg_params):
-    from jaxstyle.transfer import run
+    from jaxstyle.pipeline import run
     lines = []
     # Eq. 1's plain sum is large enough that alpha 1e38 overflows float32 at the first step.
     cfg = validate({**GOOD, "losses": "paper", "alpha": 1e38, "seeds": [0, 1], "optimizer": {"iterations": 3}})

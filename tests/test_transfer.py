@@ -16,7 +16,9 @@ from conftest import EXAMPLES, ROOT
 from jaxstyle.config import load_config, validate
 from jaxstyle.errors import ConfigError, ImageError, OutputError
 from jaxstyle.images import load_image
-from jaxstyle.transfer import expand_variants, prepare_output, run
+from jaxstyle.outputs import prepare_output, write_outputs
+from jaxstyle.pipeline import run
+from jaxstyle.variants import expand_variants
 
 BASE = {"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
         "size": 48, "print_every": 0}
@@ -57,7 +59,7 @@ def test_float32_batch_close_to_solo_runs(vgg_params):
 
 
 def test_sweep_compiles_once_and_yields_every_setting(vgg_params, monkeypatch):
-    import jaxstyle.transfer as T
+    import jaxstyle.pipeline as T
 
     events = {"compile_calls": 0, "backend_compiles_in_advance": 0, "advance_calls": 0}
     in_advance = [False]
@@ -128,10 +130,9 @@ def test_tv_term_plugs_in_by_name(vgg_params):
 
 def test_outputs_report_and_no_overwrite(vgg_params, tmp_path):
     c = cfg(tmp_path, seeds=[0, 1], save_every=5)
-    import jaxstyle.transfer as T
     prepare_output(c)
     result = run(c, vgg_params, log=quiet)
-    T.write_outputs(c, result)
+    write_outputs(c, result)
     out = Path(c.output)
     names = sorted(p.name for p in out.iterdir())
     assert names == ["000_seed0.png", "001_seed1.png", "report.json", "sheet.png"]
@@ -171,7 +172,7 @@ def _write_cfg(tmp_path, **kw):
     ("alpha=-1", "alpha must be at least 0"),
     ("style_layers={conv1_1: -0.5}", "style_layers.conv1_1 must be at least 0"),
     ("size=8", "too small for layer conv5_1, which needs at least 16 px"),
-    ("optimizer.name=sgd", "optimizer.name must be 'lbfgs' or 'adam'"),
+    ("optimizer.name=sgd", "optimizer.name must be one of lbfgs, lbfgs-retry, jaxopt-lbfgs, optax-lbfgs, adam"),
     ("seeds=[]", "seeds must be a non-empty list"),
 ])
 def test_cli_bad_input_one_line_exit_2_no_output(tmp_path, override, message):

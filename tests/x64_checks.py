@@ -18,7 +18,8 @@ from conftest import EXAMPLES  # noqa: E402
 import jaxstyle  # noqa: E402
 from jaxstyle.images import load_image  # noqa: E402
 from jaxstyle.losses import LossWeights, Objective  # noqa: E402
-from jaxstyle.optim import Program, Solver, SolverConfig  # noqa: E402
+from jaxstyle.program import Program  # noqa: E402
+from jaxstyle.solvers import Solver  # noqa: E402
 
 assert jax.config.jax_enable_x64, "run with JAX_ENABLE_X64=1"
 f64 = lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), t)
@@ -44,7 +45,7 @@ for k in range(3):
 out["grad_fd_rel"] = rel
 
 # Batch of 4 seeds vs each seed alone, 20 L-BFGS iterations.
-solver = Solver(obj, SolverConfig(iterations=20))
+solver = Solver(obj, iterations=20)
 seeds = [0, 1, 2, 3]
 x0 = jnp.stack([jax.random.uniform(jax.random.key(s), content.shape, jnp.float64) for s in seeds])
 wb = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (len(seeds),)), w1)

@@ -1,23 +1,25 @@
 #!/usr/bin/env python
-"""L-BFGS as jaxstyle runs it against jaxopt's default configuration: same loss, same start.
+"""The optimisers of jaxstyle's registry against jaxopt's default L-BFGS: same loss, same starts.
 
-* jaxstyle (``--runs``): ``linesearch: none`` (jaxopt's unit step, first step scaled to unit L1
-  size, a step failing Armijo's condition not taken), one evaluation per iteration; ``retry``
-  (the same, with one more evaluation at an interpolated shorter step when the unit step fails);
-  or one of jaxopt's line searches whose first trial is the L-BFGS step (``linesearch_init: max``).
+* jaxstyle (``--runs NAME[/HISTORY]``): any entry of ``jaxstyle.solvers.REGISTRY`` with its
+  defaults (``lbfgs``: the unit step, one evaluation per iteration; ``lbfgs-retry``;
+  ``jaxopt-lbfgs``: jaxopt's zoom line search with the L-BFGS step as first trial; ``optax-lbfgs``:
+  optax's L-BFGS and zoom line search; ``adam``), and its history size where it has one; run through
+  the same batch programs as the command line.
 * jaxopt default: ``jaxopt.LBFGS(fun, has_aux=True, maxiter=N)`` with every other setting left at
   its default (zoom line search for the strong Wolfe conditions, ``linesearch_init="increase"``,
   history 10). ``update`` is jit-compiled and called once per iteration: the iterations
   ``LBFGS.run`` makes, without its outer ``while_loop``.
 
-With ``--seeds N`` every optimiser runs the same N noise starts side by side (vmapped) and the
-table shows their mean loss; a line search under ``vmap`` runs until every start's search has
-ended, so its seconds per iteration are those of a batch waiting for its slowest member.
+The loss is the paper's (``losses: paper``, alpha 1, beta ``--beta``), as in the comparisons
+recorded in docs/optimizer.md. With ``--seeds N`` every optimiser runs the same N noise starts side
+by side (vmapped) and the table shows their mean loss; a line search under ``vmap`` runs until every
+start's search has ended, so its seconds per iteration are those of a batch waiting for its slowest.
 
 Prints the loss after each of --marks iterations, evaluations per iteration, steps refused and
 seconds per iteration, and writes JSON.
 
-    python scripts/compare_linesearch.py --size 128 --iterations 500 --marks 100 500 --seeds 4 --runs none/10 none/20
+    python scripts/compare_optimizers.py --iterations 500 --marks 100 500 --seeds 4 --runs lbfgs/20 optax-lbfgs/20
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from jaxstyle.config import PAPER_STYLE_LAYERS
 from jaxstyle.errors import ConfigError
 from jaxstyle.images import load_image
 from jaxstyle.losses import LossWeights, Objective
-from jaxstyle.optim import Solver, SolverConfig
+from jaxstyle.solvers import REGISTRY, Solver
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +78,7 @@ def trace(init, step, read, x0, args, marks: list[int]) -> dict:
 
 
 def ours(solver: Solver):
-    """jaxstyle's batch programs (a retry is paid for only when some start needs one)."""
+    """jaxstyle's batch programs, as the command line runs them."""
     def init(x0, *args):
         return solver.batch_init(x0, args, ())
 
@@ -104,12 +106,11 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=0,
                     help="seed of the first start (starts use seeds first-seed .. first-seed + seeds - 1)")
     ap.add_argument("--beta", type=float, default=1e5)
-    default_history = SolverConfig().history_size
-    ap.add_argument("--runs", nargs="+", default=[f"none/{default_history}"], metavar="LINESEARCH/HISTORY",
-                    help="jaxstyle configurations to run: line search (none, retry, backtracking, zoom, "
-                         "hager-zhang; first trial the L-BFGS step) and history size, e.g. none/20 retry/20")
+    ap.add_argument("--runs", nargs="+", default=["lbfgs/20"], metavar="NAME[/HISTORY]",
+                    help="registry entries to run, with their history size where they have one, "
+                         "e.g. lbfgs/20 lbfgs-retry/20 optax-lbfgs/20 adam")
     ap.add_argument("--without-default", action="store_true", help="skip jaxopt's default configuration")
-    ap.add_argument("--json", default="compare_linesearch.json")
+    ap.add_argument("--json", default="compare_optimizers.json")
     args = ap.parse_args()
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, not {args.seeds}")
@@ -132,13 +133,17 @@ def main() -> None:
 
     rows = {}
     for run in args.runs:
-        linesearch, _, history = run.partition("/")
-        if history and not history.isdigit():
-            raise ConfigError(f"--runs {run}: the history size after '/' must be a whole number")
-        config = SolverConfig(iterations=args.iterations, history_size=int(history or default_history),
-                              linesearch=linesearch).validate()
-        rows[f"jaxstyle ({linesearch}, history {config.history_size})"] = trace(
-            *ours(Solver(obj, config)), x0, run_args, marks)
+        name, _, history = run.partition("/")
+        if name not in REGISTRY:
+            raise ConfigError(f"--runs {run}: no optimiser '{name}'; registered: {', '.join(REGISTRY)}")
+        if history and (not history.isdigit() or "history_size" not in REGISTRY[name].options):
+            raise ConfigError(f"--runs {run}: the part after '/' must be a history size, for an L-BFGS entry")
+        options = {k: o.default for k, o in REGISTRY[name].options.items()}
+        if history:
+            options["history_size"] = int(history)
+        label = name + (f", history {options['history_size']}" if "history_size" in options else "")
+        rows[f"jaxstyle ({label})"] = trace(
+            *ours(Solver(obj, name, args.iterations, 0.0, tuple(sorted(options.items())))), x0, run_args, marks)
     if not args.without_default:
         default = jaxopt.LBFGS(fun=obj, has_aux=True, maxiter=args.iterations)
         rows["jaxopt default (zoom)"] = trace(*vmapped(default.init_state, default.update), x0, run_args, marks)

@@ -10,11 +10,12 @@ from conftest import EXAMPLES
 from helpers import np_vgg19, peak_and_estimate_mb
 from jaxstyle.config import validate
 from jaxstyle.errors import ConfigError
-from jaxstyle.highres import (Stage, StageCheckpoint, blend_ramp, plan_stages, seam_ratio, tile_borders,
-                              tile_grid, tile_starts, upsample)
+from jaxstyle.checkpoint import Checkpoint, Cursor
+from jaxstyle.metrics import seam_ratio
+from jaxstyle.plan import Stage, blend_ramp, plan_stages, tile_borders, tile_grid, tile_starts, upsample
 from jaxstyle.images import load_image
 from jaxstyle.losses import Objective
-from jaxstyle.transfer import run
+from jaxstyle.pipeline import run
 
 BASE = {"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
         "size": 64, "print_every": 0, "seeds": [0, 1], "optimizer": {"iterations": 8}}
@@ -194,8 +195,8 @@ def test_coarse_to_fine_tiled_run_interrupts_resumes_and_has_no_seams(vgg_params
     # Answering yes to the 7th is inside stage 2's second tile, after its first chunk.
     cut = run(cfg, vgg_params, log=quiet, should_stop=_interrupted_at(6))
     ck = cut.checkpoint
-    assert isinstance(ck, StageCheckpoint) and cut.report["interrupted"] is True
-    assert (ck.stage, ck.pass_index, ck.tile, ck.tile_done) == (1, 0, 1, 3) and ck.state is not None
+    assert isinstance(ck, Checkpoint) and cut.report["interrupted"] is True
+    assert ck.cursor == Cursor(1, 0, 1, 3) and ck.state is not None
     resumed = run(cfg, vgg_params, log=quiet, resume=ck)
     assert resumed.report["variants"][0]["iterations"] == v["iterations"]
     assert resumed.report["variants"][0]["evaluations"] == v["evaluations"]
@@ -214,7 +215,7 @@ def test_resume_inside_or_between_stages_ends_where_the_uninterrupted_run_ends(v
     full = run(cfg, vgg_params, log=quiet)
     cut = run(cfg, vgg_params, log=quiet, should_stop=_interrupted_at(checks))
     where = {1: (0, 2), 3: (1, 0), 4: (1, 2)}[checks]
-    assert (cut.checkpoint.stage, cut.checkpoint.tile_done) == where
+    assert (cut.checkpoint.cursor.stage, cut.checkpoint.cursor.done) == where
     resumed = run(cfg, vgg_params, log=quiet, resume=cut.checkpoint)
     np.testing.assert_array_equal(resumed.images, full.images)
     for a, b in zip(resumed.report["variants"], full.report["variants"]):
@@ -231,27 +232,33 @@ def test_tiled_memory_estimate_within_1_5x_of_measured_peak():
     assert peak / 1.5 <= estimate <= peak * 1.5, (peak, estimate)
 
 
-def test_stage_checkpoint_round_trip_and_refusals(tmp_path):
+def test_checkpoint_round_trip_and_refusals(tmp_path):
+    import json
+
     from jaxstyle.errors import OutputError
-    from jaxstyle.transfer import Checkpoint
 
     cfg = validate({**BASE, "scales": [32]}).to_dict()
     leaves = [np.arange(6.0).reshape(2, 3), np.array([1, 2], np.int32)]
-    ck = StageCheckpoint(np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32), 1, 0, 3, 5, 12.5,
-                         [{"shape": [24, 32]}], np.array([10, 10]), np.array([12, 11]), leaves,
-                         {"total": np.array([3.0, 4.0])})
+    ck = Checkpoint(Cursor(1, 0, 3, 5), np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32), 12.5,
+                    [{"shape": [24, 32]}], np.array([10, 10]), np.array([12, 11]), leaves,
+                    {"total": np.array([3.0, 4.0])}, [{"stage": 1, "iteration": 2}])
     path = ck.save(tmp_path / "checkpoint.npz", cfg)
-    back = StageCheckpoint.load(path, cfg)
+    back = Checkpoint.load(path, cfg)
     np.testing.assert_array_equal(back.images, ck.images)
-    assert (back.stage, back.pass_index, back.tile, back.tile_done, back.run_s) == (1, 0, 3, 5, 12.5)
+    assert back.cursor == Cursor(1, 0, 3, 5) and back.run_s == 12.5 and back.history == ck.history
     assert back.stages == ck.stages and back.evaluations.tolist() == [12, 11]
     assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(back.state, leaves))
     assert back.initial["total"].tolist() == [3.0, 4.0]
     assert back.where == "stage 2, pass 1, tile 4, iteration 5"
     with pytest.raises(OutputError, match=r"config changed since the checkpoint \(scales\)"):
-        StageCheckpoint.load(path, validate({**BASE, "scales": [16]}).to_dict())
-    with pytest.raises(OutputError, match="not a checkpoint of a direct run"):
-        Checkpoint.load(path, cfg)
+        Checkpoint.load(path, validate({**BASE, "scales": [16]}).to_dict())
+    # A checkpoint of an earlier version (no format number: the old direct and staged kinds) is
+    # refused with one line.
+    for kind in ("direct", "stages"):
+        meta = json.dumps({"kind": kind, "iteration": 3, "config": cfg}).encode()
+        np.savez(tmp_path / "old.npz", meta=np.frombuffer(meta, np.uint8), leaf0=np.zeros(3))
+        with pytest.raises(OutputError, match="written by an older version of jaxstyle and cannot be resumed"):
+            Checkpoint.load(tmp_path / "old.npz", cfg)
 
 
 def test_interrupted_before_the_last_stage_reports_no_final_loss(vgg_params):
@@ -260,6 +267,6 @@ def test_interrupted_before_the_last_stage_reports_no_final_loss(vgg_params):
     cfg = validate({**BASE, "seeds": [0], "scales": [32], "scale_iterations": [3], "optimizer": {"iterations": 3}})
     calls = []
     cut = run(cfg, vgg_params, log=quiet, should_stop=lambda: calls.append(1) or len(calls) > 1)
-    assert cut.checkpoint.stage == 1 and cut.checkpoint.tile == 0
+    assert cut.checkpoint.cursor == Cursor(1, 0, 0, 0)
     assert cut.report["variants"][0]["final_loss"]["total"] is None
     assert cut.report["stages"][0]["shape"] == [24, 32] and len(cut.report["stages"]) == 1

@@ -1,0 +1,135 @@
+"""The images a run works on: the photograph, artworks and masks at a stage's size, the start
+images, and the colour recombination and denoising after optimisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import color
+from .config import Config
+from .errors import ImageError
+from .images import load_image, resize
+from .variants import Variant
+from .vgg import min_image_side
+
+
+@dataclass
+class Inputs:
+    """The images a run optimises against, as the network sees them.
+
+    content: ``(H, W, 3)`` the photograph at ``size`` (gray luminance with
+    ``preserve_colors: luminance``); styles: the artworks at the photograph's size times
+    ``style_scale`` (colour-matched or luminance-matched when asked); photo: the photograph in
+    colour, for recombining colours afterwards; masks: ``(K, H, W)`` region masks or None.
+    """
+
+    content: np.ndarray
+    styles: list[np.ndarray]
+    photo: np.ndarray
+    masks: np.ndarray | None = None
+
+
+def prepare_images(cfg: Config, layers: tuple[str, ...], shape: tuple[int, int] | None = None) -> Inputs:
+    """Load, size and colour-prepare the content, style and mask images of ``cfg``.
+
+    ``shape``: the photograph's ``(height, width)`` (a coarse-to-fine stage); default: ``cfg.size``
+    (its long side, or its exact ``[height, width]``).
+    """
+    if shape is None and isinstance(cfg.size, list):
+        shape = (cfg.size[0], cfg.size[1])
+    photo = load_image(cfg.content, size=cfg.size if shape is None else None, shape=shape,
+                       max_pixels=cfg.max_pixels)
+    need = min_image_side(layers)
+    if min(photo.shape[:2]) < need:
+        deepest = max(layers, key=lambda l: min_image_side([l]))
+        raise ImageError(f"content image is {photo.shape[1]}x{photo.shape[0]} px at size {max(photo.shape[:2])}: "
+                         f"too small for layer {deepest}, which needs at least {need} px on each side")
+    h, w = photo.shape[:2]
+    shape = (max(1, round(h * cfg.style_scale)), max(1, round(w * cfg.style_scale)))
+    if min(shape) < need:
+        raise ImageError(f"style_scale {cfg.style_scale} makes the style images {shape[1]}x{shape[0]} px, "
+                         f"too small for the layers used (at least {need} px on each side)")
+    styles = [load_image(p, shape=shape, max_pixels=cfg.max_pixels) for p in cfg.styles]
+    content = photo
+    if cfg.preserve_colors == "histogram":
+        styles = [np.clip(color.match_color_histogram(s, photo), 0, 1).astype(np.float32) for s in styles]
+    elif cfg.preserve_colors == "luminance":
+        y = color.rgb_to_yiq(photo)[..., 0]
+        content = color.gray_rgb(y)
+        styles = [color.gray_rgb(np.clip(color.match_luminance(color.rgb_to_yiq(s)[..., 0], y), 0, 1))
+                  for s in styles]
+    masks = None
+    if cfg.masks:
+        masks = np.stack([load_image(m, shape=(h, w), max_pixels=cfg.max_pixels).mean(-1) for m in cfg.masks])
+    return Inputs(content, styles, photo, masks)
+
+
+def finish_images(cfg: Config, images: np.ndarray, photo: np.ndarray) -> np.ndarray:
+    """Colour recombination and denoising after optimisation; ``(V, H, W, 3)`` clipped to [0, 1]."""
+    images = np.asarray(images, np.float64)
+    if cfg.preserve_colors in ("luminance", "chroma"):
+        # Luminance of the result, I and Q (chroma) of the photograph.
+        images = np.stack([color.combine_luminance(color.rgb_to_yiq(im)[..., 0], photo) for im in images])
+    if cfg.denoise:
+        images = np.stack([median_filter(im, cfg.denoise) for im in images])
+    return np.clip(images, 0.0, 1.0).astype(np.float32)
+
+
+def median_filter(image: np.ndarray, size: int) -> np.ndarray:
+    """Per-channel ``size`` x ``size`` median (edges replicated): removes pixel-level noise."""
+    r = size // 2
+    padded = np.pad(image, ((r, r), (r, r), (0, 0)), mode="edge")
+    h, w = image.shape[:2]
+    shifts = [padded[dy:dy + h, dx:dx + w] for dy in range(size) for dx in range(size)]
+    return np.median(np.stack(shifts), axis=0)
+
+
+def noise_image(seed: int, shape: tuple[int, ...], distribution: str = "normal",
+                amplitude: float = 0.02) -> np.ndarray:
+    """White noise around mid-grey, each pixel and channel independent, from ``jax.random.key(seed)``.
+
+    ``normal``: 0.5 + amplitude * N(0, 1); ``uniform``: uniform on [0.5 - amplitude, 0.5 + amplitude]
+    (amplitude 0.5 is the paper's white noise on [0, 1]). Not clipped: the optimisation is not
+    bounded either.
+    """
+    key = jax.random.key(seed)
+    if distribution == "uniform":
+        x = jax.random.uniform(key, shape, jnp.float32, 0.5 - amplitude, 0.5 + amplitude)
+    else:
+        x = 0.5 + amplitude * jax.random.normal(key, shape, jnp.float32)
+    return np.asarray(x)
+
+
+def initial_images(init: str, seeds: list[int], content: np.ndarray, style: np.ndarray,
+                   max_pixels: int, noise: str = "normal", amplitude: float = 0.02) -> np.ndarray:
+    """``(V, H, W, 3)`` starting images.
+
+    ``noise``: white noise around mid-grey, one draw per seed (:func:`noise_image` with ``noise``
+    and ``amplitude``); ``content`` / ``style``: that image (seeds then give identical starts);
+    anything else: an image file resized to the content's size.
+    """
+    shape = content.shape
+    if init == "noise":
+        return np.stack([noise_image(s, shape, noise, amplitude) for s in seeds])
+    if init == "content":
+        start = content
+    elif init == "style":
+        start = resize(style, shape[:2])
+    else:
+        start = load_image(init, shape=shape[:2], max_pixels=max_pixels)
+    return np.broadcast_to(start, (len(seeds),) + shape).copy()
+
+
+def start_images(cfg: Config, variants: list[Variant], inputs: "Inputs") -> np.ndarray:
+    """``(V, H, W, 3)`` starting images of ``variants`` at ``inputs``' size (see :func:`initial_images`);
+    gray with ``preserve_colors: luminance``, whose optimisation runs on gray images."""
+    x0 = initial_images(cfg.init, [v.seed for v in variants], inputs.content, inputs.styles[0], cfg.max_pixels,
+                        cfg.noise, cfg.noise_amplitude)
+    if cfg.preserve_colors == "luminance":
+        x0 = np.stack([color.gray_rgb(color.rgb_to_yiq(x)[..., 0]) for x in x0])
+    return x0

@@ -1,0 +1,386 @@
+"""A whole run, top to bottom: config -> plan -> for each stage: targets -> tiles -> loop -> blend.
+
+A direct run is the plan of one stage, one tile and one pass; coarse-to-fine runs and tiled runs
+take the same path (:mod:`jaxstyle.plan`). Every variant of the batch (seeds x sweep) goes through
+every stage and tile together, in one compiled program per tile shape.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .checkpoint import Checkpoint, Cursor
+from .config import Config
+from .inputs import Inputs, finish_images, prepare_images, start_images
+from .loop import solve
+from .losses import LossWeights, Objective, Targets
+from .memory import require_fits
+from .plan import Stage, blend_ramp, plan_stages, stage_peak_bytes, tile_borders, tile_grid, tile_style_share, upsample
+from .metrics import seam_ratio
+from .program import Program, resolved_strategy, restore_state, state_leaves, to_host
+from .report import build_report, json_float, progress_line
+from .solvers import Solver
+from .variants import Variant, batch_weights, expand_variants, objective_for, split_over_devices
+from .weights import load_vgg19
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    """Images ``(V, H, W, 3)`` in [0, 1] (clipped), the variants, report.json's content, the loss
+    history, and a :class:`Checkpoint` when the run was interrupted."""
+
+    images: np.ndarray
+    variants: list[Variant]
+    report: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint: Checkpoint | None = None
+
+
+@dataclass
+class Setup:
+    """What a run needs and does not change between stages."""
+
+    cfg: Config
+    variants: list[Variant]
+    padded: list[Variant]
+    objective: Objective
+    params: Any
+    weights: LossWeights
+    solver: Solver
+    strategy: str
+    mesh: Any
+    devices: int
+    final_inputs: Inputs
+    stages: list[Stage]
+    estimates: list[int]
+    programs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.grams_fn = jax.jit(self.objective.style_grams)
+        self.targets_fn = jax.jit(self.objective.targets_from_grams)
+        self.loss_fn = jax.jit(self.objective.parts)
+
+    @property
+    def n(self) -> int:
+        return len(self.variants)
+
+    def program(self, tile: tuple[int, int]) -> tuple[Program, bool]:
+        """The program for one tile shape, and whether it still needs compiling."""
+        fresh = tile not in self.programs
+        if fresh:
+            self.programs[tile] = Program(self.solver, self.strategy, self.cfg.optimizer.unroll, self.mesh)
+        return self.programs[tile], fresh
+
+    def full_losses(self, x: np.ndarray, targets: Targets) -> dict[str, np.ndarray]:
+        """The whole image's loss parts, one variant at a time: a forward pass over a print-size
+        batch would not fit where a tile does."""
+        parts = [jax.device_get(self.loss_fn(jnp.asarray(xi), self.params, targets,
+                                             jax.tree_util.tree_map(lambda a: a[i], self.weights)))
+                 for i, xi in enumerate(x[: self.n])]
+        return {k: np.array([p[k] for p in parts]) for k in parts[0]}
+
+
+def prepare(cfg: Config, params=None) -> Setup:
+    """Variants, objective, images, the plan and its memory check, the network, the solver."""
+    variants = expand_variants(cfg)
+    objective = objective_for(variants, cfg)
+    final_inputs = prepare_images(cfg, objective.layers)
+    stages = plan_stages(final_inputs.content.shape[:2], cfg)
+    history = cfg.optimizer.options.get("history_size", 0)
+    estimates = [stage_peak_bytes(s, len(variants), objective.layers, history) for s in stages]
+    if cfg.memory_check:
+        worst = stages[int(np.argmax(estimates))]
+        require_fits(max(estimates), f"{len(variants)} variant(s) at {worst.shape[1]}x{worst.shape[0]} px"
+                     + (f" in {worst.tile[1]}x{worst.tile[0]} tiles" if worst.tiled else ""))
+    params = load_vgg19(cfg.weights) if params is None else params
+    mesh, devices, padded = split_over_devices(variants)
+    o = cfg.optimizer
+    solver = Solver(objective, o.name, o.iterations, o.tol, tuple(sorted(o.options.items())))
+    return Setup(cfg, variants, padded, objective, params, batch_weights(padded, objective), solver,
+                 resolved_strategy(o.strategy), mesh, devices, final_inputs, stages, estimates)
+
+
+@dataclass
+class Progress:
+    """What accumulates over tiles and stages, and what a checkpoint keeps of it."""
+
+    iterations: np.ndarray
+    evaluations: np.ndarray
+    nonfinite: np.ndarray
+    stages: list = field(default_factory=list)
+    history: list = field(default_factory=list)
+    initial: dict | None = None
+    compile_s: float = 0.0
+    last_parts: dict | None = None
+    last_parts_stage: int = -1
+
+    @classmethod
+    def start(cls, n: int, resume: Checkpoint | None) -> "Progress":
+        if resume is None:
+            return cls(np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, -1, np.int64))
+        return cls(resume.iterations.copy(), resume.evaluations.copy(), np.full(n, -1, np.int64),
+                   list(resume.stages), list(resume.history), resume.initial)
+
+    def add_tile(self, state, n: int) -> None:
+        """Count a finished tile's iterations and evaluations, and note where a variant first went
+        non-finite."""
+        bad = np.asarray(state.nonfinite_at)[:n]
+        self.nonfinite = np.where((self.nonfinite < 0) & (bad >= 0), self.iterations + bad, self.nonfinite)
+        self.iterations += np.asarray(state.iterations)[:n]
+        self.evaluations += np.asarray(state.opt.num_fun_eval)[:n]
+
+
+@dataclass
+class StageData:
+    """One stage's images and targets."""
+
+    index: int
+    stage: Stage
+    inputs: Inputs
+    content: jax.Array
+    masks: jax.Array | None
+    grams: dict
+    full_targets: Targets | None
+    tile_weights: LossWeights
+    t0: float
+
+
+@dataclass
+class Stop:
+    """Where a run was interrupted: the cursor, the tile's solver state, the images to show (the
+    tile's progress blended in) and the tile's iterations and evaluations so far."""
+
+    cursor: Cursor
+    state: list | None = None
+    preview: np.ndarray | None = None
+    partial: tuple | None = None
+
+
+@dataclass
+class Hooks:
+    """How a run talks to its caller: log lines, intermediate saves, the stop request, its clock."""
+
+    log: Log
+    save_intermediate: Callable[[str, np.ndarray], None] | None
+    should_stop: Callable[[], bool] | None
+    t0: float
+
+    def stop_requested(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def begin_stage(setup: Setup, k: int, x: np.ndarray | None, progress: Progress) -> tuple[StageData, np.ndarray]:
+    """The stage's images and targets, and the batch at its size (the start images, or the coarser
+    result enlarged)."""
+    cfg, stage = setup.cfg, setup.stages[k]
+    inputs = setup.final_inputs if stage.shape == tuple(setup.final_inputs.content.shape[:2]) else \
+        prepare_images(cfg, setup.objective.layers, shape=stage.shape)
+    content = jnp.asarray(inputs.content)
+    masks = None if inputs.masks is None else jnp.asarray(inputs.masks)
+    grams = setup.grams_fn(setup.params, [jnp.asarray(s) for s in inputs.styles])
+    if x is None:
+        x = start_images(cfg, setup.padded, inputs)
+    elif x.shape[1:3] != stage.shape:
+        x = upsample(x, stage.shape, cfg.upsample)
+    x = np.array(x, np.float32)
+    full_targets = setup.targets_fn(setup.params, content, grams, cfg.blend, masks) if stage.tiled else None
+    if k == len(setup.stages) - 1 and stage.tiled and progress.initial is None:
+        progress.initial = setup.full_losses(x, full_targets)
+    weights = setup.weights._replace(beta=setup.weights.beta * tile_style_share(stage, setup.objective.losses))
+    return StageData(k, stage, inputs, content, masks, grams, full_targets, weights, time.perf_counter()), x
+
+
+def blend(x: np.ndarray, result: np.ndarray, origin: tuple[int, int], stage: Stage, overlap: int,
+          copy: bool = False) -> np.ndarray:
+    """``x`` with a tile's ``result`` written back at ``origin``, weighted by ramps across the overlap."""
+    (y0, x0), (h, w), (th, tw) = origin, stage.shape, stage.tile
+    wt = (blend_ramp(y0, th, h, overlap)[:, None] * blend_ramp(x0, tw, w, overlap)[None, :])
+    wt = wt[None, :, :, None].astype(np.float32)
+    out = x.copy() if copy else x
+    region = x[:, y0:y0 + th, x0:x0 + tw]
+    out[:, y0:y0 + th, x0:x0 + tw] = region * (1 - wt) + result * wt
+    return out
+
+
+def chunk_marks(setup: Setup, stage: Stage) -> tuple[int, ...]:
+    """What ends a chunk: the progress interval, and in a run of one untiled stage the save interval."""
+    cfg = setup.cfg
+    single = len(setup.stages) == 1 and not stage.tiled
+    return (cfg.print_every, cfg.save_every if single else 0)
+
+
+def on_chunk(setup: Setup, data: StageData, hooks: Hooks, progress: Progress) -> Callable:
+    """After each chunk of an untiled stage: the history, the progress line and (a run of one
+    stage) the intermediate images."""
+    cfg, stage, total = setup.cfg, data.stage, data.stage.iterations_per_tile()
+    prefix = f"stage {data.index + 1}/{len(setup.stages)} " if len(setup.stages) > 1 else ""
+
+    def report(state, end: int) -> None:
+        if stage.tiled:
+            return
+        parts = to_host(state.opt.aux)
+        progress.history.append({"stage": data.index + 1, "iteration": end, "elapsed_s": round(hooks.elapsed(), 3),
+                                 "total": [json_float(t) for t in parts["total"][: setup.n]]})
+        if cfg.print_every and (end % cfg.print_every == 0 or end == total):
+            hooks.log(prefix + progress_line(end, total, parts, hooks.elapsed()))
+        if hooks.save_intermediate and chunk_marks(setup, stage)[1] and end % cfg.save_every == 0 and end != total:
+            hooks.save_intermediate(f"iter{end:05d}", finish_images(cfg, to_host(state.x)[: setup.n],
+                                                                    data.inputs.photo))
+    return report
+
+
+def solve_tile(setup: Setup, data: StageData, x: np.ndarray, where: tuple[int, int, int],
+               origin: tuple[int, int], restored: tuple[list | None, int], progress: Progress,
+               hooks: Hooks) -> tuple[np.ndarray, Stop | None]:
+    """Optimise one tile from ``x`` (continuing ``restored``, a saved state and its iterations) and
+    blend it back; or stop, before it starts or between chunks."""
+    leaves, skip = restored
+    if hooks.stop_requested():
+        return x, Stop(Cursor(*where, skip), leaves)
+    (y0, x0), (th, tw) = origin, data.stage.tile
+    program, fresh = setup.program((th, tw))
+    crop_masks = None if data.masks is None else data.masks[:, y0:y0 + th, x0:x0 + tw]
+    targets = setup.targets_fn(setup.params, data.content[y0:y0 + th, x0:x0 + tw], data.grams, setup.cfg.blend,
+                               crop_masks)
+    xt, shared, pv = program.place(jnp.asarray(x[:, y0:y0 + th, x0:x0 + tw]), (setup.params, targets),
+                                   (data.tile_weights,))
+    if fresh:
+        progress.compile_s += program.compile(xt, shared, pv)
+    state = program.init(xt, shared, pv)
+    if progress.initial is None and data.index == len(setup.stages) - 1 and not data.stage.tiled:
+        progress.initial = to_host(state.opt.aux)
+    if leaves is not None:  # continue the interrupted tile exactly where it stood
+        state = program.place_state(restore_state(leaves, state))
+    state, done, stopped = solve(program, state, shared, pv, data.stage.iterations_per_tile(), skip,
+                                 chunk_marks(setup, data.stage), hooks.stop_requested,
+                                 on_chunk(setup, data, hooks, progress))
+    state = to_host(state)
+    blended = blend(x, state.x, origin, data.stage, setup.cfg.tile_overlap, copy=stopped)
+    progress.last_parts, progress.last_parts_stage = state.opt.aux, data.index
+    if stopped:
+        # The checkpoint keeps the batch as the tile found it and the tile's solver state; only
+        # the images written now show the tile's progress.
+        partial = (np.asarray(state.iterations)[: setup.n], np.asarray(state.opt.num_fun_eval)[: setup.n])
+        return x, Stop(Cursor(*where, done), state_leaves(state), blended, partial)
+    progress.add_tile(state, setup.n)
+    return blended, None
+
+
+def run_stage(setup: Setup, data: StageData, x: np.ndarray, cursor: Cursor, resume: Checkpoint | None,
+              progress: Progress, hooks: Hooks) -> tuple[np.ndarray, Stop | None]:
+    """Every pass over every tile of one stage, from ``cursor`` on."""
+    k, stage, cfg = data.index, data.stage, setup.cfg
+    for p in range(stage.passes):
+        grid = tile_grid(stage, cfg.tile_overlap, p)
+        for j, origin in enumerate(grid):
+            if cursor.before(k, p, j):
+                continue
+            restored = (resume.state, cursor.done) if resume is not None and cursor.at(k, p, j) else (None, 0)
+            x, stop = solve_tile(setup, data, x, (k, p, j), origin, restored, progress, hooks)
+            if stop is not None:
+                return x, stop
+            if stage.tiled and cfg.print_every:
+                tot = np.asarray(progress.last_parts["total"])[: setup.n]
+                hooks.log(f"stage {k + 1}/{len(setup.stages)} {stage.shape[1]}x{stage.shape[0]} px, pass {p + 1}/"
+                          f"{stage.passes}, tile {j + 1}/{len(grid)}: tile loss {tot.min():.4g}"
+                          + (f"..{tot.max():.4g}" if setup.n > 1 else "") + f"  ({hooks.elapsed():.1f} s)")
+    return x, None
+
+
+def end_stage(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, hooks: Hooks) -> dict:
+    """The stage's entry in the report (and its end losses); the coarse stages' images saved."""
+    cfg, stage, k = setup.cfg, data.stage, data.index
+    end = setup.full_losses(x, data.full_targets) if stage.tiled else \
+        {key: np.asarray(v)[: setup.n] for key, v in progress.last_parts.items()}
+    entry = {"shape": list(stage.shape), "iterations": stage.iterations,
+             "tile": list(stage.tile) if stage.tiled else None, "passes": stage.passes,
+             "tiles_per_pass": [len(tile_grid(stage, cfg.tile_overlap, p)) for p in range(stage.passes)],
+             "run_s": round(time.perf_counter() - data.t0, 3),
+             "memory_estimate_mb": round(setup.estimates[k] / 2**20, 1),
+             "total_loss": [json_float(v) for v in end["total"]]}
+    if stage.tiled:
+        rows, cols = tile_borders(stage, cfg.tile_overlap)
+        entry["seam_ratio"] = round(max(seam_ratio(np.clip(im, 0, 1), rows, cols) for im in x[: setup.n]), 4)
+    progress.stages.append(entry)
+    progress.history.append({"stage": k + 1, "iteration": stage.iterations_per_tile() * stage.passes,
+                             "elapsed_s": round(hooks.elapsed(), 3), "total": entry["total_loss"]})
+    if len(setup.stages) > 1:
+        hooks.log(f"stage {k + 1}/{len(setup.stages)} done: {stage.shape[1]}x{stage.shape[0]} px"
+                  + (f", {sum(entry['tiles_per_pass'])} tiles in {stage.passes} pass(es)" if stage.tiled else "")
+                  + f", total loss {np.min(end['total']):.4g}, {entry['run_s']:.1f} s")
+        if hooks.save_intermediate is not None and k < len(setup.stages) - 1 and cfg.save_every:
+            hooks.save_intermediate(f"stage{k + 1}", finish_images(cfg, x[: setup.n], data.inputs.photo))
+    return end
+
+
+def run(cfg: Config, params=None, log: Log = print, save_intermediate: Callable[[str, np.ndarray], None] | None = None,
+        should_stop: Callable[[], bool] | None = None, resume: Checkpoint | None = None) -> RunResult:
+    """Optimise every variant of ``cfg`` through every stage and tile of its plan.
+
+    ``should_stop`` is asked before each tile and between chunks; when it answers True the run
+    ends there, marked interrupted, with a :class:`Checkpoint` in the result. ``resume`` continues
+    from one and ends where the uninterrupted run ends.
+    """
+    setup = prepare(cfg, params)
+    hooks = Hooks(log, save_intermediate, should_stop, time.perf_counter() - (resume.run_s if resume else 0.0))
+    cursor = resume.cursor if resume is not None else Cursor()
+    progress = Progress.start(setup.n, resume)
+    x = None if resume is None else np.concatenate(
+        [resume.images, np.repeat(resume.images[-1:], len(setup.padded) - setup.n, axis=0)]).astype(np.float32)
+    last = setup.stages[-1]
+    log(f"{setup.n} variant(s) at {last.shape[1]}x{last.shape[0]} px, {cfg.optimizer.iterations} "
+        f"{cfg.optimizer.name} iterations, on {jax.devices()[0].platform}" if len(setup.stages) == 1 else
+        f"{setup.n} variant(s), {len(setup.stages)} stage(s) up to {last.shape[1]}x{last.shape[0]} px, "
+        f"on {jax.devices()[0].platform}")
+    stop, end, data = None, None, None
+    for k in range(cursor.stage, len(setup.stages)):
+        data, x = begin_stage(setup, k, x, progress)
+        x, stop = run_stage(setup, data, x, cursor, resume, progress, hooks)
+        if stop is not None:
+            break
+        end = end_stage(setup, data, x, progress, hooks)
+    return finish(setup, data, x, progress, stop, end, hooks, resume)
+
+
+def finish(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, stop: Stop | None,
+           end: dict | None, hooks: Hooks, resume: Checkpoint | None) -> RunResult:
+    """The result: images, report, history, and the checkpoint of an interrupted run."""
+    cfg, n = setup.cfg, setup.n
+    run_s = hooks.elapsed()
+    checkpoint, iterations, evaluations = None, progress.iterations, progress.evaluations
+    if stop is not None:
+        initial = None if progress.initial is None else {k: np.asarray(v) for k, v in progress.initial.items()}
+        checkpoint = Checkpoint(stop.cursor, x[:n].copy(), run_s, progress.stages, iterations, evaluations,
+                                stop.state, initial, progress.history)
+        if stop.partial is not None:  # this report counts the interrupted tile's iterations too
+            iterations, evaluations = iterations + stop.partial[0], evaluations + stop.partial[1]
+        x = stop.preview if stop.preview is not None else x
+        final = {key: np.full(n, np.nan) for key in ("total", "content", "style")}
+        if progress.last_parts_stage == len(setup.stages) - 1 and not setup.stages[-1].tiled:
+            final = {key: np.asarray(v)[:n] for key, v in progress.last_parts.items()}
+    else:
+        final = end
+    initial = progress.initial if progress.initial is not None else {key: np.full(n, np.nan) for key in final}
+    for i in np.flatnonzero(progress.nonfinite >= 0):
+        hooks.log(f"variant {i} (seed {setup.variants[i].seed}): loss or image became non-finite at iteration "
+                  f"{progress.nonfinite[i]}; keeping its last finite image")
+    report = build_report(cfg, setup.variants, interrupted=stop is not None, initial=initial, final=final,
+                          iterations=iterations, evaluations=evaluations, nonfinite=progress.nonfinite,
+                          compile_s=progress.compile_s, run_s=run_s, devices=setup.devices,
+                          shape=setup.final_inputs.content.shape, strategy=setup.strategy,
+                          memory_bytes=max(setup.estimates), stages=progress.stages)
+    if resume is not None:
+        report["resumed_from"] = resume.cursor.where
+    photo = data.inputs.photo if data is not None else setup.final_inputs.photo
+    return RunResult(finish_images(cfg, x[:n], photo), setup.variants, report, progress.history, checkpoint)

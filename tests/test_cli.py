@@ -1,0 +1,46 @@
+"""The jaxstyle command: the quick form without a config file, and its entry point."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import subprocess
+import sys
+
+from conftest import EXAMPLES, ROOT
+
+RUN = [sys.executable, "-c", "from jaxstyle.cli import console; console()"]
+
+
+def test_console_script_is_declared_and_importable():
+    text = (ROOT / "pyproject.toml").read_text()
+    assert 'jaxstyle = "jaxstyle.cli:console"' in text
+    eps = [e for e in md.entry_points(group="console_scripts") if e.name == "jaxstyle"]
+    assert eps and eps[0].load().__name__ == "console"
+
+
+def test_quick_form_names_its_folder_and_never_overwrites(tmp_path):
+    args = [str(EXAMPLES / "home.jpg"), str(EXAMPLES / "starry_night.jpg"), "--size", "32", "--seeds", "0", "1",
+            "--set", "optimizer.iterations=2", "--set", "print_every=0"]
+    r = subprocess.run(RUN + args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "outputs" / "home-in-starry_night"
+    report = json.loads((out / "report.json").read_text())
+    assert [v["seed"] for v in report["variants"]] == [0, 1] and report["image_size"] == [24, 32]
+    before = (out / "000_seed0.png").read_bytes()
+    r = subprocess.run(RUN + args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip().endswith("already exists; choose another output or set overwrite: true")
+    assert (out / "000_seed0.png").read_bytes() == before
+    r = subprocess.run(RUN + args[:2] + ["-o", "mine", "--size", "32", "--set", "optimizer.iterations=1"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0 and (tmp_path / "mine" / "000_seed0.png").is_file()
+
+
+def test_quick_form_mistakes_are_one_line(tmp_path):
+    cases = [([str(EXAMPLES / "home.jpg")], "the quick form takes a photo and an artwork, not 1 path(s)"),
+             (["--size", "32"], "-o, --size and --seeds belong to the quick form"),
+             (["a.jpg", "b.jpg", "--config", "c.yaml"], "give either --config or PHOTO ARTWORK, not both")]
+    for args, message in cases:
+        r = subprocess.run(RUN + args, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+        assert not (tmp_path / "outputs").exists()

@@ -1,0 +1,65 @@
+"""The config: one declaration per key, checked in order, and the docs' table made from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, ROOT
+from jaxstyle.config import KEYS, config_table, validate
+from jaxstyle.errors import ConfigError
+
+BASE = {"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg")}
+
+
+def test_docs_table_is_the_generated_one():
+    doc = (ROOT / "docs" / "config.md").read_text()
+    start = doc.index("<!-- config table: generated, do not edit -->\n") + len("<!-- config table: generated, do not edit -->\n")
+    end = doc.index("<!-- end of config table -->")
+    assert doc[start:end] == config_table()
+    # Every key has a row, and no row names a key that does not exist.
+    rows = [line.split("|")[1].strip() for line in config_table().splitlines()[2:]]
+    top = {r.strip("`") for r in rows if not r.startswith("`optimizer.")}
+    assert top == set(KEYS) - {"optimizer"}
+
+
+def test_computed_defaults_follow_the_keys_they_depend_on():
+    assert validate(BASE).beta == 10.0 and validate({**BASE, "losses": "paper"}).beta == 1000.0
+    assert validate({**BASE, "losses": "paper", "beta": 3}).beta == 3.0
+    assert validate(BASE).noise_amplitude == 0.02 and validate({**BASE, "noise": "uniform"}).noise_amplitude == 0.5
+    c = validate({**BASE, "size": 512})
+    assert (c.scales, c.scale_iterations, c.optimizer.iterations) == ([128, 256], [120, 60], 60)
+    c = validate({**BASE, "size": 512, "scales": []})
+    assert (c.scales, c.scale_iterations, c.optimizer.iterations) == ([], [], 500)
+
+
+def test_optimizer_options_belong_to_their_optimiser():
+    c = validate({**BASE, "optimizer": {"name": "jaxopt-lbfgs", "linesearch": "backtracking"}})
+    assert c.optimizer.options == {"history_size": 20, "linesearch": "backtracking", "linesearch_init": "max",
+                                   "maxls": 20}
+    with pytest.raises(ConfigError, match="unknown config key 'optimizer.linesearch' for lbfgs; it is an option "
+                                          "of jaxopt-lbfgs"):
+        validate({**BASE, "optimizer": {"linesearch": "zoom"}})
+    with pytest.raises(ConfigError, match="unknown config key 'optimizer.learning_rate' for lbfgs; it is an "
+                                          "option of adam"):
+        validate({**BASE, "optimizer": {"learning_rate": 0.1}})
+    with pytest.raises(ConfigError, match=r"optimizer.history_size must be a whole number from 1 to 1000"):
+        validate({**BASE, "optimizer": {"history_size": 0}})
+    assert validate({**BASE, "optimizer": {"name": "adam"}}).optimizer.options == {"learning_rate": 0.02}
+
+
+def test_output_keys_are_checked_together():
+    with pytest.raises(ConfigError, match="image_bits 16 needs image_format png or tiff, not jpg"):
+        validate({**BASE, "image_format": "jpg", "image_bits": 16})
+    with pytest.raises(ConfigError, match="image_format must be one of png, jpg, webp, tiff"):
+        validate({**BASE, "image_format": "gif"})
+    assert validate({**BASE, "image_format": "tiff", "image_bits": 16}).image_bits == 16
+
+
+def test_the_resolved_config_round_trips(tmp_path):
+    # What report.json and checkpoints record validates to the same config.
+    c = validate({**BASE, "size": 300, "optimizer": {"name": "adam"}})
+    again = validate(c.to_dict())
+    assert again.to_dict() == c.to_dict()
+    assert Path(again.content) == Path(BASE["content"])
