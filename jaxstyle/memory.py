@@ -3,7 +3,7 @@
 The peak is dominated by what the backward pass keeps of the forward pass: every convolution's
 output up to the deepest layer used, for every variant of the batch. The constant
 ``ACTIVATION_FACTOR`` (bytes kept per activation float, including XLA's temporaries) was fitted to
-peak RSS measured on this project's CPU runs; see the README's performance section.
+peak RSS measured on this project's CPU runs; see docs/performance.md.
 """
 
 from __future__ import annotations

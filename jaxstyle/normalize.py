@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .errors import ImageError
+from .images import IMAGE_SUFFIXES, load_image
 from .vgg import CAFFE_MEAN_BGR, CONV_NAMES, LAYER_NAMES
 
 
@@ -83,8 +84,6 @@ def _pool_f64(x: np.ndarray, pooling: str) -> np.ndarray:
 
 def load_calibration_images(folder: str | Path, max_side: int = 256) -> list[np.ndarray]:
     """Every readable image in ``folder``, as RGB [0, 1] arrays with longest side ``max_side``."""
-    from .images import IMAGE_SUFFIXES, load_image
-
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageError(f"calibration folder not found: {folder}")

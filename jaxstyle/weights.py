@@ -25,6 +25,7 @@ import numpy as np
 from . import torchfile
 from .errors import WeightsError
 from .fileio import atomic_write
+from .normalize import load_calibration_images, normalize_mean_activation
 from .vgg import CAFFE_MEAN_BGR, CONV_NAMES, PARAM_SHAPES
 
 Params = dict[str, dict[str, jax.Array]]
@@ -294,8 +295,6 @@ def read_raw(path: str | Path, fmt: str = "auto") -> NumpyParams:
 def convert_raw(src: str | Path, calibration: str | Path, dst: str | Path | None = None,
                 fmt: str = "auto", calibration_size: int = 256) -> Path:
     """Convert raw ImageNet VGG-19 weights: read, mean-normalise on a folder of images, write h5."""
-    from .normalize import load_calibration_images, normalize_mean_activation
-
     params = read_raw(src, fmt)
     images = load_calibration_images(calibration, calibration_size)
     params = normalize_mean_activation(params, images, pooling="max")

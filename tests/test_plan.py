@@ -187,7 +187,7 @@ def test_coarse_to_fine_tiled_run_interrupts_resumes_and_has_no_seams(vgg_params
     assert v["final_loss"]["total"] < 0.5 * v["initial_loss"]["total"]
     # A regression bound only: at this size and so few iterations the measure cannot tell blended
     # tiles from pasted ones (measured 0.98 vs 0.90); its sensitivity is shown on a made seam
-    # above, and the README reports it at 2048 px.
+    # above, and docs/highres.md reports it at 2048 px.
     assert stages[1]["seam_ratio"] < 1.15, stages[1]["seam_ratio"]
 
     # Stop checks: one before each tile, then one before each chunk after a tile's first (stage 1

@@ -41,7 +41,7 @@ def test_float32_batch_close_to_solo_runs(vgg_params):
     # Float64 pins exact independence (test_losses.py). In float32 the batch size changes the
     # convolutions' rounding (~1e-7 relative) and 40 unit-step L-BFGS iterations with
     # accept/reject decisions amplify it: at 48 px the measured gap per seed is 2-15%, so each
-    # seed is held to 25% and the mean over seeds to 10% (see the README's notes on batches).
+    # seed is held to 25% and the mean over seeds to 10% (see docs/performance.md on batches).
     batch = run(cfg(seeds=[0, 1, 2, 3], optimizer={"iterations": 40}), vgg_params, log=quiet)
     finals = np.array([v["final_loss"]["total"] for v in batch.report["variants"]])
     solos = []
