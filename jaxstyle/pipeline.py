@@ -129,13 +129,13 @@ class Progress:
         return cls(resume.iterations.copy(), resume.evaluations.copy(), np.full(n, -1, np.int64),
                    list(resume.stages), list(resume.history), resume.initial)
 
-    def add_tile(self, state, n: int) -> None:
-        """Count a finished tile's iterations and evaluations, and note where a variant first went
-        non-finite."""
-        bad = np.asarray(state.nonfinite_at)[:n]
+    def add_tile(self, iterations: np.ndarray, evaluations: np.ndarray, nonfinite_at: np.ndarray, n: int) -> None:
+        """Count a finished tile's iterations and evaluations (host arrays, one per batch slot), and
+        note where a variant first went non-finite."""
+        bad = np.asarray(nonfinite_at)[:n]
         self.nonfinite = np.where((self.nonfinite < 0) & (bad >= 0), self.iterations + bad, self.nonfinite)
-        self.iterations += np.asarray(state.iterations)[:n]
-        self.evaluations += np.asarray(state.opt.num_fun_eval)[:n]
+        self.iterations += np.asarray(iterations)[:n]
+        self.evaluations += np.asarray(evaluations)[:n]
 
 
 @dataclass
@@ -265,15 +265,18 @@ def solve_tile(setup: Setup, data: StageData, x: np.ndarray, where: tuple[int, i
     state, done, stopped = solve(program, state, shared, pv, data.stage.iterations_per_tile(), skip,
                                  chunk_marks(setup, data.stage), hooks.stop_requested,
                                  on_chunk(setup, data, hooks, progress))
-    state = to_host(state)
-    blended = blend(x, state.x, origin, data.stage, setup.cfg.tile_overlap, copy=stopped)
-    progress.last_parts, progress.last_parts_stage = state.opt.aux, data.index
+    # Only what the blend, the counts and the report need comes to the host; the whole solver state
+    # (its L-BFGS history holds 2m images per variant) only when a checkpoint needs it.
+    result, parts, iterations, evaluations, nonfinite_at = to_host(
+        (state.x, state.opt.aux, state.iterations, state.opt.num_fun_eval, state.nonfinite_at))
+    blended = blend(x, result, origin, data.stage, setup.cfg.tile_overlap, copy=stopped)
+    progress.last_parts, progress.last_parts_stage = parts, data.index
     if stopped:
         # The checkpoint keeps the batch as the tile found it and the tile's solver state; only
         # the images written now show the tile's progress.
-        partial = (np.asarray(state.iterations)[: setup.n], np.asarray(state.opt.num_fun_eval)[: setup.n])
+        partial = (np.asarray(iterations)[: setup.n], np.asarray(evaluations)[: setup.n])
         return x, Stop(Cursor(*where, done), state_leaves(state), blended, partial)
-    progress.add_tile(state, setup.n)
+    progress.add_tile(iterations, evaluations, nonfinite_at, setup.n)
     return blended, None
 
 
