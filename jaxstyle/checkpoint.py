@@ -61,6 +61,11 @@ class Checkpoint:
     state: list[np.ndarray] | None = None
     initial: dict[str, np.ndarray] | None = None
     history: list = field(default_factory=list)
+    #: A sweep over style losses runs one program per choice (:func:`jaxstyle.pipeline.run`): the
+    #: index of the one in progress, the finished ones' images ``(V_done, H, W, 3)`` and reports.
+    group: int = 0
+    finished: np.ndarray | None = None
+    finished_reports: list = field(default_factory=list)
 
     @property
     def where(self) -> str:
@@ -70,8 +75,11 @@ class Checkpoint:
         c = self.cursor
         meta = json.dumps({"format": FORMAT, "cursor": [c.stage, c.pass_index, c.tile, c.done],
                            "run_s": self.run_s, "stages": self.stages, "history": self.history,
-                           "state_leaves": None if self.state is None else len(self.state), "config": config})
+                           "state_leaves": None if self.state is None else len(self.state), "config": config,
+                           "group": self.group, "finished_reports": self.finished_reports})
         arrays = {f"state{i}": a for i, a in enumerate(self.state or [])}
+        if self.finished is not None:
+            arrays["finished"] = self.finished
         arrays.update({f"initial_{k}": v for k, v in (self.initial or {}).items()})
 
         def write(tmp: str) -> None:
@@ -87,7 +95,8 @@ class Checkpoint:
         return cls(Cursor(*meta["cursor"]), z["images"], float(meta["run_s"]), list(meta["stages"]),
                    z["iterations"], z["evaluations"], None if n is None else [z[f"state{i}"] for i in range(n)],
                    {k[len("initial_"):]: v for k, v in z.items() if k.startswith("initial_")} or None,
-                   list(meta.get("history", [])))
+                   list(meta.get("history", [])), int(meta.get("group", 0)), z.get("finished"),
+                   list(meta.get("finished_reports", [])))
 
 
 def read(path: Path, config: dict) -> tuple[dict, dict[str, np.ndarray]]:
@@ -109,5 +118,8 @@ def read(path: Path, config: dict) -> tuple[dict, dict[str, np.ndarray]]:
     now = json.loads(json.dumps({k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}))
     if now != saved:
         changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if changed == ["term_files"]:
+            raise OutputError("cannot resume: a term file changed since the checkpoint "
+                              f"({', '.join(k for k in now['term_files'] if now['term_files'][k] != saved.get('term_files', {}).get(k))})")
         raise OutputError(f"cannot resume: the config changed since the checkpoint ({', '.join(changed)})")
     return meta, arrays

@@ -102,13 +102,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{signal.Signals(signum).name}: stopping after the current chunk "
               "(again to stop at once)", file=sys.stderr, flush=True)
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    result = run_and_save(cfg, log=lambda line: print(line, flush=True),
-                          should_stop=lambda: bool(received), resume=args.resume)
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = run_and_save(cfg, log=lambda line: print(line, flush=True),
+                              should_stop=lambda: bool(received), resume=args.resume)
+    finally:  # the caller's handlers again (main may be called from Python, not only as a command)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return EXIT_INTERRUPTED if result.checkpoint is not None else 0
 
 
 def console() -> None:
     """The ``jaxstyle`` console command."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    console()

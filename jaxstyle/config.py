@@ -30,6 +30,8 @@ import yaml
 from .errors import ConfigError
 from .images import DEFAULT_MAX_PIXELS
 from .losses import NORMALISATIONS, TERMS
+from .style_losses import STYLE_LOSSES
+from .terms import is_file_term, load_term
 from .program import STRATEGIES
 from .solvers import REGISTRY, non_negative, one_of, whole
 from .vgg import check_layers
@@ -44,7 +46,7 @@ NOISE_DISTRIBUTIONS = ("normal", "uniform")
 DEFAULT_NOISE_AMPLITUDE = {"normal": 0.02, "uniform": 0.5}
 UPSAMPLE_METHODS = ("nearest", "linear", "cubic", "lanczos3")
 COLOR_MODES = ("none", "luminance", "histogram", "chroma")
-SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms")
+SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms", "style_loss")
 #: ``scales: auto``: coarser stages halve the long side while it stays at least this many pixels,
 #: so the coarsest stage has a long side from 128 to 255 px (sizes below 255 px run directly).
 PYRAMID_MIN_SIDE = 128
@@ -162,9 +164,11 @@ def _terms(name: str, value: Any) -> dict[str, float]:
     if not isinstance(value, Mapping):
         raise ConfigError(f"{name} must map term names to weights, e.g. {{tv: 1e-3}}")
     for k in value:
-        if k not in TERMS:
+        if is_file_term(str(k)) and k not in TERMS:
+            load_term(str(k))  # a missing file or function is reported now, before any work
+        elif k not in TERMS:
             raise ConfigError(f"unknown loss term '{k}' in {name}{_suggest(str(k), TERMS)}; "
-                              f"known terms: {', '.join(sorted(TERMS))}")
+                              f"known terms: {', '.join(sorted(TERMS))}, or 'path/to/file.py:function'")
     return {str(k): _number(f"{name}.{k}", v) for k, v in value.items()}
 
 
@@ -246,9 +250,34 @@ def sweep(name: str, value: Any, c: dict) -> dict[str, list]:
             raise ConfigError(f"cannot sweep '{k}'{_suggest(str(k), SWEEPABLE)}; sweepable: {', '.join(SWEEPABLE)}")
         if not isinstance(values, list) or not values:
             raise ConfigError(f"sweep.{k} must be a non-empty list")
+    parse = {"terms": _terms, "style_loss": _style_loss}
     return {k: [(_layer_weights(f"sweep.{k}[]", v) if k.endswith("layers") else
-                 _terms(f"sweep.{k}[]", v) if k == "terms" else _number(f"sweep.{k}[]", v)) for v in vs]
+                 parse.get(k, _number)(f"sweep.{k}[]", v)) for v in vs]
             for k, vs in value.items()}
+
+
+def _style_loss(name: str, value: Any) -> str:
+    if value not in STYLE_LOSSES:
+        raise ConfigError(f"{name} must be one of {', '.join(STYLE_LOSSES)}, not {value!r}"
+                          f"{_suggest(str(value), STYLE_LOSSES)}")
+    return value
+
+
+def style_loss(name: str, value: Any, c: dict) -> str:
+    return _style_loss(name, value)
+
+
+def check_style_losses(cfg: "Config") -> None:
+    """Alternative style losses need the mean-normalised losses, and masks need the Gram loss."""
+    chosen = [cfg.style_loss, *cfg.sweep.get("style_loss", [])]
+    other = next((k for k in chosen if k != "gram"), None)
+    if other is None:
+        return
+    if cfg.losses != "mean":
+        raise ConfigError(f"style_loss {other} needs losses: mean (Eq. 4's unnormalised form is the Gram loss's)")
+    if cfg.masks is not None:
+        raise ConfigError(f"style_loss {other} cannot be combined with masks: guided style (masks) is "
+                          "defined for the Gram loss only")
 
 
 def denoise(name: str, value: Any, c: dict) -> int:
@@ -407,6 +436,8 @@ class Config:
     losses: str = key("mean", choice(*NORMALISATIONS),
                       "`mean`: L_content = 1/(N_l M_l) sum (F - P)^2, E_l = 1/N_l^2 sum (G/M_l - A/M_l^style)^2, "
                       "the same at any size; `paper`: Eq. 1 and 4 as printed (docs/calibration.md)")
+    style_loss: str = key("gram", style_loss, "`gram` (the paper's Eq. 4), `mean_cov`, `wasserstein` or "
+                          "`histogram` (docs/loss-lab.md); the others need `losses: mean`")
     alpha: float = key(1.0, number, "Eq. 7's content weight")
     beta: float = key(Computed(lambda c: DEFAULT_BETA[c["losses"]]), number,
                       "Eq. 7's style weight: alpha/beta 0.1 with `mean` (measured), the paper's 1e-3 with `paper`",
@@ -426,9 +457,11 @@ class Config:
                                  "the noise's standard deviation or half-width (docs/quality.md)",
                                  "0.02 with `normal`, 0.5 with `uniform`")
     seeds: list[int] = key([0], seeds, "one variant per seed, in one batch")
-    terms: dict[str, float] = key({}, terms, "extra loss terms by name -> weight; built in: `tv` (squared total variation)")
+    terms: dict[str, float] = key({}, terms, "extra loss terms by name -> weight; built in: `tv` (squared total "
+                                  "variation); your own: `path/to/file.py:function` (docs/loss-lab.md)")
     sweep: dict[str, list] = key({}, sweep, "lists of values for `alpha`, `beta`, `content_layers`, `style_layers`, "
-                                 "`terms`; every combination (x every seed) is a variant of the same batch")
+                                 "`terms`, `style_loss`; every combination (x every seed) is a variant of the "
+                                 "same batch (each style loss its own program)")
     scales: list[int] = key("auto", scales,
                             "coarse-to-fine: long sides of coarser stages, run first; `auto`: halve `size` while the "
                             "half is at least 128 px (512 -> `[128, 256]`; below 255 px one stage); `[]`: one stage")
@@ -509,6 +542,7 @@ def validate(raw: Mapping[str, Any]) -> Config:
             value = copy.deepcopy(meta["default"])
         checked[f.name] = meta["check"](f.name, value, checked)
     cfg = Config(**checked, source=dict(raw))
+    check_style_losses(cfg)
     if not cfg.content_layers and not cfg.style_layers and "content_layers" not in cfg.sweep \
             and "style_layers" not in cfg.sweep:
         raise ConfigError("content_layers and style_layers are both empty: nothing to optimise")

@@ -21,13 +21,18 @@ layer off without changing the program).
 
 from __future__ import annotations
 
+import traceback
+from types import MappingProxyType
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from .vgg import layer_stride, vgg19_features
+from .errors import ConfigError
+from .style_losses import DEFAULT_WEIGHTS, LAYER_LOSSES, STYLE_LOSSES, statistics
+from .style_losses import target as style_target
+from .vgg import check_layers, layer_stride, vgg19_features
 
 
 def content_loss(features: jax.Array, target: jax.Array) -> jax.Array:
@@ -207,19 +212,42 @@ class LossWeights(NamedTuple):
 
 
 #: An extra loss term: ``term(image (H, W, 3), features {layer: (h, w, C)}, targets) -> scalar``.
+#: A term may carry a ``layers`` attribute, the VGG-19 layers it reads from ``features``.
 LossTerm = Callable[[jax.Array, Mapping[str, jax.Array], Targets], jax.Array]
 
-#: Extra terms selectable by name from a config (``terms: {tv: 1e-3}``). Pass your own mapping to
-#: :class:`Objective` to add one; see ``scripts/custom_term.py``.
-TERMS: dict[str, LossTerm] = {
+#: The built-in extra terms, selectable by name from a config (``terms: {tv: 1e-3}``). Terms of
+#: your own come from a file (``terms: {path/to/file.py:function: 1.0}``, :mod:`jaxstyle.terms`), or
+#: as a mapping passed to :class:`Objective`.
+TERMS: Mapping[str, LossTerm] = MappingProxyType({
     "tv": lambda image, feats, targets: total_variation(image),
-}
+})
+
+
+def call_term(name: str, fn: LossTerm, image: jax.Array, feats: Mapping[str, jax.Array],
+              targets: Targets) -> jax.Array:
+    """Term ``name``'s value, a scalar. A term that raises, or returns anything but one number, is
+    a :class:`ConfigError` naming it (and the line of its own file where it failed): terms run
+    while the program is traced, before any optimisation."""
+    try:
+        value = jnp.asarray(fn(image, feats, targets), image.dtype)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the term's own failure, whatever it is, is reported, not a traceback
+        own_file = getattr(getattr(fn, "__code__", None), "co_filename", None)
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == own_file]
+        where = f" (line {frames[-1].lineno})" if frames else ""
+        raise ConfigError(f"term {name} failed{where}: {type(exc).__name__}: {exc}") from None
+    if value.shape != ():
+        raise ConfigError(f"term {name} must return a scalar, not an array of shape {value.shape}")
+    return value
 
 
 @dataclass(frozen=True)
 class Objective:
-    """The static structure of a loss: which layers, which pooling, which extra terms, and which
-    normalisation of Eq. 1 and 4 (``losses``: ``"mean"`` or ``"paper"``, see the module docstring).
+    """The static structure of a loss: which layers, which pooling, which extra terms, which
+    normalisation of Eq. 1 and 4 (``losses``: ``"mean"`` or ``"paper"``, see the module docstring)
+    and which style loss (``style_loss``: the paper's ``"gram"`` or one of
+    :data:`jaxstyle.style_losses.STYLE_LOSSES`, which need ``losses="mean"`` and no masks).
 
     Everything numeric (weights, targets, the network) is an argument of :meth:`__call__`, so a
     single compiled function serves every variant of a batch.
@@ -232,17 +260,27 @@ class Objective:
     remat: bool = False
     losses: str = "mean"
     term_fns: Mapping[str, LossTerm] = field(default_factory=lambda: dict(TERMS))
+    style_loss: str = "gram"
 
     def __post_init__(self):
         if self.losses not in NORMALISATIONS:
             raise ValueError(f"losses must be one of {NORMALISATIONS}, not {self.losses!r}")
+        if self.style_loss not in STYLE_LOSSES:
+            raise ValueError(f"style_loss must be one of {STYLE_LOSSES}, not {self.style_loss!r}")
+        if self.style_loss != "gram" and self.losses != "mean":
+            raise ValueError(f"style_loss {self.style_loss!r} needs losses='mean'")
 
     @property
     def layers(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.content_layers + self.style_layers))
+        """Every layer the forward pass computes: content, style and those the extra terms read."""
+        term_layers = tuple(l for t in self.terms for l in getattr(self.term_fns[t], "layers", ()))
+        check_layers(term_layers)
+        return tuple(dict.fromkeys(self.content_layers + self.style_layers + term_layers))
 
-    def style_grams(self, params, style_image: jax.Array | Sequence[jax.Array]) -> dict[str, jax.Array]:
-        """Gram matrices per position, G^l / M_l (Eq. 3), of the artwork(s): ``{layer: (S, N_l, N_l)}``.
+    def style_grams(self, params, style_image: jax.Array | Sequence[jax.Array]) -> dict[str, Any]:
+        """The artwork(s)' statistics per position, ``{layer: (S, N_l, N_l)}`` Gram matrices G^l / M_l
+        (Eq. 3) for ``style_loss="gram"``, ``{layer: {name: (S, ...)}}`` for the others
+        (:func:`jaxstyle.style_losses.statistics`).
 
         Divided by M_l they no longer depend on the artwork's size: they are the mean form's
         targets, and Eq. 4's target for any region of the generated image is this times that
@@ -251,6 +289,9 @@ class Objective:
         """
         styles = [style_image] if not isinstance(style_image, (list, tuple)) else list(style_image)
         feats = [vgg19_features(params, s, self.style_layers, self.pooling) for s in styles]
+        if self.style_loss != "gram":
+            per_style = [{l: statistics(self.style_loss, f[l]) for l in self.style_layers} for f in feats]
+            return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *per_style)
         return {l: jnp.stack([gram_matrix(f[l]) / (f[l].shape[-3] * f[l].shape[-2]) for f in feats])
                 for l in self.style_layers}
 
@@ -265,7 +306,13 @@ class Objective:
         """
         c = vgg19_features(params, content_image, self.content_layers, self.pooling)
         region_masks = None
-        if masks is None:
+        if self.style_loss != "gram":  # per-position statistics, blended, then the loss's own target
+            n = len(blend) if blend is not None else jax.tree_util.tree_leaves(grams)[0].shape[0]
+            w = jnp.asarray(blend if blend is not None else [1.0 / n] * n, jnp.float32)
+            style = {l: style_target(self.style_loss,
+                                     jax.tree_util.tree_map(lambda a: jnp.tensordot(w, a, axes=1), grams[l]))
+                     for l in self.style_layers}
+        elif masks is None:
             n = next(iter(grams.values())).shape[0] if grams else 1
             w = jnp.asarray(blend if blend is not None else [1.0] * n, jnp.float32)
             style = {l: jnp.tensordot(w, grams[l], axes=1) for l in self.style_layers}
@@ -308,17 +355,19 @@ class Objective:
         layer_style = mean_style_layer_loss if mean else style_layer_loss
         l_content = sum(weights.content[l] * layer_content(feats[l], targets.content[l])
                         for l in self.content_layers)
-        if targets.masks is None:
+        if self.style_loss != "gram":
+            e = {l: LAYER_LOSSES[self.style_loss](feats[l], targets.style[l]) for l in self.style_layers}
+        elif targets.masks is None:
             e = {l: layer_style(gram_matrix(feats[l]), targets.style[l], feats[l].shape[-3] * feats[l].shape[-2])
                  for l in self.style_layers}
         else:
             e = {l: guided_style_layer_loss(feats[l], targets.style[l], targets.masks[l], self.losses)
                  for l in self.style_layers}
-        l_style = style_loss(e, weights.style)
+        l_style = DEFAULT_WEIGHTS[self.style_loss] * style_loss(e, weights.style)
         out = {"content": jnp.asarray(l_content, image.dtype), "style": jnp.asarray(l_style, image.dtype)}
         total = total_loss(out["content"], out["style"], weights.alpha, weights.beta)
         for name in self.terms:
-            out[name] = self.term_fns[name](image, feats, targets)
+            out[name] = call_term(name, self.term_fns[name], image, feats, targets)
             total = total + weights.terms[name] * out[name]
         out["total"] = total
         return out

@@ -24,10 +24,11 @@ from PIL import Image
 from .checkpoint import FILENAME as CHECKPOINT
 from .checkpoint import Checkpoint
 from .config import Config
-from .errors import OutputError
+from .errors import JaxstyleError, OutputError
 from .fileio import atomic_write
 from .images import contact_sheet, to_uint8
 from .pipeline import RunResult, run
+from .terms import term_file_hashes, used_terms
 from .variants import Variant, expand_variants
 
 SUFFIX = {"png": "png", "jpg": "jpg", "webp": "webp", "tiff": "tif"}
@@ -151,14 +152,28 @@ def run_and_save(cfg: Config, log: Callable[[str], None] = print,
     out = Path(cfg.output)
     if jax.process_index() != 0:
         return run(cfg, log=lambda line: None, should_stop=should_stop)
-    checkpoint = Checkpoint.load(out / CHECKPOINT, cfg.to_dict()) if resume else None
+    record = {**cfg.to_dict(), "term_files": term_file_hashes(used_terms(cfg.terms, cfg.sweep))}
+    checkpoint = Checkpoint.load(out / CHECKPOINT, record) if resume else None
+    created = not out.exists()
     if not resume:
         prepare_output(cfg)
+    try:
+        return _run_locked(cfg, out, record, checkpoint, log, should_stop)
+    except JaxstyleError:
+        # A mistake found once the run began (a user term that fails when traced): leave no
+        # trace of the folder this run made.
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _run_locked(cfg: Config, out: Path, record: dict, checkpoint: Checkpoint | None, log: Callable[[str], None],
+                should_stop: Callable[[], bool] | None) -> RunResult:
     with output_lock(out):
         variants = expand_variants(cfg)
 
-        def save_intermediate(stage: str, images: np.ndarray) -> None:
-            for i, (v, img) in enumerate(zip(variants, images)):
+        def save_intermediate(stage: str, images: np.ndarray, start: int = 0) -> None:
+            for i, (v, img) in enumerate(zip(variants[start:], images), start):
                 write_image(img, out / image_name(i, v, stage, cfg.image_format), cfg.image_format,
                             cfg.image_quality, cfg.image_bits)
 
@@ -166,7 +181,7 @@ def run_and_save(cfg: Config, log: Callable[[str], None] = print,
                      resume=checkpoint)
         path = write_outputs(cfg, result)
         if result.checkpoint is not None:
-            result.checkpoint.save(out / CHECKPOINT, cfg.to_dict())
+            result.checkpoint.save(out / CHECKPOINT, record)
             log(f"interrupted at {result.checkpoint.where}: wrote the images so far, {path} "
                 f"and {out / CHECKPOINT}; continue with --resume")
         else:

@@ -7,6 +7,7 @@ every stage and tile together, in one compiled program per tile shape.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -18,6 +19,7 @@ import numpy as np
 from .checkpoint import Checkpoint, Cursor
 from .config import Config
 from .inputs import Inputs, finish_images, prepare_images, start_images
+from .lab import comparison
 from .loop import solve
 from .losses import LossWeights, Objective, Targets
 from .memory import require_fits
@@ -327,14 +329,86 @@ def end_stage(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, 
     return end
 
 
-def run(cfg: Config, params=None, log: Log = print, save_intermediate: Callable[[str, np.ndarray], None] | None = None,
+def run(cfg: Config, params=None, log: Log = print, save_intermediate: Callable[..., None] | None = None,
         should_stop: Callable[[], bool] | None = None, resume: Checkpoint | None = None) -> RunResult:
     """Optimise every variant of ``cfg`` through every stage and tile of its plan.
 
     ``should_stop`` is asked before each tile and between chunks; when it answers True the run
     ends there, marked interrupted, with a :class:`Checkpoint` in the result. ``resume`` continues
-    from one and ends where the uninterrupted run ends.
+    from one and ends where the uninterrupted run ends. ``save_intermediate(tag, images, start)``
+    receives intermediate images of the variants from index ``start`` on.
+
+    A sweep over ``style_loss`` runs one program per choice, one after another (:func:`run_groups`).
     """
+    params = load_vgg19(cfg.weights) if params is None else params
+    groups = program_groups(cfg)
+    if len(groups) > 1:
+        result = run_groups(cfg, groups, params, log, save_intermediate, should_stop, resume)
+    else:
+        result = run_plan(cfg, params, log, save_intermediate, should_stop, resume)
+    if result.checkpoint is None and {"style_loss", "terms"} & set(cfg.sweep):
+        result.report["comparison"] = comparison(cfg, params, result.images, result.variants, result.report)
+    return result
+
+
+def program_groups(cfg: Config) -> list[Config]:
+    """One config per style loss of a sweep over several, each without that sweep; else ``[cfg]``."""
+    kinds = cfg.sweep.get("style_loss", [])
+    if len(kinds) < 2:
+        return [cfg]
+    rest = {k: v for k, v in cfg.sweep.items() if k != "style_loss"}
+    return [dataclasses.replace(cfg, style_loss=k, sweep=rest) for k in kinds]
+
+
+def run_groups(cfg: Config, groups: list[Config], params, log: Log, save_intermediate, should_stop,
+               resume: Checkpoint | None) -> RunResult:
+    """Each style loss of a sweep as its own program, one after another; the results joined.
+
+    One program per choice, not one program evaluating every loss for every variant: on the
+    2-core CPU the latter cost more than the sum of the separate programs (docs/loss-lab.md).
+    """
+    log(f"style_loss sweep: one program per choice ({', '.join(g.style_loss for g in groups)}), one after another")
+    first = resume.group if resume is not None else 0
+    done = [resume.finished] if resume is not None and resume.finished is not None else []
+    reports, results = list(resume.finished_reports) if resume is not None else [], []
+    for g in range(first, len(groups)):
+        offset = sum(len(d) for d in done) + sum(len(r.images) for r in results)
+        save = None if save_intermediate is None else \
+            (lambda tag, images, start=0, o=offset: save_intermediate(tag, images, o + start))
+        log(f"style_loss {groups[g].style_loss} ({g + 1}/{len(groups)})")
+        r = run_plan(groups[g], params, log, save, should_stop, resume if g == first else None)
+        results.append(r)
+        if r.checkpoint is not None:
+            before = [*done, *(x.images for x in results[:-1])]
+            r.checkpoint.group = g
+            r.checkpoint.finished = np.concatenate(before) if before else None
+            r.checkpoint.finished_reports = reports + [x.report for x in results[:-1]]
+            break
+    return join_results(cfg, done, reports, results, first)
+
+
+def join_results(cfg: Config, done: list[np.ndarray], reports: list[dict], results: list[RunResult],
+                 first: int) -> RunResult:
+    """One result of several programs' (earlier ones given by their images and reports)."""
+    reports = reports + [r.report for r in results]
+    images = np.concatenate([*done, *(r.images for r in results)])
+    variants = expand_variants(cfg)[: len(images)]
+    report = dict(reports[-1])
+    report.update(
+        config=cfg.to_dict(), variants=[v for r in reports for v in r["variants"]],
+        iterations=max(r["iterations"] for r in reports), evaluations=sum(r["evaluations"] for r in reports),
+        stages=[r["stages"] for r in reports],
+        timing={"compile_s": round(sum(r["timing"]["compile_s"] for r in reports), 4),
+                "run_s": round(sum(r["timing"]["run_s"] for r in reports), 4)},
+        programs=[{"style_loss": r["config"]["style_loss"], "variants": len(r["variants"]), **r["timing"]}
+                  for r in reports])
+    history = [{**h, "program": first + i} for i, r in enumerate(results) for h in r.history]
+    return RunResult(images, variants, report, history, results[-1].checkpoint)
+
+
+def run_plan(cfg: Config, params=None, log: Log = print, save_intermediate: Callable[..., None] | None = None,
+             should_stop: Callable[[], bool] | None = None, resume: Checkpoint | None = None) -> RunResult:
+    """:func:`run` for a batch that shares one objective: one program per tile shape."""
     setup = prepare(cfg, params)
     hooks = Hooks(log, save_intermediate, should_stop, time.perf_counter() - (resume.run_s if resume else 0.0))
     cursor = resume.cursor if resume is not None else Cursor()

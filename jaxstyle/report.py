@@ -11,6 +11,7 @@ import numpy as np
 
 from . import __version__
 from .config import Config
+from .terms import term_file_hashes, used_terms
 from .variants import Variant
 
 
@@ -52,7 +53,8 @@ def variant_entry(v: Variant, initial: dict, final: dict, iterations: int, evalu
     """One variant's entry in report.json."""
     entry = {"seed": v.seed, "initial_loss": initial, "final_loss": final, "iterations": iterations,
              "evaluations": evaluations, "alpha": v.alpha, "beta": v.beta,
-             "content_layers": v.content_layers, "style_layers": v.style_layers, "terms": v.terms}
+             "content_layers": v.content_layers, "style_layers": v.style_layers, "terms": v.terms,
+             "style_loss": v.style_loss}
     if nonfinite_at >= 0:
         entry["nonfinite_at"] = nonfinite_at
     return entry
@@ -65,6 +67,7 @@ def build_report(cfg: Config, variants: list[Variant], *, interrupted: bool, ini
     device and package versions, the memory estimate."""
     return {
         "config": cfg.to_dict(),
+        "term_files": term_file_hashes(used_terms(cfg.terms, cfg.sweep)),
         "losses": cfg.losses,
         "interrupted": interrupted,
         "variants": [variant_entry(v, losses_at(initial, i), losses_at(final, i), int(iterations[i]),

@@ -7,6 +7,7 @@ axis, so a whole alpha/beta x layer grid runs as one compiled, vmapped program.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 from .config import Config
 from .losses import LossWeights, Objective
 from .program import variant_mesh
+from .terms import is_file_term, resolve_terms
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Variant:
     content_layers: dict[str, float]
     style_layers: dict[str, float]
     terms: dict[str, float]
+    style_loss: str = "gram"
 
     def label(self, swept: tuple[str, ...]) -> str:
         parts = [f"seed {self.seed}"]
@@ -38,13 +41,17 @@ class Variant:
         if "content_layers" in swept:
             parts.append("+".join(l for l, w in self.content_layers.items() if w) or "no content")
         if "terms" in swept:
-            parts.append(" ".join(f"{k} {v:g}" for k, v in self.terms.items()))
+            parts.append(" ".join(f"{Path(k).name if is_file_term(k) else k} {v:g}" for k, v in self.terms.items())
+                         or "no terms")
+        if "style_loss" in swept:
+            parts.append(self.style_loss)
         return ", ".join(parts)
 
 
 def expand_variants(cfg: Config) -> list[Variant]:
-    """Every combination of the sweep's values, each with every seed (seeds vary fastest)."""
-    keys = list(cfg.sweep)
+    """Every combination of the sweep's values, each with every seed (seeds vary fastest, a sweep's
+    ``style_loss`` slowest: each style loss runs as a program of its own, on consecutive variants)."""
+    keys = sorted(cfg.sweep, key=lambda k: k != "style_loss")
     combos = itertools.product(*(cfg.sweep[k] for k in keys)) if keys else [()]
     out = []
     for combo in combos:
@@ -54,16 +61,22 @@ def expand_variants(cfg: Config) -> list[Variant]:
                 seed=seed, alpha=setting.get("alpha", cfg.alpha), beta=setting.get("beta", cfg.beta),
                 content_layers=dict(setting.get("content_layers", cfg.content_layers)),
                 style_layers=dict(setting.get("style_layers", cfg.style_layers)),
-                terms=dict(setting.get("terms", cfg.terms))))
+                terms=dict(setting.get("terms", cfg.terms)),
+                style_loss=setting.get("style_loss", cfg.style_loss)))
     return out
 
 
 def objective_for(variants: list[Variant], cfg: Config) -> Objective:
-    """The one objective all variants share: every layer and term any of them weights."""
+    """The one objective all variants share: every layer and term any of them weights (they share
+    one style loss: a sweep over style losses runs one batch per choice)."""
     content = tuple(dict.fromkeys(l for v in variants for l in v.content_layers))
     style = tuple(dict.fromkeys(l for v in variants for l in v.style_layers))
     terms = tuple(dict.fromkeys(t for v in variants for t in v.terms))
-    return Objective(content, style, cfg.pooling, terms, remat=cfg.remat, losses=cfg.losses)
+    kinds = {v.style_loss for v in variants}
+    if len(kinds) != 1:
+        raise ValueError(f"one objective cannot mix style losses {sorted(kinds)}")
+    return Objective(content, style, cfg.pooling, terms, remat=cfg.remat, losses=cfg.losses,
+                     term_fns=resolve_terms(terms), style_loss=kinds.pop())
 
 
 def batch_weights(variants: list[Variant], objective: Objective, dtype=jnp.float32) -> LossWeights:

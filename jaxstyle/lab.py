@@ -1,0 +1,51 @@
+"""The comparison table of a sweep over style losses or loss terms: one yardstick for every variant.
+
+Each style loss and term optimises its own objective, so their own loss values do not compare.
+The table measures every final image the same way: the mean-normalised Gram style loss
+(:func:`jaxstyle.losses.mean_style_layer_loss`, Eq. 4 per position) and content loss (Eq. 1 as a
+mean) with the config's layers and weights, and the speckle index (:mod:`jaxstyle.metrics`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .config import Config
+from .inputs import prepare_images
+from .losses import LossWeights, Objective
+from .metrics import speckle_index
+from .report import json_float
+from .variants import Variant
+
+
+def yardstick(cfg: Config, params, images: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"content", "style"}``, ``(V,)`` each: Eq. 1 and Eq. 4 (both mean-normalised, Gram style)
+    of ``(V, H, W, 3)`` images against the config's photograph and artwork(s), with its layers and
+    weights."""
+    objective = Objective(tuple(cfg.content_layers), tuple(cfg.style_layers), cfg.pooling, losses="mean")
+    inputs = prepare_images(cfg, objective.layers, shape=images.shape[1:3])
+    targets = objective.targets(params, jnp.asarray(inputs.content), [jnp.asarray(s) for s in inputs.styles],
+                                cfg.blend)
+    one = jnp.float32(1.0)
+    weights = LossWeights(one, one, {l: jnp.float32(w) for l, w in cfg.content_layers.items()},
+                          {l: jnp.float32(w) for l, w in cfg.style_layers.items()}, {})
+    parts = jax.jit(objective.parts)
+    values = [jax.device_get(parts(jnp.asarray(im, jnp.float32), params, targets, weights)) for im in images]
+    return {k: np.array([v[k] for v in values], np.float64) for k in ("content", "style")}
+
+
+def comparison(cfg: Config, params, images: np.ndarray, variants: list[Variant], report: dict) -> list[dict[str, Any]]:
+    """report.json's ``comparison``: per variant its label, style loss, terms, the wall seconds of
+    the program that made it, the yardstick losses and the speckle index."""
+    measured = yardstick(cfg, params, images)
+    seconds = [p["run_s"] for p in report.get("programs", []) for _ in range(p["variants"])] or \
+        [report["timing"]["run_s"]] * len(variants)
+    return [{"variant": i, "label": v.label(tuple(cfg.sweep)), "style_loss": v.style_loss, "terms": v.terms,
+             "program_s": round(float(seconds[i]), 2),
+             "gram_style_loss": json_float(measured["style"][i]), "content_loss": json_float(measured["content"][i]),
+             "speckle": round(speckle_index(images[i]), 2)}
+            for i, v in enumerate(variants)]
