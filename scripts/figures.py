@@ -17,6 +17,7 @@ time or date, so the same command gives the same files.
 from __future__ import annotations
 
 import argparse
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ STYLE_SETS = [{f"conv{j}_1": 1.0 / i for j in range(1, i + 1)} for i in range(1,
 RATIOS = [1e-3, 1e-2, 1e-1, 1.0]
 #: Largest side, in pixels, of a sheet written to docs/ (files there stay under 500 KB).
 DOCS_SIDE = 1600
+#: Files written to docs/ stay below this many bytes.
+DOCS_BYTES = 500_000
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ def figure(n: int) -> Figure:
     seed0 = {"seeds": [0]}
     if n == 1:
         content = [f"conv{i}_2" for i in range(1, 6)]
-        return Figure("Figure 1: content reconstructions (top) and style reconstructions (bottom) from noise", 512, [
+        return Figure("Figure 1: content reconstructions (top) and style reconstructions (bottom) from noise", 256, [
             ("content", {**seed0, "alpha": 1.0, "beta": 0.0,
                          "sweep": {"content_layers": [{l: 1.0} for l in content]}},
              lambda v: f"content {_short(v.content_layers)}"),
@@ -135,12 +138,19 @@ def make_figure(n: int, args, params) -> Path:
 
 
 def write_docs_jpeg(sheet: Image.Image, path: Path) -> Path:
-    """The sheet as a JPEG (quality 90), reduced to at most :data:`DOCS_SIDE` px on its long side."""
-    if max(sheet.size) > DOCS_SIDE:
-        scale = DOCS_SIDE / max(sheet.size)
-        sheet = sheet.resize((round(sheet.width * scale), round(sheet.height * scale)), Image.Resampling.LANCZOS)
+    """The sheet as a JPEG (quality 90), at most :data:`DOCS_SIDE` px on its long side and under
+    :data:`DOCS_BYTES`: a sheet of fine texture is reduced in steps of 10% until it fits."""
+    scale = min(1.0, DOCS_SIDE / max(sheet.size))
+    while True:
+        small = sheet if scale == 1.0 else sheet.resize(
+            (round(sheet.width * scale), round(sheet.height * scale)), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        small.convert("RGB").save(buf, format="JPEG", quality=90)
+        if buf.tell() < DOCS_BYTES:
+            break
+        scale *= 0.9
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda tmp: sheet.convert("RGB").save(tmp, format="JPEG", quality=90))
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
 
 
 def main() -> int:
@@ -152,6 +162,8 @@ def main() -> int:
                     help="iterations of each run's last stage (default: the config default)")
     ap.add_argument("--output", type=Path, default=Path("outputs/figures"))
     ap.add_argument("--docs", action="store_true", help="also write docs/figures/figureN.jpg")
+    ap.add_argument("--docs-only", action="store_true",
+                    help="only write docs/figures/figureN.jpg again from <output>/figureN.png, running nothing")
     args = ap.parse_args()
     figures = [1, 3, 4, 5, 6, 7] if args.all else args.figure
     if not figures:
@@ -160,6 +172,13 @@ def main() -> int:
         figure(n)  # an unknown figure number fails here, before any work
     if args.size and args.size < 16:
         raise ConfigError(f"--size must be at least 16, not {args.size}")
+    if args.docs_only:
+        for n in figures:
+            sheet = args.output / f"figure{n}.png"
+            if not sheet.is_file():
+                raise ConfigError(f"{sheet} not found: make figure {n} first")
+            print(write_docs_jpeg(Image.open(sheet), Path("docs") / "figures" / f"figure{n}.jpg"))
+        return 0
     args.output.mkdir(parents=True, exist_ok=True)
     params = load_vgg19()
     for n in figures:

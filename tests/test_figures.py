@@ -70,3 +70,21 @@ def test_figures_script_writes_a_labelled_sheet(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "figures.py"), "--figure", "2"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.strip() == "error: no figure 2; figures: 1, 3, 4, 5, 6, 7"
+
+
+def test_docs_jpegs_stay_under_the_size_limit(tmp_path):
+    """A sheet of pure noise (the worst case for JPEG) is reduced until it fits, every time alike."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from figures import DOCS_BYTES, write_docs_jpeg
+    from PIL import Image
+    noise = np.random.default_rng(0).integers(0, 256, (1400, 1400, 3), dtype=np.uint8)
+    a = write_docs_jpeg(Image.fromarray(noise), tmp_path / "a.jpg")
+    b = write_docs_jpeg(Image.fromarray(noise), tmp_path / "b.jpg")
+    assert a.stat().st_size < DOCS_BYTES and a.read_bytes() == b.read_bytes()
+    assert Image.open(a).size[0] < 1400
+
+
+def test_every_file_in_docs_is_under_500_kb():
+    big = [f"{p.relative_to(ROOT)} ({p.stat().st_size} bytes)" for p in (ROOT / "docs").rglob("*")
+           if p.is_file() and p.stat().st_size >= 500_000]
+    assert not big, big
