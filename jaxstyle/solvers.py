@@ -37,14 +37,11 @@ class Pair(NamedTuple):
 
     ``batch_step``, when given, replaces the vmapped ``step`` for a whole batch (``(xs, states,
     running, *args) -> (xs, states)``, ``args`` split into shared and per-variant by the caller).
-    ``select(use, new, old)``, when given, picks one image's state after a step or the state
-    before it, cheaper than selecting every leaf (default).
     """
 
     init: Callable[..., Any]
     step: Callable[..., tuple[jax.Array, Any]]
     batch_step: Callable[..., tuple[jax.Array, Any]] | None = None
-    select: Callable[[jax.Array, Any, Any], Any] | None = None
 
 
 # ---- options -------------------------------------------------------------------------------------
@@ -130,38 +127,17 @@ def _stay(x: jax.Array, state: Any, new_x: jax.Array, new_state: Any, counted: A
     curvature = jnp.vdot(s, new_state.grad - state.grad)
     learn = jnp.isfinite(curvature) & (curvature > 0)
     gamma = 0.25 * jnp.linalg.norm(s) / jnp.maximum(jnp.linalg.norm(state.grad), 1e-30)
-    slot = _slot(state)
     return new_state._replace(
         value=state.value, grad=state.grad, aux=state.aux, error=state.error,
         rho_history=jnp.where(learn, new_state.rho_history, 0.0).astype(state.rho_history.dtype),
         gamma=jnp.where(learn, new_state.gamma, gamma).astype(state.gamma.dtype),
-        s_history=_pick_slot(learn, new_state.s_history, state.s_history, slot),
-        y_history=_pick_slot(learn, new_state.y_history, state.y_history, slot),
+        s_history=jnp.where(learn, new_state.s_history, state.s_history),
+        y_history=jnp.where(learn, new_state.y_history, state.y_history),
         num_fun_eval=counted.num_fun_eval, num_grad_eval=counted.num_grad_eval)
 
 
 def _pick(use: jax.Array, a, b):
     return jax.tree_util.tree_map(lambda u, v: jnp.where(use, u, v), a, b)
-
-
-def _slot(state: Any) -> jax.Array:
-    """The history slot jaxopt's ``update`` writes from ``state``: the only one a step changes."""
-    return state.iter_num % state.rho_history.shape[0]
-
-
-def _pick_slot(use: jax.Array, new: jax.Array, old: jax.Array, slot: jax.Array) -> jax.Array:
-    """``new`` where ``use``, else ``old``, for two histories that differ at ``slot`` alone: one
-    image is selected, not the 2m images a whole-history select reads (~4% of an iteration)."""
-    return new.at[slot].set(jnp.where(use, new[slot], old[slot]))
-
-
-def _select_lbfgs(use: jax.Array, new: Any, old: Any, slot: jax.Array | None = None) -> Any:
-    """``new`` where ``use``, else ``old``: two states of one image whose histories differ only at
-    ``slot``; by default ``old`` is the state before the step and the slot the one it wrote."""
-    slot = _slot(old) if slot is None else slot
-    hist = {f: _pick_slot(use, getattr(new, f), getattr(old, f), slot) for f in ("s_history", "y_history")}
-    rest = _pick(use, new._replace(s_history=None, y_history=None), old._replace(s_history=None, y_history=None))
-    return rest._replace(**hist)
 
 
 def lbfgs(fun: LossFn, iterations: int, history_size: int = 20) -> Pair:
@@ -173,8 +149,8 @@ def lbfgs(fun: LossFn, iterations: int, history_size: int = 20) -> Pair:
     def step(x: jax.Array, state: Any, *args):
         new_x, new_state, ok = _trial(solver, x, state, *args)
         stay = _stay(x, state, new_x, new_state, new_state)
-        return _pick(ok, new_x, x), _select_lbfgs(ok, new_state, stay, _slot(state))
-    return Pair(_unit_l1_init(solver), step, select=_select_lbfgs)
+        return _pick(ok, new_x, x), _pick(ok, new_state, stay)
+    return Pair(_unit_l1_init(solver), step)
 
 
 # ---- lbfgs-retry ----------------------------------------------------------------------------------
@@ -215,9 +191,7 @@ def lbfgs_retry(fun: LossFn, iterations: int, history_size: int = 20) -> Pair:
 
     def settle(x, state, new_x, new_state, ok, x2, retried, ok2):
         stay = _stay(x, state, new_x, new_state, retried)
-        slot = _slot(state)
-        return _pick(ok, new_x, _pick(ok2, x2, x)), _select_lbfgs(
-            ok, new_state, _select_lbfgs(ok2, retried, stay, slot), slot)
+        return _pick(ok, new_x, _pick(ok2, x2, x)), _pick(ok, new_state, _pick(ok2, retried, stay))
 
     def step(x: jax.Array, state: Any, *args):
         new_x, new_state, ok = _trial(solver, x, state, *args)
@@ -234,7 +208,7 @@ def lbfgs_retry(fun: LossFn, iterations: int, history_size: int = 20) -> Pair:
             jnp.any(~ok & running), lambda: retry(xs, states, new_x, new_state, *per_variant),
             lambda: (new_x, new_state, jnp.zeros_like(ok)))
         return jax.vmap(settle)(xs, states, new_x, new_state, ok, x2, retried, ok2)
-    return Pair(_unit_l1_init(solver), step, batch_step, _select_lbfgs)
+    return Pair(_unit_l1_init(solver), step, batch_step)
 
 
 # ---- jaxopt-lbfgs: jaxopt's own line searches -------------------------------------------------------
@@ -387,8 +361,7 @@ class Solver:
         accept = ~s.done & finite
         pick = lambda new, old: jnp.where(accept.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)  # noqa: E731
         x = pick(new_x, s.x)
-        opt = jax.tree_util.tree_map(pick, new_opt, s.opt) if pair.select is None else \
-            jax.vmap(pair.select)(accept, new_opt, s.opt)
+        opt = jax.tree_util.tree_map(pick, new_opt, s.opt)
         iterations = s.iterations + accept.astype(jnp.int32)
         nonfinite_at = jnp.where(~s.done & ~finite, s.iterations + 1, s.nonfinite_at)
         done = s.done | ~finite | (opt.error <= self.tol)
