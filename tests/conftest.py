@@ -14,6 +14,9 @@ import pytest
 _XLA_CACHE = tempfile.mkdtemp(prefix="jaxstyle-tests-xla-")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _XLA_CACHE)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# The suite runs in two worker processes (pytest-xdist, `-n 2`) and starts subprocesses; on a GPU,
+# each would otherwise reserve most of the device's memory for itself.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jaxstyle  # noqa: E402
 
