@@ -77,10 +77,10 @@ def _resample(sorted_values: jax.Array, points: int) -> jax.Array:
 
 
 def statistics(kind: str, features: jax.Array) -> dict[str, jax.Array]:
-    """What loss ``kind`` needs of the artwork's ``(h, w, N)`` features, all per position, so that a
-    weighted sum of several artworks' statistics is their blend."""
-    mean, second = moments(features)
-    if kind in ("gram", "mean_cov", "wasserstein"):
+    """What loss ``kind`` (not ``gram``) needs of the artwork's ``(h, w, N)`` features, all per
+    position, so that a weighted sum of several artworks' statistics is their blend."""
+    if kind in ("mean_cov", "wasserstein"):
+        mean, second = moments(features)
         return {"mean": mean, "second": second}
     if kind == "histogram":
         return {"quantiles": quantile_function(features)}
@@ -94,18 +94,22 @@ def sqrtm_psd(a: jax.Array) -> jax.Array:
     return (v * jnp.sqrt(jnp.maximum(w, 0.0))) @ v.T
 
 
+def _cov(mean: jax.Array, second: jax.Array) -> jax.Array:
+    """The covariance ``(N, N)`` from the mean and the second moment per position."""
+    return second - jnp.outer(mean, mean)
+
+
 def _regularised_cov(mean: jax.Array, second: jax.Array) -> jax.Array:
-    cov = second - jnp.outer(mean, mean)
+    cov = _cov(mean, second)
     n = cov.shape[-1]
     return cov + COV_REGULARISATION * jnp.trace(cov) / n * jnp.eye(n, dtype=cov.dtype)
 
 
-def target(kind: str, stats: dict[str, jax.Array]) -> dict[str, jax.Array] | jax.Array:
-    """The layer's target for loss ``kind`` from the artwork's (blended) statistics."""
-    if kind == "gram":
-        return stats["second"]
+def target(kind: str, stats: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """The layer's target for loss ``kind`` (not ``gram``, whose targets :mod:`jaxstyle.losses`
+    makes) from the artwork's (blended) statistics."""
     if kind == "mean_cov":
-        return {"mean": stats["mean"], "cov": stats["second"] - jnp.outer(stats["mean"], stats["mean"])}
+        return {"mean": stats["mean"], "cov": _cov(stats["mean"], stats["second"])}
     if kind == "wasserstein":
         cov = _regularised_cov(stats["mean"], stats["second"])
         return {"mean": stats["mean"], "cov_trace": jnp.trace(cov), "cov_sqrt": sqrtm_psd(cov)}
@@ -117,7 +121,7 @@ def target(kind: str, stats: dict[str, jax.Array]) -> dict[str, jax.Array] | jax
 def mean_cov_layer_loss(features: jax.Array, tgt: dict[str, jax.Array]) -> jax.Array:
     """``||mu - mu_s||^2 / N + ||C - C_s||_F^2 / N^2`` for ``(h, w, N)`` features."""
     mean, second = moments(features)
-    cov = second - jnp.outer(mean, mean)
+    cov = _cov(mean, second)
     n = features.shape[-1]
     return jnp.sum(jnp.square(mean - tgt["mean"])) / n + jnp.sum(jnp.square(cov - tgt["cov"])) / n**2
 
