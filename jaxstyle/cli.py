@@ -10,6 +10,9 @@ with one line and exit status 2. Ctrl-C or SIGTERM stops after the current chunk
 so far, the report and a checkpoint, and exits with status 3; the same command with --resume
 continues.
 
+With ``--serve [PORT]`` a live page on 127.0.0.1 shows the variants as they form, their loss curves
+and the ETA; when the run ends it keeps serving the results until Ctrl-C.
+
 Several hosts (one process each, JAX's multi-controller runtime) split the variants over all
 their devices; start the same command on every host with its own --process-id:
 
@@ -21,14 +24,18 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
 import jax
 
-from .config import load_config
+from .config import Config, load_config
 from .errors import ConfigError, JaxstyleError
+from .live import LiveServer, LiveState
 from .outputs import run_and_save
+from .progress import Meter, Watchers
+from .variants import expand_variants
 
 EXIT_USAGE = 2
 #: A run stopped by SIGINT/SIGTERM after saving its progress (resumable).
@@ -57,6 +64,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seeds", type=int, nargs="+", help="quick form: noise seeds, one image each")
     ap.add_argument("--resume", action="store_true",
                     help="continue an interrupted run from the checkpoint in its output directory")
+    ap.add_argument("--serve", nargs="?", const=0, type=int, metavar="PORT",
+                    help="show the run on a live page at http://127.0.0.1:PORT/ (no PORT or 0: a free one); "
+                         "after the run it serves the results until Ctrl-C")
+    ap.add_argument("--serve-host", default="127.0.0.1", metavar="HOST",
+                    help="address of the live page (default 127.0.0.1, this machine only: any other lets "
+                         "whoever reaches it see the images and the config)")
     ap.add_argument("--coordinator", metavar="HOST:PORT",
                     help="jax.distributed coordinator (process 0's address) for a multi-host run")
     ap.add_argument("--num-processes", type=int, help="processes of a multi-host run")
@@ -103,13 +116,60 @@ def main(argv: list[str] | None = None) -> int:
               "(again to stop at once)", file=sys.stderr, flush=True)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    meter = Meter()
     try:
-        result = run_and_save(cfg, log=lambda line: print(line, flush=True),
-                              should_stop=lambda: bool(received), resume=args.resume)
+        if args.serve is not None and jax.process_index() == 0:  # several hosts: process 0 serves
+            return serve_run(cfg, args, meter, received)
+        result = run_and_save(cfg, log=meter.log, should_stop=lambda: bool(received), resume=args.resume,
+                              watch=Watchers((meter.tick,)))
     finally:  # the caller's handlers again (main may be called from Python, not only as a command)
+        meter.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     return EXIT_INTERRUPTED if result.checkpoint is not None else 0
+
+
+def serve_run(cfg: Config, args: argparse.Namespace, meter: Meter, received: list[int]) -> int:
+    """Run with the live page; once the run is over, serve its results until a signal arrives.
+
+    Errors found before the run starts (the config, the output folder) end at once, as without
+    ``--serve``; a failure during the run is shown on the page. Returns the run's exit status.
+    """
+    state = LiveState([v.label(tuple(cfg.sweep)) for v in expand_variants(cfg)], cfg.to_dict(), cfg.output)
+    servers: list[LiveServer] = []
+
+    def start() -> None:
+        servers.append(LiveServer(state, args.serve_host, args.serve))
+        meter.log(f"live page: {servers[0].url}")
+    try:
+        result = run_and_save(cfg, log=meter.log, should_stop=lambda: bool(received), resume=args.resume,
+                              watch=Watchers((meter.tick, state.tick), (state.record,)), on_start=start)
+    except JaxstyleError as exc:
+        if not servers:
+            raise
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        state.end("failed", f"The run failed: {exc}")
+        code = EXIT_USAGE
+    else:
+        code = EXIT_INTERRUPTED if result.checkpoint is not None else 0
+        state.end(*ending(result.checkpoint), result.images, result.report)
+    meter.close()
+    print(f"serving the results at {servers[0].url} until Ctrl-C", flush=True)
+    seen = len(received)
+    for s in (signal.SIGINT, signal.SIGTERM):  # from now on a signal only ends the serving
+        signal.signal(s, lambda signum, frame: received.append(signum))
+    while len(received) == seen:
+        time.sleep(0.2)
+    servers[0].stop()
+    return code
+
+
+def ending(checkpoint) -> tuple[str, str]:
+    """The page's status and message at the end of a run."""
+    if checkpoint is None:
+        return "finished", "The run finished; its files are linked above."
+    return "interrupted", (f"The run was interrupted at {checkpoint.where}. The images so far, the report and a "
+                           "checkpoint are written; run the same command with --resume to continue.")
 
 
 def console() -> None:

@@ -476,7 +476,8 @@ class Config:
     tile_passes: int = key(2, count(1, 100), "passes over the tiles per stage, each with the grid shifted")
     save_every: int = key(0, count(), "also save every N iterations (a run of one stage) or each coarse stage's "
                           "result (several stages)")
-    print_every: int = key(50, count(), "progress line every N iterations (0: never)")
+    print_every: int = key(50, count(), "progress line every N iterations (0: none; the history and the live "
+                                        "page still see about 20 chunks a tile)")
     overwrite: bool = key(False, boolean, "existing outputs are never replaced unless this is true")
     image_format: str = key("png", choice(*IMAGE_FORMATS), "file type of the images: `png`, `jpg`, `webp`, `tiff`")
     image_quality: int = key(95, count(1, 100), "quality of `jpg` and `webp` images")

@@ -24,10 +24,12 @@ from PIL import Image
 from .checkpoint import FILENAME as CHECKPOINT
 from .checkpoint import Checkpoint
 from .config import Config
+from .curves import write_loss_curves
 from .errors import JaxstyleError, OutputError
 from .fileio import atomic_write
 from .images import contact_sheet, to_uint8
 from .pipeline import RunResult, run
+from .progress import Watchers
 from .terms import term_file_hashes, used_terms
 from .variants import Variant, expand_variants
 
@@ -43,6 +45,10 @@ def image_name(index: int, variant: Variant, stage: str | None = None, image_for
 
 def sheet_name(image_format: str = "png") -> str:
     return f"sheet.{SUFFIX[image_format]}"
+
+
+#: The loss curves' file, next to report.json.
+CURVES = "losses.png"
 
 
 def write_image(image: np.ndarray | Image.Image, path: str | Path, image_format: str = "png",
@@ -69,7 +75,7 @@ def _write16(arr: np.ndarray, tmp: str, image_format: str) -> None:
 def planned_outputs(cfg: Config, variants: list[Variant]) -> list[Path]:
     out = Path(cfg.output)
     files = [out / image_name(i, v, image_format=cfg.image_format) for i, v in enumerate(variants)]
-    files.append(out / "report.json")
+    files += [out / "report.json", out / CURVES]
     if len(variants) > 1:
         files.append(out / sheet_name(cfg.image_format))
     return files
@@ -98,17 +104,20 @@ def write_json(data: Any, path: Path) -> Path:
 
 
 def write_outputs(cfg: Config, result: RunResult) -> Path:
-    """The images, the contact sheet (more than one variant) and report.json (written last)."""
+    """The images, the contact sheet (more than one variant), the loss curves and report.json
+    (written last)."""
     out = Path(cfg.output)
     for i, (v, img) in enumerate(zip(result.variants, result.images)):
         name = image_name(i, v, image_format=cfg.image_format)
         write_image(img, out / name, cfg.image_format, cfg.image_quality, cfg.image_bits)
         result.report["variants"][i]["image"] = name
+    labels = [v.label(tuple(cfg.sweep)) for v in result.variants]
     if len(result.variants) > 1:
-        labels = [v.label(tuple(cfg.sweep)) for v in result.variants]
         sheet = contact_sheet(list(result.images), labels, tile=min(256, max(result.images.shape[1:3])))
         write_image(sheet, out / sheet_name(cfg.image_format), cfg.image_format, cfg.image_quality)
         result.report["sheet"] = sheet_name(cfg.image_format)
+    if write_loss_curves(result.report.get("history", []), labels, out / CURVES) is not None:
+        result.report["curves"] = CURVES
     return write_json(result.report, out / "report.json")
 
 
@@ -142,23 +151,26 @@ def output_lock(out: Path):
 
 
 def run_and_save(cfg: Config, log: Callable[[str], None] = print,
-                 should_stop: Callable[[], bool] | None = None, resume: bool = False) -> RunResult:
+                 should_stop: Callable[[], bool] | None = None, resume: bool = False,
+                 watch: Watchers | None = None, on_start: Callable[[], None] | None = None) -> RunResult:
     """Check the output, run, write everything: what the command line does.
 
-    An interrupted run writes its images so far, ``report.json`` (``"interrupted": true``) and
-    ``checkpoint.npz``; ``resume=True`` continues from that checkpoint. Under ``jax.distributed``
-    (several processes) every process runs its share and process 0 alone writes the outputs.
+    An interrupted run writes its images so far, ``report.json`` (``"interrupted": true``),
+    ``losses.png`` and ``checkpoint.npz``; ``resume=True`` continues from that checkpoint. ``watch``
+    follows the run (see :func:`jaxstyle.pipeline.run`); ``on_start`` is called once the output
+    folder is checked and held. Under ``jax.distributed`` (several processes) every process runs
+    its share and process 0 alone writes the outputs.
     """
     out = Path(cfg.output)
     if jax.process_index() != 0:
-        return run(cfg, log=lambda line: None, should_stop=should_stop)
+        return run(cfg, log=lambda line: None, should_stop=should_stop, watch=Watchers())
     record = {**cfg.to_dict(), "term_files": term_file_hashes(used_terms(cfg.terms, cfg.sweep))}
     checkpoint = Checkpoint.load(out / CHECKPOINT, record) if resume else None
     created = not out.exists()
     if not resume:
         prepare_output(cfg)
     try:
-        return _run_locked(cfg, out, record, checkpoint, log, should_stop)
+        return _run_locked(cfg, out, record, checkpoint, log, should_stop, watch, on_start)
     except JaxstyleError:
         # A mistake found once the run began (a user term that fails when traced): leave no
         # trace of the folder this run made.
@@ -168,8 +180,11 @@ def run_and_save(cfg: Config, log: Callable[[str], None] = print,
 
 
 def _run_locked(cfg: Config, out: Path, record: dict, checkpoint: Checkpoint | None, log: Callable[[str], None],
-                should_stop: Callable[[], bool] | None) -> RunResult:
+                should_stop: Callable[[], bool] | None, watch: Watchers | None,
+                on_start: Callable[[], None] | None) -> RunResult:
     with output_lock(out):
+        if on_start is not None:
+            on_start()
         variants = expand_variants(cfg)
 
         def save_intermediate(stage: str, images: np.ndarray, start: int = 0) -> None:
@@ -178,7 +193,7 @@ def _run_locked(cfg: Config, out: Path, record: dict, checkpoint: Checkpoint | N
                             cfg.image_quality, cfg.image_bits)
 
         result = run(cfg, log=log, save_intermediate=save_intermediate, should_stop=should_stop,
-                     resume=checkpoint)
+                     resume=checkpoint, watch=watch)
         path = write_outputs(cfg, result)
         if result.checkpoint is not None:
             result.checkpoint.save(out / CHECKPOINT, record)

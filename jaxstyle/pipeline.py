@@ -23,10 +23,12 @@ from .lab import comparison
 from .loop import solve
 from .losses import LossWeights, Objective, Targets
 from .memory import require_fits
-from .plan import Stage, blend_ramp, plan_stages, stage_peak_bytes, tile_borders, tile_grid, tile_style_share, upsample
 from .metrics import seam_ratio
+from .plan import (Stage, blend_ramp, pass_tiles, plan_stages, stage_peak_bytes, stage_work, tile_borders,
+                   tile_grid, tile_style_share, upsample)
 from .program import Program, resolved_strategy, restore_state, state_leaves, to_host
-from .report import build_report, json_float, progress_line
+from .progress import Meter, Tick, Watchers
+from .report import build_report, json_float
 from .solvers import Solver
 from .variants import Variant, batch_weights, expand_variants, objective_for, split_over_devices
 from .weights import load_vgg19
@@ -66,6 +68,11 @@ class Setup:
     programs: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        overlap = self.cfg.tile_overlap
+        self.pass_tiles = [pass_tiles(s, overlap) for s in self.stages]
+        self.work = [stage_work(s, overlap) for s in self.stages]
+        # Iterations per pixel before each stage: the x axis of the loss history.
+        self.offsets = list(np.cumsum([0] + [s.iterations_per_tile() * s.passes for s in self.stages[:-1]]))
         self.grams_fn = jax.jit(self.objective.style_grams)
         self.targets_fn = jax.jit(self.objective.targets_from_grams)
         self.loss_fn = jax.jit(self.objective.parts)
@@ -123,6 +130,8 @@ class Progress:
     compile_s: float = 0.0
     last_parts: dict | None = None
     last_parts_stage: int = -1
+    stage_end: dict | None = None
+    listener: Callable[[dict], None] | None = None
 
     @classmethod
     def start(cls, n: int, resume: Checkpoint | None) -> "Progress":
@@ -138,6 +147,17 @@ class Progress:
         self.nonfinite = np.where((self.nonfinite < 0) & (bad >= 0), self.iterations + bad, self.nonfinite)
         self.iterations += np.asarray(iterations)[:n]
         self.evaluations += np.asarray(evaluations)[:n]
+
+    def record(self, where: tuple[int, int, int], iteration: int, elapsed: float, parts: dict, scope: str) -> None:
+        """One history entry: every variant's loss parts at ``iteration`` (per pixel, counted over
+        the whole run) of stage, pass and tile ``where``; ``scope`` is ``"image"`` for the whole
+        image's losses, ``"tile"`` for one tile's."""
+        entry = {"stage": where[0] + 1, "pass": where[1] + 1, "tile": where[2] + 1, "scope": scope,
+                 "iteration": int(iteration), "elapsed_s": round(elapsed, 3),
+                 **{k: [json_float(v) for v in np.asarray(parts[k])] for k in ("total", "content", "style")}}
+        self.history.append(entry)
+        if self.listener is not None:
+            self.listener(entry)
 
 
 @dataclass
@@ -168,9 +188,11 @@ class Stop:
 
 @dataclass
 class Hooks:
-    """How a run talks to its caller: log lines, intermediate saves, the stop request, its clock."""
+    """How a run talks to its caller: log lines, a :class:`Tick` after every chunk, intermediate
+    saves, the stop request, its clock."""
 
     log: Log
+    watch: Watchers
     save_intermediate: Callable[[str, np.ndarray], None] | None
     should_stop: Callable[[], bool] | None
     t0: float
@@ -216,26 +238,36 @@ def blend(x: np.ndarray, result: np.ndarray, origin: tuple[int, int], stage: Sta
 
 
 def chunk_marks(setup: Setup, stage: Stage) -> tuple[int, ...]:
-    """What ends a chunk: the progress interval, and in a run of one untiled stage the save interval."""
+    """What ends a chunk: the progress interval (without one, about 20 chunks a tile, so the history
+    and a live page still see the run move), and in a run of one untiled stage the save interval."""
     cfg = setup.cfg
     single = len(setup.stages) == 1 and not stage.tiled
-    return (cfg.print_every, cfg.save_every if single else 0)
+    every = cfg.print_every or max(1, round(stage.iterations_per_tile() / 20))
+    return (every, cfg.save_every if single else 0)
 
 
-def on_chunk(setup: Setup, data: StageData, hooks: Hooks, progress: Progress) -> Callable:
-    """After each chunk of an untiled stage: the history, the progress line and (a run of one
-    stage) the intermediate images."""
-    cfg, stage, total = setup.cfg, data.stage, data.stage.iterations_per_tile()
-    prefix = f"stage {data.index + 1}/{len(setup.stages)} " if len(setup.stages) > 1 else ""
+def on_chunk(setup: Setup, data: StageData, hooks: Hooks, progress: Progress, where: tuple[int, int, int],
+             origin: tuple[int, int], x: np.ndarray) -> Callable:
+    """After each chunk of tile ``where`` (at ``origin`` of the stage's batch ``x``): the history,
+    the :class:`Tick` and (a run of one untiled stage) the intermediate images."""
+    cfg, stage, (k, p, j) = setup.cfg, data.stage, where
+    total, tiles = stage.iterations_per_tile(), setup.pass_tiles[k]
+    before = (sum(tiles[:p]) + j) * total  # tile iterations of this stage before this tile
+    area = stage.tile[0] * stage.tile[1]
 
     def report(state, end: int) -> None:
-        if stage.tiled:
-            return
-        parts = to_host(state.opt.aux)
-        progress.history.append({"stage": data.index + 1, "iteration": end, "elapsed_s": round(hooks.elapsed(), 3),
-                                 "total": [json_float(t) for t in parts["total"][: setup.n]]})
-        if cfg.print_every and (end % cfg.print_every == 0 or end == total):
-            hooks.log(prefix + progress_line(end, total, parts, hooks.elapsed()))
+        parts = {key: np.asarray(v)[: setup.n] for key, v in to_host(state.opt.aux).items()}
+        progress.record(where, setup.offsets[k] + p * total + end, hooks.elapsed(), parts,
+                        "tile" if stage.tiled else "image")
+
+        def images() -> np.ndarray:  # valid during the tick only: the next chunk reuses the state's buffers
+            now = to_host(state.x)
+            now = blend(x, now, origin, stage, cfg.tile_overlap, copy=True) if stage.tiled else now
+            return finish_images(cfg, now[: setup.n], data.inputs.photo)
+        hooks.watch.tick(Tick(k, len(setup.stages), stage.shape, p, stage.passes, j, tiles[p], end, total,
+                        before + end, sum(tiles) * total, parts, hooks.elapsed(), progress.compile_s,
+                        sum(setup.work[:k]) + (before + end) * area, sum(setup.work),
+                        bool(cfg.print_every) and (end % cfg.print_every == 0 or end == total), images))
         if hooks.save_intermediate and chunk_marks(setup, stage)[1] and end % cfg.save_every == 0 and end != total:
             hooks.save_intermediate(f"iter{end:05d}", finish_images(cfg, to_host(state.x)[: setup.n],
                                                                     data.inputs.photo))
@@ -266,7 +298,7 @@ def solve_tile(setup: Setup, data: StageData, x: np.ndarray, where: tuple[int, i
         state = program.place_state(restore_state(leaves, state))
     state, done, stopped = solve(program, state, shared, pv, data.stage.iterations_per_tile(), skip,
                                  chunk_marks(setup, data.stage), hooks.stop_requested,
-                                 on_chunk(setup, data, hooks, progress))
+                                 on_chunk(setup, data, hooks, progress, where, origin, x))
     # Only what the blend, the counts and the report need comes to the host; the whole solver state
     # (its L-BFGS history holds 2m images per variant) only when a checkpoint needs it.
     result, parts, iterations, evaluations, nonfinite_at = to_host(
@@ -295,19 +327,17 @@ def run_stage(setup: Setup, data: StageData, x: np.ndarray, cursor: Cursor, resu
             x, stop = solve_tile(setup, data, x, (k, p, j), origin, restored, progress, hooks)
             if stop is not None:
                 return x, stop
-            if stage.tiled and cfg.print_every:
-                tot = np.asarray(progress.last_parts["total"])[: setup.n]
-                hooks.log(f"stage {k + 1}/{len(setup.stages)} {stage.shape[1]}x{stage.shape[0]} px, pass {p + 1}/"
-                          f"{stage.passes}, tile {j + 1}/{len(grid)}: tile loss {tot.min():.4g}"
-                          + (f"..{tot.max():.4g}" if setup.n > 1 else "") + f"  ({hooks.elapsed():.1f} s)")
+        if stage.tiled:  # the whole image's losses after every pass, for the history and the report
+            progress.stage_end = setup.full_losses(x, data.full_targets)
+            progress.record((k, p, len(grid) - 1), setup.offsets[k] + (p + 1) * stage.iterations_per_tile(),
+                            hooks.elapsed(), progress.stage_end, "image")
     return x, None
 
 
 def end_stage(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, hooks: Hooks) -> dict:
     """The stage's entry in the report (and its end losses); the coarse stages' images saved."""
     cfg, stage, k = setup.cfg, data.stage, data.index
-    end = setup.full_losses(x, data.full_targets) if stage.tiled else \
-        {key: np.asarray(v)[: setup.n] for key, v in progress.last_parts.items()}
+    end = progress.stage_end if stage.tiled else {key: np.asarray(v)[: setup.n] for key, v in progress.last_parts.items()}
     entry = {"shape": list(stage.shape), "iterations": stage.iterations,
              "tile": list(stage.tile) if stage.tiled else None, "passes": stage.passes,
              "tiles_per_pass": [len(tile_grid(stage, cfg.tile_overlap, p)) for p in range(stage.passes)],
@@ -318,8 +348,6 @@ def end_stage(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, 
         rows, cols = tile_borders(stage, cfg.tile_overlap)
         entry["seam_ratio"] = round(max(seam_ratio(np.clip(im, 0, 1), rows, cols) for im in x[: setup.n]), 4)
     progress.stages.append(entry)
-    progress.history.append({"stage": k + 1, "iteration": stage.iterations_per_tile() * stage.passes,
-                             "elapsed_s": round(hooks.elapsed(), 3), "total": entry["total_loss"]})
     if len(setup.stages) > 1:
         hooks.log(f"stage {k + 1}/{len(setup.stages)} done: {stage.shape[1]}x{stage.shape[0]} px"
                   + (f", {sum(entry['tiles_per_pass'])} tiles in {stage.passes} pass(es)" if stage.tiled else "")
@@ -330,22 +358,25 @@ def end_stage(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, 
 
 
 def run(cfg: Config, params=None, log: Log = print, save_intermediate: Callable[..., None] | None = None,
-        should_stop: Callable[[], bool] | None = None, resume: Checkpoint | None = None) -> RunResult:
+        should_stop: Callable[[], bool] | None = None, resume: Checkpoint | None = None,
+        watch: Watchers | None = None) -> RunResult:
     """Optimise every variant of ``cfg`` through every stage and tile of its plan.
 
     ``should_stop`` is asked before each tile and between chunks; when it answers True the run
     ends there, marked interrupted, with a :class:`Checkpoint` in the result. ``resume`` continues
     from one and ends where the uninterrupted run ends. ``save_intermediate(tag, images, start)``
-    receives intermediate images of the variants from index ``start`` on.
+    receives intermediate images of the variants from index ``start`` on. ``watch`` follows the run
+    chunk by chunk (default: a progress line through ``log`` at every ``print_every``).
 
     A sweep over ``style_loss`` runs one program per choice, one after another (:func:`run_groups`).
     """
     params = load_vgg19(cfg.weights) if params is None else params
+    watch = watch if watch is not None else Watchers((Meter(tty=False, write=log).tick,))
     groups = program_groups(cfg)
     if len(groups) > 1:
-        result = run_groups(cfg, groups, params, log, save_intermediate, should_stop, resume)
+        result = run_groups(cfg, groups, params, log, save_intermediate, should_stop, resume, watch)
     else:
-        result = run_plan(cfg, params, log, save_intermediate, should_stop, resume)
+        result = run_plan(cfg, params, log, save_intermediate, should_stop, resume, watch)
     if result.checkpoint is None and {"style_loss", "terms"} & set(cfg.sweep):
         result.report["comparison"] = comparison(cfg, params, result.images, result.variants, result.report)
     return result
@@ -361,7 +392,7 @@ def program_groups(cfg: Config) -> list[Config]:
 
 
 def run_groups(cfg: Config, groups: list[Config], params, log: Log, save_intermediate, should_stop,
-               resume: Checkpoint | None) -> RunResult:
+               resume: Checkpoint | None, watch: Watchers) -> RunResult:
     """Each style loss of a sweep as its own program, one after another; the results joined.
 
     One program per choice, not one program evaluating every loss for every variant: on the
@@ -371,12 +402,16 @@ def run_groups(cfg: Config, groups: list[Config], params, log: Log, save_interme
     first = resume.group if resume is not None else 0
     done = [resume.finished] if resume is not None and resume.finished is not None else []
     reports, results = list(resume.finished_reports) if resume is not None else [], []
+    for g, r in enumerate(reports):  # the history of the programs a resumed run had finished
+        for entry in r.get("history", []):
+            watch.record({**entry, "program": g, "first": sum(len(q["variants"]) for q in reports[:g])})
     for g in range(first, len(groups)):
         offset = sum(len(d) for d in done) + sum(len(r.images) for r in results)
         save = None if save_intermediate is None else \
             (lambda tag, images, start=0, o=offset: save_intermediate(tag, images, o + start))
         log(f"style_loss {groups[g].style_loss} ({g + 1}/{len(groups)})")
-        r = run_plan(groups[g], params, log, save, should_stop, resume if g == first else None)
+        r = run_plan(groups[g], params, log, save, should_stop, resume if g == first else None,
+                     placed(watch, g, len(groups), offset))
         results.append(r)
         if r.checkpoint is not None:
             before = [*done, *(x.images for x in results[:-1])]
@@ -385,6 +420,16 @@ def run_groups(cfg: Config, groups: list[Config], params, log: Log, save_interme
             r.checkpoint.finished_reports = reports + [x.report for x in results[:-1]]
             break
     return join_results(cfg, done, reports, results, first)
+
+
+def placed(watch: Watchers, g: int, groups: int, first: int) -> Watchers:
+    """``watch`` as program ``g`` of ``groups`` sees it: its variants placed from index ``first`` on
+    among all the run's, and the programs still to come in the ETA (each counted as costing what
+    this one does)."""
+    return Watchers(
+        (lambda t: watch.tick(dataclasses.replace(t, first=first, work=g * t.work_total + t.work,
+                                                  work_total=groups * t.work_total)),),
+        (lambda e: watch.record({**e, "program": g, "first": first}),))
 
 
 def join_results(cfg: Config, done: list[np.ndarray], reports: list[dict], results: list[RunResult],
@@ -402,17 +447,24 @@ def join_results(cfg: Config, done: list[np.ndarray], reports: list[dict], resul
                 "run_s": round(sum(r["timing"]["run_s"] for r in reports), 4)},
         programs=[{"style_loss": r["config"]["style_loss"], "variants": len(r["variants"]), **r["timing"]}
                   for r in reports])
-    history = [{**h, "program": first + i} for i, r in enumerate(results) for h in r.history]
-    return RunResult(images, variants, report, history, results[-1].checkpoint)
+    starts = np.cumsum([0] + [len(r["variants"]) for r in reports])
+    report["history"] = [{**h, "program": g, "first": int(starts[g])} for g, r in enumerate(reports)
+                         for h in r.get("history", [])]
+    return RunResult(images, variants, report, report["history"], results[-1].checkpoint)
 
 
 def run_plan(cfg: Config, params=None, log: Log = print, save_intermediate: Callable[..., None] | None = None,
-             should_stop: Callable[[], bool] | None = None, resume: Checkpoint | None = None) -> RunResult:
+             should_stop: Callable[[], bool] | None = None, resume: Checkpoint | None = None,
+             watch: Watchers | None = None) -> RunResult:
     """:func:`run` for a batch that shares one objective: one program per tile shape."""
     setup = prepare(cfg, params)
-    hooks = Hooks(log, save_intermediate, should_stop, time.perf_counter() - (resume.run_s if resume else 0.0))
+    watch = watch if watch is not None else Watchers((Meter(tty=False, write=log).tick,))
+    hooks = Hooks(log, watch, save_intermediate, should_stop, time.perf_counter() - (resume.run_s if resume else 0.0))
     cursor = resume.cursor if resume is not None else Cursor()
     progress = Progress.start(setup.n, resume)
+    for entry in progress.history:  # a resumed run's history so far
+        watch.record(entry)
+    progress.listener = watch.record
     x = None if resume is None else np.concatenate(
         [resume.images, np.repeat(resume.images[-1:], len(setup.padded) - setup.n, axis=0)]).astype(np.float32)
     last = setup.stages[-1]
@@ -457,6 +509,7 @@ def finish(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, sto
                           compile_s=progress.compile_s, run_s=run_s, devices=setup.devices,
                           shape=setup.final_inputs.content.shape, strategy=setup.strategy,
                           memory_bytes=max(setup.estimates), stages=progress.stages)
+    report["history"] = progress.history
     if resume is not None:
         report["resumed_from"] = resume.cursor.where
     photo = data.inputs.photo if data is not None else setup.final_inputs.photo

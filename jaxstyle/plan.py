@@ -114,6 +114,18 @@ def tile_grid(stage: Stage, overlap: int, pass_index: int) -> list[tuple[int, in
     return [(y, x) for y in ys for x in xs]
 
 
+def pass_tiles(stage: Stage, overlap: int) -> list[int]:
+    """How many tiles each pass of ``stage`` has (the shifted grids of later passes can have more)."""
+    return [len(tile_grid(stage, overlap, p)) for p in range(stage.passes)]
+
+
+def stage_work(stage: Stage, overlap: int) -> int:
+    """A stage's cost in pixel-iterations: each tile's pixels times its iterations, over every tile of
+    every pass. What the time estimate counts, since an evaluation's time grows with its pixels."""
+    th, tw = stage.tile
+    return sum(pass_tiles(stage, overlap)) * th * tw * stage.iterations_per_tile()
+
+
 def blend_ramp(start: int, tile: int, length: int, overlap: int) -> np.ndarray:
     """``(tile,)`` write-back weights along one axis: a linear ramp over ``overlap`` pixels at each
     edge that lies inside the image, 1 elsewhere (and at the image's own borders)."""

@@ -1,4 +1,4 @@
-"""What a run tells: the progress line, its history, and report.json."""
+"""What a run tells: report.json."""
 
 from __future__ import annotations
 
@@ -23,18 +23,6 @@ def json_float(value) -> float | None:
 def losses_at(parts: dict[str, Any], i: int) -> dict[str, float | None]:
     """Variant ``i``'s loss parts (``{"total", "content", "style", ...}``) as JSON numbers."""
     return {k: json_float(v[i]) for k, v in parts.items()}
-
-
-def progress_line(it: int, total: int, parts: dict, elapsed: float) -> str:
-    """``[####    ]    50/200  total ... (12.3 s)``: one variant's losses, or a batch's range."""
-    t, c, s = (np.asarray(parts[k]) for k in ("total", "content", "style"))
-    if t.size == 1:
-        vals = f"total {t[0]:.4g}  content {c[0]:.4g}  style {s[0]:.4g}"
-    else:
-        vals = f"total min {t.min():.4g} / max {t.max():.4g} over {t.size} variants"
-    width = 20
-    bar = "#" * round(width * it / max(total, 1))
-    return f"[{bar:<{width}}] {it:>5}/{total}  {vals}  ({elapsed:.1f} s)"
 
 
 def versions() -> dict[str, str]:

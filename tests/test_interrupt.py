@@ -45,6 +45,7 @@ def test_sigint_saves_progress_and_resume_matches_uninterrupted(tmp_path):
     assert report["interrupted"] is True
     assert 2 <= report["iterations"] < 40
     assert (cut / "checkpoint.npz").is_file()
+    assert (cut / "losses.png").is_file() and report["curves"] == "losses.png"
     saved = np.asarray(Image.open(cut / "000_seed0.png"))
     assert saved.shape == (30, 40, 3)
     assert report["variants"][0]["final_loss"]["total"] < report["variants"][0]["initial_loss"]["total"]
@@ -57,6 +58,9 @@ def test_sigint_saves_progress_and_resume_matches_uninterrupted(tmp_path):
     assert report["iterations"] == 40
     assert not (cut / "checkpoint.npz").exists()
     full_report = json.loads((tmp_path / "full" / "report.json").read_text())
+    # The history goes on where it stopped: every chunk of the uninterrupted run, once.
+    assert [h["iteration"] for h in report["history"]] == [h["iteration"] for h in full_report["history"]] \
+        == list(range(2, 41, 2))
     for a, b in zip(report["variants"], full_report["variants"]):
         np.testing.assert_allclose(a["final_loss"]["total"], b["final_loss"]["total"], rtol=1e-5)
         assert a["initial_loss"] == b["initial_loss"]

@@ -204,6 +204,21 @@ def test_coarse_to_fine_tiled_run_interrupts_resumes_and_has_no_seams(vgg_params
     assert resumed.report["variants"][0]["final_loss"] == v["final_loss"]
     assert resumed.report["variants"][0]["initial_loss"] == v["initial_loss"]
 
+    # The history: every chunk of every tile (scope "tile") and the whole image after each pass of
+    # the tiled stage (scope "image"), at iterations per pixel counted over the run; a resumed run's
+    # is the uninterrupted one's.
+    history = full.report["history"]
+    where = [(h["stage"], h["pass"], h["tile"], h["scope"], h["iteration"]) for h in history]
+    assert where[:3] == [(1, 1, 1, "image", 3), (1, 1, 1, "image", 6), (1, 1, 1, "image", 8)]
+    tiles = [w for w in where if w[0] == 2 and w[3] == "tile"]
+    assert len(tiles) == 2 * 10 and tiles[:2] == [(2, 1, 1, "tile", 11), (2, 1, 1, "tile", 13)]
+    assert [w for w in where if w[0] == 2 and w[3] == "image"] == [(2, 1, 4, "image", 13), (2, 2, 6, "image", 18)]
+    assert history[-1]["total"] == [v["final_loss"]["total"]]
+    for h in history:  # the parts add up as Eq. 7 says: alpha * content + beta * style
+        np.testing.assert_allclose(h["total"][0], v["alpha"] * h["content"][0] + v["beta"] * h["style"][0], rtol=1e-5)
+    strip = lambda hs: [{k: x for k, x in h.items() if k != "elapsed_s"} for h in hs]  # noqa: E731
+    assert strip(resumed.report["history"]) == strip(history)
+
 
 @pytest.mark.parametrize("checks", [1, 3, 4])
 def test_resume_inside_or_between_stages_ends_where_the_uninterrupted_run_ends(vgg_params, checks):
@@ -264,7 +279,8 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
 def test_interrupted_before_the_last_stage_reports_no_final_loss(vgg_params):
     # Stopped between stages: the image is the coarse result, upsampled; no full-size loss exists
     # yet, so the report says null rather than the coarse stage's loss.
-    cfg = validate({**BASE, "seeds": [0], "scales": [32], "scale_iterations": [3], "optimizer": {"iterations": 3}})
+    cfg = validate({**BASE, "seeds": [0], "scales": [32], "scale_iterations": [3], "optimizer": {"iterations": 3},
+                    "print_every": 3})  # one chunk a stage: the second stop check comes before stage 2
     calls = []
     cut = run(cfg, vgg_params, log=quiet, should_stop=lambda: calls.append(1) or len(calls) > 1)
     assert cut.checkpoint.cursor == Cursor(1, 0, 0, 0)

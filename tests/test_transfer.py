@@ -135,7 +135,7 @@ def test_outputs_report_and_no_overwrite(vgg_params, tmp_path):
     write_outputs(c, result)
     out = Path(c.output)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["000_seed0.png", "001_seed1.png", "report.json", "sheet.png"]
+    assert names == ["000_seed0.png", "001_seed1.png", "losses.png", "report.json", "sheet.png"]
     report = json.loads((out / "report.json").read_text())
     for key in ("config", "variants", "iterations", "evaluations", "timing", "device", "versions"):
         assert key in report

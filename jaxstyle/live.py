@@ -1,0 +1,217 @@
+"""The live page (``--serve``): a small HTTP server, in a thread beside the run, that shows the
+variants as they form, their loss curves, the config, the stage, the iteration and the ETA.
+
+The run hands :class:`LiveState` each :class:`~jaxstyle.progress.Tick` and history entry; the
+server answers from it. Images are taken from the run at each tick (they live in the run's buffers
+only until the next chunk) and encoded only when the page asks for them, so an unwatched page
+costs the run almost nothing.
+
+What is served: the page, its state (``/state.json``), the variants' current images
+(``/live/thumb/<i>.png``, ``/live/full/<i>.png``) and, by exact name, the files this run wrote
+(``/files/<name>``: images, sheet, report, curves). Any other path, a name with a slash, a file
+that has become a symlink or that resolves outside the output folder is 404. The server binds to
+127.0.0.1 unless told otherwise: anyone who can reach the port sees the images and the config.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import numpy as np
+from PIL import Image
+
+from .errors import OutputError
+from .images import to_uint8
+from .progress import Tick, eta_seconds
+
+#: Longest side of the thumbnails in the page's grid.
+THUMB = 320
+#: A test-only pause: while the file this environment variable names exists, the run waits after
+#: each chunk, so a test can look at the page between two chunks without racing the run.
+PAUSE_ENV = "JAXSTYLE_TEST_PAUSE_FILE"
+
+
+class LiveState:
+    """What the page shows, written by the run's thread and read by the server's (under a lock).
+
+    ``labels``: one per variant, as on the contact sheet; ``config``: the resolved config.
+    """
+
+    def __init__(self, labels: Sequence[str], config: dict, output: str | Path):
+        self.lock = threading.Lock()
+        self.labels, self.config, self.output = list(labels), config, Path(output)
+        self.version = 0
+        self.status, self.message = "starting", "compiling and computing the targets"
+        self.progress: dict[str, Any] = {}
+        self.history: list[dict] = []
+        self.images: list[np.ndarray | None] = [None] * len(self.labels)
+        self.image_version = 0
+        self.files: dict[str, str] = {}  # what the page links: {"report": "report.json", ...}
+        self.variant_files: list[str | None] = [None] * len(self.labels)
+        self._encoded: dict[tuple, bytes] = {}
+        self._pause = os.environ.get(PAUSE_ENV)
+
+    # ---- written by the run ----------------------------------------------------------------------
+    def record(self, entry: dict) -> None:
+        """A history entry of the run (see :meth:`jaxstyle.pipeline.Progress.record`)."""
+        with self.lock:
+            self.history.append(entry)
+            self.version += 1
+
+    def tick(self, tick: Tick) -> None:
+        """Take the run's state after a chunk: where it stands, its ETA and its images."""
+        images = tick.images() if tick.images is not None else None
+        eta = eta_seconds(tick.elapsed_s, tick.compile_s, tick.work, tick.work_total)
+        with self.lock:
+            self.status, self.message = "running", ""
+            self.progress = {"where": tick.where, "stage": tick.stage + 1, "stages": tick.stages,
+                             "iteration": tick.iteration, "tile_iterations": tick.tile_iterations,
+                             "elapsed_s": round(tick.elapsed_s, 1), "eta_s": None if eta is None else round(eta, 1),
+                             "fraction": tick.work / max(tick.work_total, 1)}
+            if images is not None:
+                for i, im in enumerate(images):
+                    self.images[tick.first + i] = to_uint8(im)
+                self.image_version += 1
+                self._encoded.clear()
+            self.version += 1
+        while self._pause and os.path.exists(self._pause):
+            time.sleep(0.02)
+
+    def end(self, status: str, message: str, images: np.ndarray | None = None, report: dict | None = None) -> None:
+        """The run is over: ``status`` is ``finished``, ``interrupted`` or ``failed``; ``report``
+        names the files it wrote."""
+        with self.lock:
+            self.status, self.message = status, message
+            if images is not None:
+                self.images = [to_uint8(im) for im in images]
+                self.image_version += 1
+                self._encoded.clear()
+            if report is not None:
+                self.files = {"report": "report.json", **{k: report[k] for k in ("sheet", "curves") if k in report}}
+                self.variant_files = [v.get("image") for v in report.get("variants", [])]
+            self.progress = {**self.progress, "eta_s": 0.0 if status == "finished" else None}
+            self.version += 1
+
+    # ---- read by the server ----------------------------------------------------------------------
+    def snapshot(self, since: int = 0) -> dict:
+        """The page's state, with the history from entry ``since`` on."""
+        with self.lock:
+            return {"version": self.version, "status": self.status, "message": self.message,
+                    "labels": self.labels, "config": self.config, "progress": self.progress,
+                    "history_start": since, "history": self.history[since:], "image_version": self.image_version,
+                    "has_image": [im is not None for im in self.images], "files": self.files,
+                    "variant_files": self.variant_files}
+
+    def png(self, index: int, thumb: bool) -> bytes | None:
+        """Variant ``index``'s current image as PNG (a thumbnail of at most :data:`THUMB` px)."""
+        with self.lock:
+            if not 0 <= index < len(self.images) or self.images[index] is None:
+                return None
+            key, image = (index, thumb, self.image_version), self.images[index]
+            cached = self._encoded.get(key)
+        if cached is not None:
+            return cached
+        pil = Image.fromarray(image)
+        if thumb and max(pil.size) > THUMB:
+            pil.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        pil.save(buf, format="PNG", compress_level=1)
+        with self.lock:
+            if key[2] == self.image_version:
+                self._encoded[key] = buf.getvalue()
+        return buf.getvalue()
+
+    def served_file(self, name: str) -> Path | None:
+        """The path of a file this run wrote, by its exact name; None for anything else."""
+        with self.lock:
+            names = set(self.files.values()) | {f for f in self.variant_files if f}
+        if name not in names or "/" in name or "\\" in name:
+            return None
+        path = self.output / name
+        folder = os.path.realpath(self.output)
+        if path.is_symlink() or not path.is_file() or os.path.dirname(os.path.realpath(path)) != folder:
+            return None
+        return path
+
+
+def page_html() -> bytes:
+    """The page: one HTML file with its script and style inline (nothing loaded from elsewhere)."""
+    return resources.files("jaxstyle").joinpath("live.html").read_bytes()
+
+
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".tif": "image/tiff",
+                 ".json": "application/json"}
+
+
+class Handler(BaseHTTPRequestHandler):
+    """GET only; every answer is complete (Content-Length) and never cached by the browser."""
+
+    server: "LiveServer"
+
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        url = urlsplit(self.path)
+        path, query = url.path, parse_qs(url.query)
+        state = self.server.state
+        if path in ("/", "/index.html"):
+            return self.send(page_html(), "text/html; charset=utf-8")
+        if path == "/state.json":
+            since = query.get("since", ["0"])[0]
+            body = json.dumps(state.snapshot(int(since) if since.isdigit() else 0)).encode()
+            return self.send(body, "application/json")
+        for prefix, thumb in (("/live/thumb/", True), ("/live/full/", False)):
+            if path.startswith(prefix) and path.endswith(".png") and path[len(prefix):-4].isdigit():
+                data = state.png(int(path[len(prefix):-4]), thumb)
+                return self.send(data, "image/png") if data is not None else self.missing()
+        if path.startswith("/files/"):
+            found = state.served_file(unquote(path[len("/files/"):]))
+            if found is not None:
+                return self.send(found.read_bytes(), CONTENT_TYPES.get(found.suffix, "application/octet-stream"))
+        return self.missing()
+
+    def send(self, body: bytes, content_type: str) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def missing(self) -> None:
+        self.send_error(HTTPStatus.NOT_FOUND)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # the run's own output stays readable
+
+
+class LiveServer(ThreadingHTTPServer):
+    """The server, bound at construction (port 0: a free one), serving from a daemon thread."""
+
+    daemon_threads = True
+
+    def __init__(self, state: LiveState, host: str = "127.0.0.1", port: int = 0):
+        try:
+            super().__init__((host, port), Handler)
+        except OSError as exc:
+            raise OutputError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+        self.state = state
+        self.thread = threading.Thread(target=self.serve_forever, name="jaxstyle-live", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
