@@ -410,8 +410,10 @@ def run_groups(cfg: Config, groups: list[Config], params, log: Log, save_interme
         save = None if save_intermediate is None else \
             (lambda tag, images, start=0, o=offset: save_intermediate(tag, images, o + start))
         log(f"style_loss {groups[g].style_loss} ({g + 1}/{len(groups)})")
+        earlier = reports + [x.report for x in results]
+        spent = tuple(sum(e["timing"][k] for e in earlier) for k in ("run_s", "compile_s"))
         r = run_plan(groups[g], params, log, save, should_stop, resume if g == first else None,
-                     placed(watch, g, len(groups), offset))
+                     placed(watch, g, len(groups), offset, spent))
         results.append(r)
         if r.checkpoint is not None:
             before = [*done, *(x.images for x in results[:-1])]
@@ -419,21 +421,21 @@ def run_groups(cfg: Config, groups: list[Config], params, log: Log, save_interme
             r.checkpoint.finished = np.concatenate(before) if before else None
             r.checkpoint.finished_reports = reports + [x.report for x in results[:-1]]
             break
-    return join_results(cfg, done, reports, results, first)
+    return join_results(cfg, done, reports, results)
 
 
-def placed(watch: Watchers, g: int, groups: int, first: int) -> Watchers:
+def placed(watch: Watchers, g: int, groups: int, first: int, spent: tuple[float, float]) -> Watchers:
     """``watch`` as program ``g`` of ``groups`` sees it: its variants placed from index ``first`` on
-    among all the run's, and the programs still to come in the ETA (each counted as costing what
-    this one does)."""
+    among all the run's, the seconds (and compilation) ``spent`` by the programs before it added,
+    and the programs still to come in the ETA (each counted as costing what this one does)."""
     return Watchers(
-        (lambda t: watch.tick(dataclasses.replace(t, first=first, work=g * t.work_total + t.work,
-                                                  work_total=groups * t.work_total)),),
+        (lambda t: watch.tick(dataclasses.replace(
+            t, first=first, elapsed_s=spent[0] + t.elapsed_s, compile_s=spent[1] + t.compile_s,
+            work=g * t.work_total + t.work, work_total=groups * t.work_total)),),
         (lambda e: watch.record({**e, "program": g, "first": first}),))
 
 
-def join_results(cfg: Config, done: list[np.ndarray], reports: list[dict], results: list[RunResult],
-                 first: int) -> RunResult:
+def join_results(cfg: Config, done: list[np.ndarray], reports: list[dict], results: list[RunResult]) -> RunResult:
     """One result of several programs' (earlier ones given by their images and reports)."""
     reports = reports + [r.report for r in results]
     images = np.concatenate([*done, *(r.images for r in results)])

@@ -187,3 +187,19 @@ def test_a_port_in_use_is_one_line_exit_2_and_leaves_no_folder(tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: cannot serve on 127.0.0.1:{port}")
     assert not out.exists()
+
+
+def test_a_sweeps_later_program_counts_the_earlier_ones_in_its_eta():
+    from jaxstyle.pipeline import placed
+    from jaxstyle.progress import Watchers
+
+    ticks, records = [], []
+    # Program 2 of 3 (0-based 1), its variants from index 4 on, after 100 s (10 of compilation).
+    watch = placed(Watchers((ticks.append,), (records.append,)), 1, 3, 4, (100.0, 10.0))
+    watch.tick(_tick(elapsed_s=70.0, compile_s=10.0, work=300.0, work_total=1200.0))
+    watch.record({"iteration": 3})
+    t = ticks[0]
+    assert (t.first, t.elapsed_s, t.compile_s, t.work, t.work_total) == (4, 170.0, 20.0, 1500.0, 3600.0)
+    # 150 s of optimisation for 1500 units: 2100 units to come take 210 s.
+    assert eta_seconds(t.elapsed_s, t.compile_s, t.work, t.work_total) == pytest.approx(210.0)
+    assert records == [{"iteration": 3, "program": 1, "first": 4}]
