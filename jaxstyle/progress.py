@@ -150,6 +150,8 @@ class Meter:
         self._bar.set_postfix_str(f"{np.min(tick.parts['total']):.4g} loss, run {clock(tick.elapsed_s)}, "
                                   f"ETA {clock(eta)}", refresh=False)
         self._bar.update(tick.stage_done - self._bar.n)
+        if tick.stage_done >= tick.stage_total:  # the stage is done: its bar stays, the next lines go below it
+            self.close()
 
     def _open(self, tick: Tick) -> None:
         from tqdm import tqdm  # the terminal's bar only; plain lines need no tqdm
@@ -158,7 +160,7 @@ class Meter:
         self._stage = tick.stage
         desc = f"stage {tick.stage + 1}/{tick.stages} {tick.shape[1]}x{tick.shape[0]}" if tick.stages > 1 else "iterations"
         self._bar = tqdm(total=tick.stage_total, desc=desc, file=self.stream, dynamic_ncols=True, unit="it",
-                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{rate_fmt}] {postfix}")
+                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{rate_fmt}{postfix}]")
 
     def close(self) -> None:
         if self._bar is not None:
