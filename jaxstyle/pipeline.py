@@ -340,7 +340,7 @@ def end_stage(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, 
     end = progress.stage_end if stage.tiled else {key: np.asarray(v)[: setup.n] for key, v in progress.last_parts.items()}
     entry = {"shape": list(stage.shape), "iterations": stage.iterations,
              "tile": list(stage.tile) if stage.tiled else None, "passes": stage.passes,
-             "tiles_per_pass": [len(tile_grid(stage, cfg.tile_overlap, p)) for p in range(stage.passes)],
+             "tiles_per_pass": setup.pass_tiles[k],
              "run_s": round(time.perf_counter() - data.t0, 3),
              "memory_estimate_mb": round(setup.estimates[k] / 2**20, 1),
              "total_loss": [json_float(v) for v in end["total"]]}
