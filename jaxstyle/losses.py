@@ -78,13 +78,14 @@ def _gram(f: jax.Array) -> jax.Array:
 
 @_gram.defjvp
 def _gram_jvp(primals, tangents):
-    # d(F^T F) = A + A^T with A = F^T dF. Autodiff of the einsum would differentiate each factor
+    # d(F^T F) = A + A^T with A = dF^T F. Autodiff of the einsum would differentiate each factor
     # separately, so the gradient F (C + C^T) took two (M x N x N) products; written this way its
-    # transpose symmetrises the cotangent first and needs one (the backward Gram cost halves,
-    # ~3% of a loss-and-gradient at 256 px on CPU). A custom JVP (not VJP) keeps forward mode and
-    # Hessian-vector products working.
+    # transpose symmetrises the cotangent first and needs one. dF^T F rather than F^T dF: under
+    # vmap, XLA:CPU then fuses the transposed product into its library call instead of writing an
+    # (N, M) array that the ReLU's gradient reads across (docs/performance.md). A custom JVP (not
+    # VJP) keeps forward mode and Hessian-vector products working.
     (f,), (df,) = primals, tangents
-    a = jnp.einsum("...mi,...mj->...ij", f, df)
+    a = jnp.einsum("...mi,...mj->...ij", df, f)
     return _gram(f), a + jnp.swapaxes(a, -1, -2)
 
 

@@ -31,6 +31,7 @@ from .progress import Meter, Tick, Watchers
 from .report import build_report, json_float
 from .solvers import Solver
 from .variants import Variant, batch_weights, expand_variants, objective_for, split_over_devices
+from .vgg import with_flipped_kernels
 from .weights import load_vgg19
 
 Log = Callable[[str], None]
@@ -109,7 +110,8 @@ def prepare(cfg: Config, params=None) -> Setup:
         worst = stages[int(np.argmax(estimates))]
         require_fits(max(estimates), f"{len(variants)} variant(s) at {worst.shape[1]}x{worst.shape[0]} px"
                      + (f" in {worst.tile[1]}x{worst.tile[0]} tiles" if worst.tiled else ""))
-    params = load_vgg19(cfg.weights) if params is None else params
+    # The input gradient's kernels are made once here, not in every evaluation (docs/performance.md).
+    params = with_flipped_kernels(load_vgg19(cfg.weights) if params is None else params, objective.layers)
     mesh, devices, padded = split_over_devices(variants)
     o = cfg.optimizer
     solver = Solver(objective, o.name, o.iterations, o.tol, tuple(sorted(o.options.items())))

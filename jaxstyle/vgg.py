@@ -7,7 +7,8 @@ of max pooling. Layer names follow Caffe, where ReLU runs in place, so ``conv4_2
 
 Parameters are a plain dict ``{"conv1_1": {"kernel": (3, 3, Cin, Cout), "bias": (Cout,)}, ...}``
 with kernels in HWIO layout and ``conv1_1`` expecting Caffe's input convention (BGR, 0..255,
-ImageNet mean subtracted); :func:`preprocess` makes that conversion explicit.
+ImageNet mean subtracted); :func:`preprocess` makes that conversion explicit. A layer may also
+hold ``"flipped"``, its input gradient's kernel made once (:func:`with_flipped_kernels`).
 """
 
 from __future__ import annotations
@@ -88,13 +89,53 @@ def preprocess(images: jax.Array) -> jax.Array:
     return images[..., ::-1] * 255.0 - mean
 
 
-def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array, flipped: jax.Array | None = None) -> jax.Array:
     """3x3 convolution, stride 1, zero padding 1 (VGG's and Caffe's convention), plus bias.
 
     ``x`` is ``(N, H, W, Cin)``, ``kernel`` ``(3, 3, Cin, Cout)``, ``bias`` ``(Cout,)``; returns
     ``(N, H, W, Cout)``. NHWC activations throughout, so no layout transposes appear between layers.
+    ``flipped``: the kernel of the input gradient, ``(3, 3, Cout, Cin)``, when made beforehand
+    (:func:`with_flipped_kernels`); otherwise it is made from ``kernel`` here.
     """
-    return _conv(x, kernel.astype(x.dtype)) + bias.astype(x.dtype)
+    kernel = kernel.astype(x.dtype)
+    if x.shape[-3] * x.shape[-2] < 9:
+        return _conv_tiny(x, kernel) + bias.astype(x.dtype)
+    flipped = flip_kernel(kernel) if flipped is None else flipped.astype(x.dtype)
+    return _conv(x, kernel, flipped) + bias.astype(x.dtype)
+
+
+def _conv_tiny(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """:func:`conv3x3` without its bias for responses of fewer than 9 positions, as one matrix
+    product of the nine shifted copies of ``x`` (zero-padded) side by side.
+
+    XLA swaps a convolution's operands when the input has fewer positions than the 3 x 3 window
+    (conv5_1 of an image under 48 px), and its CPU backend then takes a generic path that cost as
+    much as the rest of the network (docs/performance.md); the product is the same sum.
+    """
+    h, w, c = x.shape[-3:]
+    padded = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)])
+    shifted = [padded[..., dy:dy + h, dx:dx + w, :] for dy in range(3) for dx in range(3)]
+    return jnp.concatenate(shifted, axis=-1) @ kernel.reshape(9 * c, -1)
+
+
+def flip_kernel(kernel: jax.Array) -> jax.Array:
+    """``(3, 3, Cin, Cout) -> (3, 3, Cout, Cin)``: flipped in space, input and output channels
+    swapped. Convolving a cotangent with it is the convolution's transpose in its input."""
+    return jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+
+
+def with_flipped_kernels(params: Mapping[str, Mapping[str, jax.Array]],
+                         layers: Sequence[str] = LAYER_NAMES) -> dict[str, dict[str, jax.Array]]:
+    """``params`` with the :func:`flip_kernel` of every convolution up to the deepest of ``layers``
+    stored beside its kernel (``"flipped"``); deeper ones are left as they are.
+
+    The weights are fixed while an image is optimised, so the input gradient's kernels can be made
+    once per run instead of in every evaluation, where the copy is otherwise part of the compiled
+    step. The convolutions' results do not change.
+    """
+    upto = max((layer_index(l) for l in layers), default=-1)
+    return {name: {**layer, "flipped": flip_kernel(jnp.asarray(layer["kernel"]))}
+            if name in _INDEX and _INDEX[name] <= upto else dict(layer) for name, layer in params.items()}
 
 
 def _conv_hwio(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -111,33 +152,34 @@ def _conv_hwio(x: jax.Array, kernel: jax.Array) -> jax.Array:
 # kernel it is fast everywhere. Other backends keep JAX's own transpose (lax.platform_dependent
 # picks one when the program is lowered).
 @jax.custom_vjp
-def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def _conv(x: jax.Array, kernel: jax.Array, flipped: jax.Array) -> jax.Array:
     return _conv_hwio(x, kernel)
 
 
-def _conv_fwd(x, kernel):
-    return _conv_hwio(x, kernel), (x, kernel)
+def _conv_fwd(x, kernel, flipped):
+    return _conv_hwio(x, kernel), (x, kernel, flipped)
 
 
-def _input_grad_flipped(g: jax.Array, kernel: jax.Array) -> jax.Array:
+def _input_grad_flipped(g: jax.Array, kernel: jax.Array, flipped: jax.Array) -> jax.Array:
     """Transpose of :func:`_conv_hwio` in its input: the same convolution of the cotangent with
-    the kernel flipped in space and its input and output channels swapped (padding 1 again)."""
-    return _conv_hwio(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+    the flipped kernel (padding 1 again)."""
+    return _conv_hwio(g, flipped)
 
 
-def _input_grad_jax(g: jax.Array, kernel: jax.Array) -> jax.Array:
+def _input_grad_jax(g: jax.Array, kernel: jax.Array, flipped: jax.Array) -> jax.Array:
     """The same transpose as JAX derives it (used off CPU)."""
     x_shape = jax.ShapeDtypeStruct(g.shape[:-1] + (kernel.shape[2],), g.dtype)
     return jax.linear_transpose(lambda z: _conv_hwio(z, kernel), x_shape)(g)[0]
 
 
 def _conv_bwd(residuals, g):
-    x, kernel = residuals
-    dx = jax.lax.platform_dependent(g, kernel, cpu=_input_grad_flipped, default=_input_grad_jax)
+    x, kernel, flipped = residuals
+    dx = jax.lax.platform_dependent(g, kernel, flipped, cpu=_input_grad_flipped, default=_input_grad_jax)
     # The kernel's gradient (for experiments on the weights); XLA removes it when unused. A linear
-    # transpose, unlike jax.vjp, traces no forward convolution to throw away.
+    # transpose, unlike jax.vjp, traces no forward convolution to throw away. The output does not
+    # depend on ``flipped`` (a copy of the kernel's values): its cotangent is zero.
     dk = jax.linear_transpose(lambda k: _conv_hwio(x, k), kernel)(g)[0]
-    return dx, dk
+    return dx, dk, jnp.zeros_like(flipped)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -208,7 +250,7 @@ def vgg19_features(
             kept = {}
             for name in block:
                 x = pool2x2(x, pooling) if name.startswith("pool") else \
-                    jax.nn.relu(conv3x3(x, p[name]["kernel"], p[name]["bias"]))
+                    jax.nn.relu(conv3x3(x, p[name]["kernel"], p[name]["bias"], p[name].get("flipped")))
                 if name in wanted:
                     kept[name] = x
             return x, kept

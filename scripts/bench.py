@@ -5,7 +5,8 @@ For each image size and batch size, through the same code path as the command li
 default optimiser, :func:`jaxstyle.pipeline.prepare`, :class:`jaxstyle.program.Program`, one stage):
 compile time, one L-BFGS iteration (``Program.advance``), and, alternating with it in the same
 process, one plain loss-and-gradient evaluation of the same objective (``jax.jit`` of
-``jax.value_and_grad``, no ``vmap``, one image); the ratio of the two; evaluations per iteration;
+``jax.value_and_grad``, no ``vmap``, one image), each iteration followed by one evaluation; the
+median of those pairs' ratios; evaluations per iteration;
 the FLOP count of one evaluation (convolution multiply-adds of the forward pass and the input
 gradient, x2 for FLOPs), achieved GFLOP/s and peak memory (device memory on GPU, process RSS on CPU).
 
@@ -76,14 +77,6 @@ def parse_size(text: str) -> tuple[int, int]:
     return shape
 
 
-def timed(fun, repeats: int) -> float:
-    """Seconds per call of ``fun`` (which blocks until its result is ready)."""
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fun()
-    return (time.perf_counter() - t0) / repeats
-
-
 def bench_case(shape: tuple[int, int], batch: int, iterations: int, rounds: int, overrides: dict) -> dict:
     cfg = validate({"content": str(ROOT / "examples" / "leuvenA.jpg"), "style": str(ROOT / "examples" / "starry_night.jpg"),
                     "size": list(shape), "scales": [], "seeds": list(range(batch)), "print_every": 0,
@@ -105,24 +98,25 @@ def bench_case(shape: tuple[int, int], batch: int, iterations: int, rounds: int,
     jax.block_until_ready(plain(x0[0]))
     evals0 = int(np.asarray(state.opt.num_fun_eval).sum())
     iter_s, eval_s = [], []
-    for _ in range(rounds):  # alternate, so both see the same machine
-        box = [state]
-
-        def step():
-            box[0] = program.advance(box[0], args[1], args[2], 1)
-            jax.block_until_ready(box[0])
-        iter_s.append(timed(step, iterations))
-        state = box[0]
-        eval_s.append(timed(lambda: jax.block_until_ready(plain(x0[0])), iterations))
+    for _ in range(rounds * iterations):
+        # One iteration, then one evaluation, back to back: a pair sees the same machine, and the
+        # median of the pairs' ratios is not moved by the shared machine's slow spells.
+        t0 = time.perf_counter()
+        state = jax.block_until_ready(program.advance(state, args[1], args[2], 1))
+        t1 = time.perf_counter()
+        jax.block_until_ready(plain(x0[0]))
+        iter_s.append(t1 - t0)
+        eval_s.append(time.perf_counter() - t1)
     evals = (int(np.asarray(state.opt.num_fun_eval).sum()) - evals0) / (iterations * rounds * batch)
     it, ev = statistics.median(iter_s), statistics.median(eval_s)
+    ratio = statistics.median(i / (batch * e) for i, e in zip(iter_s, eval_s))
     flops = batch * conv_flops(*shape, "conv5_1")
     return {"size": f"{shape[0]}x{shape[1]}", "batch": batch, "optimizer": cfg.optimizer.name,
             "strategy": setup.strategy, "compile_s": round(compile_s, 3), "iter_s": round(it, 4),
-            "eval_s": round(ev, 4), "iter_per_eval_of_one": round(it / (batch * ev), 3),
+            "eval_s": round(ev, 4), "iter_per_eval_of_one": round(ratio, 3),
             "evals_per_iter": round(evals, 3), "gflops_achieved": round(flops / it / 1e9, 1),
-            "peak_mem_mb": round(peak_memory_mb(), 1), "rounds_iter_s": [round(t, 4) for t in iter_s],
-            "rounds_eval_s": [round(t, 4) for t in eval_s]}
+            "peak_mem_mb": round(peak_memory_mb(), 1), "iter_s_each": [round(t, 4) for t in iter_s],
+            "eval_s_each": [round(t, 4) for t in eval_s]}
 
 
 def main() -> int:
@@ -130,7 +124,9 @@ def main() -> int:
     ap.add_argument("--sizes", nargs="+", default=["128", "192x256"], help="N (square) or HxW")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--iterations", type=int, default=5, help="timed iterations (and evaluations) per round")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds; each of the rounds x iterations timed iterations is followed by one "
+                         "evaluation, and medians (of the times and of the pairs' ratios) are reported")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config overrides, e.g. optimizer.name=lbfgs-retry or remat=true")
     ap.add_argument("--json", type=Path, default=Path("bench.json"))

@@ -29,7 +29,7 @@ content = jnp.asarray(load_image(EXAMPLES / "home.jpg", shape=(32, 40)), jnp.flo
 style = jnp.asarray(load_image(EXAMPLES / "starry_night.jpg", shape=(32, 40)), jnp.float64)
 obj = Objective(("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"))
 targets = obj.targets(params, content, style)
-solver = Solver(obj, iterations=15)
+solver = Solver(obj, iterations=8)
 x0 = jnp.stack([jax.random.uniform(jax.random.key(s), content.shape, jnp.float64) for s in range(4)])
 w = f64(LossWeights(jnp.ones(4), jnp.full(4, 1e5), {"conv4_2": jnp.ones(4)},
                     {l: jnp.full(4, 0.2) for l in obj.style_layers}, {}))
@@ -39,7 +39,7 @@ for name, mesh in (("one", None), ("four", variant_mesh())):
     prog = Program(solver, "unroll", 1, mesh)
     args = prog.place(x0, (params, targets), (w,))
     prog.compile(*args)
-    s = prog.advance(prog.init(*args), args[1], args[2], 15)
+    s = prog.advance(prog.init(*args), args[1], args[2], 8)
     results[name] = s
     out[f"{name}_devices_of_x"] = len(s.x.sharding.device_set)
 out["maxabs_sharded_vs_single"] = float(jnp.max(jnp.abs(results["one"].x - results["four"].x)))

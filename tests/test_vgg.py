@@ -82,32 +82,55 @@ def test_shipped_weights_are_mean_normalised(vgg_params, size):
         assert 0.8 <= mean_over_filters <= 1.25, (layer, mean_over_filters)
 
 
-def test_conv_gradients_match_numpy_adjoint_at_top_level_and_inside_loops():
-    # conv3x3 has its own input-gradient rule (an HWIO convolution of the flipped kernel); its
+@pytest.mark.parametrize("hw", [(5, 7), (2, 3), (1, 1)])
+def test_conv_gradients_match_numpy_adjoint_at_top_level_and_inside_loops(hw):
+    # conv3x3 has its own input-gradient rule (an HWIO convolution of the flipped kernel, given or
+    # made in place), and fewer than 9 positions take a matrix product instead (2 x 3, 1 x 1); its
     # gradients must be those of the convolution wherever they are taken.
     import jax.numpy as jnp
-    from jaxstyle.vgg import _input_grad_flipped, _input_grad_jax, conv3x3
+    from jaxstyle.vgg import _input_grad_flipped, _input_grad_jax, conv3x3, flip_kernel
 
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((2, 5, 7, 4)).astype(np.float32)
+    x = rng.standard_normal((2, *hw, 4)).astype(np.float32)
     k = rng.standard_normal((3, 3, 4, 6)).astype(np.float32)
     b = rng.standard_normal(6).astype(np.float32)
-    r = rng.standard_normal((2, 5, 7, 6)).astype(np.float32)
-    loss = lambda x, k: jnp.sum(conv3x3(x, k, b) * r)
-    grad = jax.grad(loss, argnums=(0, 1))
-    in_loop = lambda x, k: jax.lax.fori_loop(0, 1, lambda i, g: grad(x, k), grad(0 * x, 0 * k))
-    in_cond = lambda x, k: jax.lax.cond(x.sum() > -1e9, grad, lambda x, k: (x, k), x, k)
+    r = rng.standard_normal((2, *hw, 6)).astype(np.float32)
+    # The flipped kernel written out by hand: element [a, b, o, i] is k[2 - a, 2 - b, i, o].
+    hand = np.empty((3, 3, 6, 4), np.float32)
+    for a in range(3):
+        for c in range(3):
+            hand[a, c] = k[2 - a, 2 - c].T
+    np.testing.assert_array_equal(flip_kernel(k), hand)
     per_image = [np_conv3x3_adjoints(x[i].astype(np.float64), k.astype(np.float64), r[i].astype(np.float64))
                  for i in range(2)]
     want_dx = np.stack([d for d, _ in per_image])
     want_dk = sum(dk for _, dk in per_image)
-    for fun in (grad, in_loop, in_cond):
-        dx, dk = jax.jit(fun)(x, k)
-        np.testing.assert_allclose(dx, want_dx, rtol=1e-5, atol=1e-4)
-        np.testing.assert_allclose(dk, want_dk, rtol=1e-5, atol=1e-4)
+    for flipped in (None, hand):
+        loss = lambda x, k: jnp.sum(conv3x3(x, k, b, flipped) * r)  # noqa: E731
+        grad = jax.grad(loss, argnums=(0, 1))
+        in_loop = lambda x, k: jax.lax.fori_loop(0, 1, lambda i, g: grad(x, k), grad(0 * x, 0 * k))  # noqa: E731
+        in_cond = lambda x, k: jax.lax.cond(x.sum() > -1e9, grad, lambda x, k: (x, k), x, k)  # noqa: E731
+        for fun in (grad, in_loop, in_cond):
+            dx, dk = jax.jit(fun)(x, k)
+            np.testing.assert_allclose(dx, want_dx, rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(dk, want_dk, rtol=1e-5, atol=1e-4)
     # Both forms of the input gradient: the CPU rule above and JAX's own (used on other backends).
     for input_grad in (_input_grad_flipped, _input_grad_jax):
-        np.testing.assert_allclose(input_grad(r, k), want_dx, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(input_grad(r, k, hand), want_dx, rtol=1e-5, atol=1e-4)
+
+
+def test_flipped_kernels_are_added_up_to_the_deepest_layer_only(vgg_params):
+    from jaxstyle.vgg import with_flipped_kernels
+
+    got = with_flipped_kernels(vgg_params, ["conv2_1", "conv1_1"])
+    assert [n for n in CONV_NAMES if "flipped" in got[n]] == ["conv1_1", "conv1_2", "conv2_1"]
+    k = np.asarray(vgg_params["conv1_2"]["kernel"])
+    np.testing.assert_array_equal(got["conv1_2"]["flipped"], k[::-1, ::-1].transpose(0, 1, 3, 2))
+    assert "flipped" not in vgg_params["conv1_1"]  # the caller's dict is left as it was
+    # The network's responses do not change.
+    x = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    a = vgg19_features(vgg_params, x, ["conv2_1"])["conv2_1"]
+    np.testing.assert_array_equal(a, vgg19_features(got, x, ["conv2_1"])["conv2_1"])
 
 
 def test_input_gradient_lowers_to_hwio_convolutions_on_cpu(vgg_params):
@@ -120,3 +143,18 @@ def test_input_gradient_lowers_to_hwio_convolutions_on_cpu(vgg_params):
     convs = [line for line in text.splitlines() if "stablehlo.convolution" in line]
     assert len(convs) == 3 + 3  # conv1_1, conv1_2, conv2_1: forward and input gradient each
     assert all("x[0, 1, i, o]->" in line for line in convs), convs
+
+
+def test_no_convolution_has_fewer_positions_than_its_window(vgg_params):
+    # XLA:CPU swaps the operands of a convolution whose input has fewer than 9 positions and then
+    # runs it on a slow generic path; a 32 x 40 image reaches conv5_1 at 2 x 2, which conv3x3
+    # computes as a matrix product instead. Its responses against NumPy: test_all_layers_...
+    import re
+
+    import jax.numpy as jnp
+    x = np.zeros((32, 40, 3), np.float32)
+    loss = lambda x: jnp.sum(vgg19_features(vgg_params, x, ["conv5_1"])["conv5_1"] ** 2)  # noqa: E731
+    text = jax.jit(jax.grad(loss)).lower(x).as_text()
+    convs = [line for line in text.splitlines() if "stablehlo.convolution" in line]
+    inputs = [tuple(int(d) for d in re.search(r"\(tensor<(\d+)x(\d+)x(\d+)x", line).groups()) for line in convs]
+    assert len(convs) == 2 * 12 and min(h * w for _, h, w in inputs) == 4 * 5, inputs  # conv5_1 is the 13th

@@ -32,8 +32,11 @@ targets = obj.targets(params, content, style)
 w1 = f64(LossWeights(1.0, 10.0, {"conv4_2": 1.0}, {l: 0.2 for l in obj.style_layers}, {"tv": 1e-3}))
 out = {}
 
-# Gradient of the total loss vs central finite differences along random directions.
-f = jax.jit(lambda x: obj(x, params, targets, w1)[0])
+# Gradient of the total loss vs central finite differences along random directions. The network
+# is an argument, not a constant: the tests' compilation cache would compress every executable
+# that embeds its 160 MB of float64 weights (30 s for two).
+total = jax.jit(lambda x, p: obj(x, p, targets, w1)[0])
+f = lambda x: total(x, params)  # noqa: E731
 x = jax.random.uniform(jax.random.key(1), content.shape, jnp.float64)
 g = jax.grad(f)(x)
 rel = []
@@ -44,9 +47,10 @@ for k in range(3):
     rel.append(float(abs(fd - jnp.vdot(g, v)) / abs(fd)))
 out["grad_fd_rel"] = rel
 
-# Batch of 4 seeds vs each seed alone, 20 L-BFGS iterations.
+# A batch of 2 seeds vs each seed alone, 20 L-BFGS iterations (two are enough to show that no
+# variant reads another's values; each more costs 40 float64 evaluations).
 solver = Solver(obj, iterations=20)
-seeds = [0, 1, 2, 3]
+seeds = [0, 1]
 x0 = jnp.stack([jax.random.uniform(jax.random.key(s), content.shape, jnp.float64) for s in seeds])
 wb = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (len(seeds),)), w1)
 
@@ -65,7 +69,7 @@ def optimise(prog, x0, w):
 batch = optimise(program(x0, wb), x0, wb)
 diffs = []
 one = lambda a, i: a[i:i + 1]  # noqa: E731
-solo_program = program(one(x0, 0), jax.tree_util.tree_map(lambda a: one(a, 0), wb))  # one compile for all four
+solo_program = program(one(x0, 0), jax.tree_util.tree_map(lambda a: one(a, 0), wb))  # one compile for both
 for i in range(len(seeds)):
     solo = optimise(solo_program, one(x0, i), jax.tree_util.tree_map(lambda a: one(a, i), wb))
     diffs.append(float(jnp.max(jnp.abs(solo.x[0] - batch.x[i]))))
