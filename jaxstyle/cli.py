@@ -40,15 +40,23 @@ from .variants import expand_variants
 EXIT_USAGE = 2
 #: A run stopped by SIGINT/SIGTERM after saving its progress (resumable).
 EXIT_INTERRUPTED = 3
+#: Stopped at once by a second interrupt, saving nothing (128 + SIGINT, as shells report it).
+EXIT_STOPPED = 130
 
 
 def run_main(main: Callable[[], int | None]) -> None:
-    """Run a script's ``main``; a :class:`JaxstyleError` prints ``error: <message>`` and exits 2."""
+    """Run a script's ``main``; a :class:`JaxstyleError` prints ``error: <message>`` and exits 2, an
+    interrupt that stops at once (a second Ctrl-C) one line and exits 130."""
     try:
         code = main()
     except JaxstyleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        # Files are written under temporary names and renamed and the lock is released on the way
+        # out, so stopping here leaves no half-written file behind.
+        print("stopped at once: nothing more was saved", file=sys.stderr)
+        sys.exit(EXIT_STOPPED)
     sys.exit(code or 0)
 
 

@@ -70,6 +70,29 @@ def test_sigint_saves_progress_and_resume_matches_uninterrupted(tmp_path):
         assert np.abs(x - y).max() <= 1
 
 
+def test_a_second_sigint_stops_at_once_in_one_line(tmp_path):
+    # Chunks of 40 iterations at 64 px last seconds, so the second signal lands inside one.
+    cfg = {"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg"), "size": 64,
+           "scales": [], "seeds": [0], "print_every": 40, "output": str(tmp_path / "out"),
+           "optimizer": {"iterations": 400}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([sys.executable, SCRIPT, "--config", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.readline()  # "1 variant(s) ..."
+    assert "40/400" in proc.stdout.readline()  # the first chunk is done: the run is in its loop
+    proc.send_signal(signal.SIGINT)
+    assert "stopping after the current chunk" in proc.stderr.readline()  # the first was handled
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["stopped at once: nothing more was saved"], err
+    # Nothing half-done is left: no lock, no checkpoint, no temporary file (".name.XXXX.tmp").
+    out = tmp_path / "out"
+    left = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    assert not [n for n in left if n.startswith(".") or n == "checkpoint.npz"], left
+
+
 def test_resume_refuses_a_changed_config_or_missing_checkpoint(tmp_path):
     cfg = _config(tmp_path, "x")
     r = subprocess.run([sys.executable, SCRIPT, "--config", str(cfg), "--resume"],
