@@ -35,7 +35,7 @@ from .errors import ConfigError, JaxstyleError
 from .live import LiveServer, LiveState
 from .outputs import run_and_save
 from .progress import Meter, Watchers
-from .variants import expand_variants
+from .variants import expand_variants, variant_labels
 
 EXIT_USAGE = 2
 #: A run stopped by SIGINT/SIGTERM after saving its progress (resumable).
@@ -143,7 +143,7 @@ def serve_run(cfg: Config, args: argparse.Namespace, meter: Meter, received: lis
     Errors found before the run starts (the config, the output folder) end at once, as without
     ``--serve``; a failure during the run is shown on the page. Returns the run's exit status.
     """
-    state = LiveState([v.label(tuple(cfg.sweep)) for v in expand_variants(cfg)], cfg.to_dict(), cfg.output)
+    state = LiveState(variant_labels(expand_variants(cfg), cfg.sweep), cfg.to_dict(), cfg.output)
     servers: list[LiveServer] = []
 
     def start() -> None:

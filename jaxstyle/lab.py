@@ -19,7 +19,7 @@ from .inputs import prepare_images
 from .losses import LossWeights, Objective
 from .metrics import speckle_index
 from .report import json_float
-from .variants import Variant
+from .variants import Variant, variant_labels
 
 
 def yardstick(cfg: Config, params, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -44,7 +44,8 @@ def comparison(cfg: Config, params, images: np.ndarray, variants: list[Variant],
     measured = yardstick(cfg, params, images)
     seconds = [p["run_s"] for p in report.get("programs", []) for _ in range(p["variants"])] or \
         [report["timing"]["run_s"]] * len(variants)
-    return [{"variant": i, "label": v.label(tuple(cfg.sweep)), "style_loss": v.style_loss, "terms": v.terms,
+    labels = variant_labels(variants, cfg.sweep)
+    return [{"variant": i, "label": labels[i], "style_loss": v.style_loss, "terms": v.terms,
              "program_s": round(float(seconds[i]), 2),
              "gram_style_loss": json_float(measured["style"][i]), "content_loss": json_float(measured["content"][i]),
              "speckle": round(speckle_index(images[i]), 2)}

@@ -32,7 +32,7 @@ from PIL import Image
 
 from .errors import OutputError
 from .images import to_uint8
-from .progress import Tick, eta_seconds
+from .progress import Tick
 
 #: Longest side of the thumbnails in the page's grid.
 THUMB = 320
@@ -71,7 +71,7 @@ class LiveState:
     def tick(self, tick: Tick) -> None:
         """Take the run's state after a chunk: where it stands, its ETA and its images."""
         images = tick.images() if tick.images is not None else None
-        eta = eta_seconds(tick.elapsed_s, tick.compile_s, tick.work, tick.work_total)
+        eta = tick.eta_s
         with self.lock:
             self.status, self.message = "running", ""
             self.progress = {"where": tick.where, "stage": tick.stage + 1, "stages": tick.stages,

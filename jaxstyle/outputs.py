@@ -31,7 +31,7 @@ from .images import contact_sheet, to_uint8
 from .pipeline import RunResult, run
 from .progress import Watchers
 from .terms import term_file_hashes, used_terms
-from .variants import Variant, expand_variants
+from .variants import Variant, expand_variants, variant_labels
 
 SUFFIX = {"png": "png", "jpg": "jpg", "webp": "webp", "tiff": "tif"}
 
@@ -111,7 +111,7 @@ def write_outputs(cfg: Config, result: RunResult) -> Path:
         name = image_name(i, v, image_format=cfg.image_format)
         write_image(img, out / name, cfg.image_format, cfg.image_quality, cfg.image_bits)
         result.report["variants"][i]["image"] = name
-    labels = [v.label(tuple(cfg.sweep)) for v in result.variants]
+    labels = variant_labels(result.variants, cfg.sweep)
     if len(result.variants) > 1:
         sheet = contact_sheet(list(result.images), labels, tile=min(256, max(result.images.shape[1:3])))
         write_image(sheet, out / sheet_name(cfg.image_format), cfg.image_format, cfg.image_quality)

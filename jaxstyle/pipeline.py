@@ -27,7 +27,7 @@ from .metrics import seam_ratio
 from .plan import (Stage, blend_ramp, pass_tiles, plan_stages, stage_peak_bytes, stage_work, tile_borders,
                    tile_grid, tile_style_share, upsample)
 from .program import Program, resolved_strategy, restore_state, state_leaves, to_host
-from .progress import Meter, Tick, Watchers
+from .progress import Tick, Watchers, lines
 from .report import build_report, json_float
 from .solvers import Solver
 from .variants import Variant, batch_weights, expand_variants, objective_for, split_over_devices
@@ -373,7 +373,7 @@ def run(cfg: Config, params=None, log: Log = print, save_intermediate: Callable[
     A sweep over ``style_loss`` runs one program per choice, one after another (:func:`run_groups`).
     """
     params = load_vgg19(cfg.weights) if params is None else params
-    watch = watch if watch is not None else Watchers((Meter(tty=False, write=log).tick,))
+    watch = watch if watch is not None else lines(log)
     groups = program_groups(cfg)
     if len(groups) > 1:
         result = run_groups(cfg, groups, params, log, save_intermediate, should_stop, resume, watch)
@@ -462,7 +462,7 @@ def run_plan(cfg: Config, params=None, log: Log = print, save_intermediate: Call
              watch: Watchers | None = None) -> RunResult:
     """:func:`run` for a batch that shares one objective: one program per tile shape."""
     setup = prepare(cfg, params)
-    watch = watch if watch is not None else Watchers((Meter(tty=False, write=log).tick,))
+    watch = watch if watch is not None else lines(log)
     hooks = Hooks(log, watch, save_intermediate, should_stop, time.perf_counter() - (resume.run_s if resume else 0.0))
     cursor = resume.cursor if resume is not None else Cursor()
     progress = Progress.start(setup.n, resume)

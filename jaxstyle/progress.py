@@ -52,6 +52,11 @@ class Tick:
     first: int = 0
 
     @property
+    def eta_s(self) -> float | None:
+        """Seconds still to come (:func:`eta_seconds`)."""
+        return eta_seconds(self.elapsed_s, self.compile_s, self.work, self.work_total)
+
+    @property
     def where(self) -> str:
         """``stage 2/3 512x512 px, pass 1/2, tile 3/4`` (empty for a run of one untiled stage)."""
         out = f"stage {self.stage + 1}/{self.stages} {self.shape[1]}x{self.shape[0]} px" if self.stages > 1 else ""
@@ -75,6 +80,12 @@ class Watchers:
     def record(self, entry: dict) -> None:
         for f in self.records:
             f(entry)
+
+
+def lines(write: Callable[[str], None]) -> Watchers:
+    """Watchers that write :func:`progress_line` through ``write`` at every progress interval (what
+    a run without other watchers shows)."""
+    return Watchers((Meter(tty=False, write=write).tick,))
 
 
 def eta_seconds(elapsed_s: float, compile_s: float, work: float, work_total: float) -> float | None:
@@ -108,10 +119,9 @@ def progress_line(tick: Tick) -> str:
     """``stage 1/2 128x96 px [####    ]  50/200  total ... (12.3 s, ETA 1:05)``."""
     width = 20
     bar = "#" * round(width * tick.iteration / max(tick.tile_iterations, 1))
-    eta = eta_seconds(tick.elapsed_s, tick.compile_s, tick.work, tick.work_total)
     head = f"{tick.where} " if tick.where else ""
     return (f"{head}[{bar:<{width}}] {tick.iteration:>5}/{tick.tile_iterations}  {losses_text(tick.parts)}"
-            f"  ({tick.elapsed_s:.1f} s, ETA {clock(eta)})")
+            f"  ({tick.elapsed_s:.1f} s, ETA {clock(tick.eta_s)})")
 
 
 class Meter:
@@ -146,9 +156,8 @@ class Meter:
             return
         if self._bar is None or self._stage != tick.stage:
             self._open(tick)
-        eta = eta_seconds(tick.elapsed_s, tick.compile_s, tick.work, tick.work_total)
         self._bar.set_postfix_str(f"{np.min(tick.parts['total']):.4g} loss, run {clock(tick.elapsed_s)}, "
-                                  f"ETA {clock(eta)}", refresh=False)
+                                  f"ETA {clock(tick.eta_s)}", refresh=False)
         self._bar.update(tick.stage_done - self._bar.n)
         if tick.stage_done >= tick.stage_total:  # the stage is done: its bar stays, the next lines go below it
             self.close()

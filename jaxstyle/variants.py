@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -46,6 +46,12 @@ class Variant:
         if "style_loss" in swept:
             parts.append(self.style_loss)
         return ", ".join(parts)
+
+
+def variant_labels(variants: Sequence[Variant], sweep: Mapping[str, Any]) -> list[str]:
+    """Each variant's label as the sheet, the loss curves, the live page and the comparison show it:
+    its seed and what ``sweep`` varies."""
+    return [v.label(tuple(sweep)) for v in variants]
 
 
 def expand_variants(cfg: Config) -> list[Variant]:
