@@ -12,6 +12,8 @@ The modules, in the order data flows through a run:
 * :mod:`~jaxstyle.solvers`: optimisers as (init, step) pairs in a registry, vmapped over the batch;
 * :mod:`~jaxstyle.program` and :mod:`~jaxstyle.loop`: compiled chunks of iterations, the one chunk loop;
 * :mod:`~jaxstyle.pipeline`: the whole run, top to bottom (:func:`~jaxstyle.pipeline.run`);
+* :mod:`~jaxstyle.video`, :mod:`~jaxstyle.flow` and :mod:`~jaxstyle.clip`: a clip in and out, its
+  optical flow and consistency weights, and its frames as batch slots tied by the temporal term;
 * :mod:`~jaxstyle.checkpoint`, :mod:`~jaxstyle.report`, :mod:`~jaxstyle.outputs`: what a run leaves;
 * :mod:`~jaxstyle.cli`: the ``jaxstyle`` command.
 """

@@ -33,10 +33,16 @@ class Cursor:
     pass_index: int = 0
     tile: int = 0
     done: int = 0
+    #: A clip's place (:mod:`jaxstyle.clip`): the frame (sequential) or the chunk's first frame
+    #: (multipass), and the pass over the chunk; the fields above are then inside that run.
+    frame: int = 0
+    video_pass: int = 0
+    clip: bool = False
 
     @property
     def where(self) -> str:
-        return f"stage {self.stage + 1}, pass {self.pass_index + 1}, tile {self.tile + 1}" + (
+        head = f"frame {self.frame + 1}, video pass {self.video_pass + 1}, " if self.clip else ""
+        return head + f"stage {self.stage + 1}, pass {self.pass_index + 1}, tile {self.tile + 1}" + (
             f", iteration {self.done}" if self.done else "")
 
     def before(self, stage: int, pass_index: int = 0, tile: int = 0) -> bool:
@@ -66,6 +72,10 @@ class Checkpoint:
     group: int = 0
     finished: np.ndarray | None = None
     finished_reports: list = field(default_factory=list)
+    #: A clip's own state around the run in progress (:class:`jaxstyle.clip.ClipState`): arrays and
+    #: what JSON keeps.
+    clip_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    clip_meta: dict = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -73,11 +83,14 @@ class Checkpoint:
 
     def save(self, path: Path, config: dict) -> Path:
         c = self.cursor
-        meta = json.dumps({"format": FORMAT, "cursor": [c.stage, c.pass_index, c.tile, c.done],
+        meta = json.dumps({"format": FORMAT, "cursor": [c.stage, c.pass_index, c.tile, c.done, c.frame,
+                                                        c.video_pass, c.clip],
                            "run_s": self.run_s, "stages": self.stages, "history": self.history,
                            "state_leaves": None if self.state is None else len(self.state), "config": config,
-                           "group": self.group, "finished_reports": self.finished_reports})
+                           "group": self.group, "finished_reports": self.finished_reports,
+                           "clip_meta": self.clip_meta})
         arrays = {f"state{i}": a for i, a in enumerate(self.state or [])}
+        arrays.update({f"clip_{k}": v for k, v in self.clip_arrays.items()})
         if self.finished is not None:
             arrays["finished"] = self.finished
         arrays.update({f"initial_{k}": v for k, v in (self.initial or {}).items()})
@@ -96,7 +109,8 @@ class Checkpoint:
                    z["iterations"], z["evaluations"], None if n is None else [z[f"state{i}"] for i in range(n)],
                    {k[len("initial_"):]: v for k, v in z.items() if k.startswith("initial_")} or None,
                    list(meta.get("history", [])), int(meta.get("group", 0)), z.get("finished"),
-                   list(meta.get("finished_reports", [])))
+                   list(meta.get("finished_reports", [])),
+                   {k[len("clip_"):]: v for k, v in z.items() if k.startswith("clip_")}, meta.get("clip_meta", {}))
 
 
 def read(path: Path, config: dict) -> tuple[dict, dict[str, np.ndarray]]:

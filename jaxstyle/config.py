@@ -35,6 +35,7 @@ from .terms import is_file_term, load_term
 from .program import STRATEGIES
 from .solvers import REGISTRY, non_negative, one_of, whole
 from .vgg import check_layers
+from .video import is_clip
 
 PAPER_STYLE_LAYERS = {f"conv{i}_1": 0.2 for i in range(1, 6)}
 #: beta when the config gives none: alpha/beta 1e-3 is the paper's; the mean form's 0.1 is measured
@@ -46,7 +47,11 @@ NOISE_DISTRIBUTIONS = ("normal", "uniform")
 DEFAULT_NOISE_AMPLITUDE = {"normal": 0.02, "uniform": 0.5}
 UPSAMPLE_METHODS = ("nearest", "linear", "cubic", "lanczos3")
 COLOR_MODES = ("none", "luminance", "histogram", "chroma")
-SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms", "style_loss")
+SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms", "style_loss", "temporal")
+#: ``temporal``'s default with ``losses: mean`` (docs/video.md: how it was measured); with ``paper``
+#: the content term grows with the image's area, so the same weight ties frames less.
+DEFAULT_TEMPORAL = 5.0
+VIDEO_MODES = ("sequential", "multipass")
 #: ``scales: auto``: coarser stages halve the long side while it stays at least this many pixels,
 #: so the coarsest stage has a long side from 128 to 255 px (sizes below 255 px run directly).
 PYRAMID_MIN_SIDE = 128
@@ -164,6 +169,8 @@ def _terms(name: str, value: Any) -> dict[str, float]:
     if not isinstance(value, Mapping):
         raise ConfigError(f"{name} must map term names to weights, e.g. {{tv: 1e-3}}")
     for k in value:
+        if k == "temporal":
+            raise ConfigError(f"the temporal term is set by the top-level key 'temporal' (clips only), not in {name}")
         if is_file_term(str(k)) and k not in TERMS:
             load_term(str(k))  # a missing file or function is reported now, before any work
         elif k not in TERMS:
@@ -197,6 +204,9 @@ def style(name: str, value: Any, c: dict) -> str | list[str]:
     if not (isinstance(value, str) and value) and not (
             isinstance(value, list) and value and all(isinstance(x, str) and x for x in value)):
         raise ConfigError("'style' must be the path of an image file, or a list of them")
+    clip = next((p for p in ([value] if isinstance(value, str) else value) if is_clip(p)), None)
+    if clip is not None:
+        raise ConfigError(f"style {clip} is a clip; the style must be an image (a clip can be the content)")
     return value
 
 
@@ -250,6 +260,8 @@ def sweep(name: str, value: Any, c: dict) -> dict[str, list]:
             raise ConfigError(f"cannot sweep '{k}'{_suggest(str(k), SWEEPABLE)}; sweepable: {', '.join(SWEEPABLE)}")
         if not isinstance(values, list) or not values:
             raise ConfigError(f"sweep.{k} must be a non-empty list")
+    if "temporal" in value and not is_clip(c["content"]):
+        raise ConfigError("sweep.temporal needs a clip as the content (a video file or a folder of frames)")
     parse = {"terms": _terms, "style_loss": _style_loss}
     return {k: [(_layer_weights(f"sweep.{k}[]", v) if k.endswith("layers") else
                  parse.get(k, _number)(f"sweep.{k}[]", v)) for v in vs]
@@ -406,6 +418,94 @@ def optimizer(name: str, value: Any, c: dict) -> OptimizerConfig:
     return OptimizerConfig(**common, options=options)
 
 
+# ---- the video section ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VideoConfig:
+    """The ``video`` section: which frames of the clip, and how they are tied (docs/video.md)."""
+
+    start: float | None = None
+    end: float | None = None
+    first: int | None = None
+    frames: int | None = None
+    every: int = 1
+    fps: float = 24.0
+    mode: str = "sequential"
+    passes: int = 5
+    pass_iterations: int = 20
+    temporal_from: int = 2
+    blend: float = 1.0
+    frame_iterations: int = 40
+    chunk_frames: int | None = None
+    warp: str = "bilinear"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: The video section's keys: default, check, meaning, how the docs show the default.
+VIDEO_KEYS: dict[str, tuple[Any, Callable[[str, Any], Any], str, str]] = {
+    "start": (None, lambda n, v: None if v is None else _number(n, v), "first second of the clip to use", "0"),
+    "end": (None, lambda n, v: None if v is None else _number(n, v), "second at which the clip ends (not included)",
+            "the clip's end"),
+    "first": (None, lambda n, v: None if v is None else _whole(n, v), "first frame number to use (instead of "
+              "`start`/`end`)", "0"),
+    "frames": (None, lambda n, v: None if v is None else _whole(n, v, 1), "how many frames from `first`", "all"),
+    "every": (1, lambda n, v: _whole(n, v, 1), "keep every n-th frame; the output's frame rate is the source's / n",
+              "1"),
+    "fps": (24.0, lambda n, v: positive(n, v, {}), "frame rate of a folder of frames (a video file has its own)",
+            "24"),
+    "mode": ("sequential", lambda n, v: choice(*VIDEO_MODES)(n, v, {}),
+             "`sequential`: frame after frame, each from its warped predecessor (the default: it measured better, "
+             "docs/video.md); `multipass`: every frame of a chunk in one batch, passes with a blend between them",
+             "`sequential`"),
+    "passes": (5, lambda n, v: _whole(n, v, 1), "multipass: passes over the chunk (the first is the image "
+               "pipeline from noise, with its pyramid)", "5"),
+    "pass_iterations": (20, lambda n, v: _whole(n, v, 1), "multipass: iterations of each later pass", "20"),
+    "temporal_from": (2, lambda n, v: _whole(n, v, 1), "multipass: the first pass with the temporal term", "2"),
+    "blend": (1.0, lambda n, v: _number(n, v), "multipass: b in (x + b c warp(neighbour)) / (1 + b c) between "
+              "passes", "1"),
+    "frame_iterations": (40, lambda n, v: _whole(n, v, 1),
+                         "sequential: iterations of each frame after the first (the first runs the image's plan)",
+                         "40"),
+    "chunk_frames": (None, lambda n, v: None if v is None else _whole(n, v, 2),
+                     "multipass: frames per batch (chunks overlap by one frame); default: as many as fit in memory",
+                     "auto"),
+    "warp": ("bilinear", lambda n, v: choice("bilinear", "bicubic")(n, v, {}),
+             "how a neighbour's frame is moved along the flow: `bilinear` or `bicubic` (Catmull-Rom)", "`bilinear`"),
+}
+
+
+def video(name: str, value: Any, c: dict) -> VideoConfig:
+    value = {} if value is None else value
+    if not isinstance(value, Mapping):
+        raise ConfigError("video must be a mapping, e.g. {start: 0, end: 2, every: 2}")
+    # A resolved config (report.json, a checkpoint) lists every key at its default: only a setting
+    # that differs says the user meant a clip.
+    if any(k in VIDEO_KEYS and v != VIDEO_KEYS[k][0] for k, v in value.items()) and not is_clip(c["content"]):
+        raise ConfigError(f"video applies to clips only, and content {c['content']} is not one "
+                          "(a video file or a folder of numbered frames)")
+    for k in value:
+        if k not in VIDEO_KEYS:
+            raise ConfigError(f"unknown config key 'video.{k}'{_suggest(str(k), VIDEO_KEYS)}")
+    checked = {k: check(f"video.{k}", value.get(k, default)) for k, (default, check, _, _) in VIDEO_KEYS.items()}
+    v = VideoConfig(**checked)
+    if (v.start is not None or v.end is not None) and (v.first is not None or v.frames is not None):
+        raise ConfigError("video: give start/end (seconds) or first/frames (frame numbers), not both")
+    if v.start is not None and v.end is not None and v.end <= v.start:
+        raise ConfigError(f"video.end ({v.end:g}) must come after video.start ({v.start:g})")
+    if v.temporal_from > v.passes and value.get("temporal_from") is not None:
+        raise ConfigError(f"video.temporal_from ({v.temporal_from}) is after the last pass ({v.passes})")
+    if is_clip(c["content"]):
+        if c["masks"] is not None:
+            raise ConfigError("masks cannot be used with a clip: a mask would have to move with every frame")
+        if c["init"] not in ("noise", "content"):
+            raise ConfigError(f"init {c['init']} cannot be used with a clip: use noise or content")
+        if len(c["sweep"].get("style_loss", [])) > 1:
+            raise ConfigError("a clip cannot sweep style_loss (each style loss is a program of its own): "
+                              "run one clip per style loss")
+    return v
+
+
 # ---- the keys -------------------------------------------------------------------------------------
 REQUIRED = object()
 
@@ -494,6 +594,9 @@ class Config:
     masks: list[str] | None = key(None, masks, "one mask image per style image (white: that style applies)", "none")
     denoise: int = key(0, denoise, "3 or 5: a median filter of that size on the result")
     remat: bool = key(False, boolean, "recompute each VGG block's activations in the backward pass")
+    temporal: float = key(DEFAULT_TEMPORAL, number, "a clip's temporal weight: each frame against its warped "
+                          "neighbour (docs/video.md); 0: every frame stylised on its own")
+    video: VideoConfig = key({}, video, "a clip's frames and schedule; see the rows below", "see below")
     source: dict = field(default_factory=dict, compare=False, repr=False, metadata={"internal": True})
 
     @property
@@ -511,7 +614,13 @@ class Config:
         """The resolved configuration as plain data (what report.json and checkpoints record)."""
         out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in _keys()}
         out["optimizer"] = self.optimizer.to_dict()
+        out["video"] = self.video.to_dict()
         return out
+
+    @property
+    def is_clip(self) -> bool:
+        """Whether the content is a clip (a video file or a folder of frames)."""
+        return is_clip(self.content)
 
 
 def _keys() -> list[dataclasses.Field]:
@@ -605,9 +714,11 @@ def config_table() -> str:
     rows = ["| key | default | meaning |", "| --- | --- | --- |"]
     for f in _keys():
         meta = f.metadata
-        if f.name == "optimizer":
+        if f.name in ("optimizer", "video"):
             continue
         rows.append(f"| `{f.name}` | {meta['shown'] or _shown(meta['default'])} | {meta['meaning']} |")
+    for k, (default, _, meaning, shown) in VIDEO_KEYS.items():
+        rows.append(f"| `video.{k}` | {shown} | {meaning} |")
     for k, (default, _, meaning, shown) in OPTIMIZER_KEYS.items():
         rows.append(f"| `optimizer.{k}` | {shown} | {meaning} |")
     owners: dict[tuple[str, int], list[str]] = {}

@@ -34,30 +34,39 @@ class Inputs:
     masks: np.ndarray | None = None
 
 
-def prepare_images(cfg: Config, layers: tuple[str, ...], shape: tuple[int, int] | None = None) -> Inputs:
+def prepare_images(cfg: Config, layers: tuple[str, ...], shape: tuple[int, int] | None = None,
+                   frames: np.ndarray | None = None) -> Inputs:
     """Load, size and colour-prepare the content, style and mask images of ``cfg``.
 
     ``shape``: the photograph's ``(height, width)`` (a coarse-to-fine stage); default: ``cfg.size``
-    (its long side, or its exact ``[height, width]``).
+    (its long side, or its exact ``[height, width]``). ``frames``: a clip's batch, ``(B, H, W, 3)``,
+    one photograph per batch slot, used (resized to ``shape``) instead of ``cfg.content``; the
+    content and photo are then ``(B, h, w, 3)``.
     """
-    if shape is None and isinstance(cfg.size, list):
-        shape = (cfg.size[0], cfg.size[1])
-    photo = load_image(cfg.content, size=cfg.size if shape is None else None, shape=shape,
-                       max_pixels=cfg.max_pixels)
+    if frames is not None:
+        shape = tuple(frames.shape[1:3]) if shape is None else shape
+        photo = np.stack([resize(f, shape) for f in frames])
+    else:
+        if shape is None and isinstance(cfg.size, list):
+            shape = (cfg.size[0], cfg.size[1])
+        photo = load_image(cfg.content, size=cfg.size if shape is None else None, shape=shape,
+                           max_pixels=cfg.max_pixels)
+    h, w = photo.shape[-3:-1]
     need = min_image_side(layers)
-    if min(photo.shape[:2]) < need:
+    if min(h, w) < need:
         deepest = max(layers, key=lambda l: min_image_side([l]))
-        raise ImageError(f"content image is {photo.shape[1]}x{photo.shape[0]} px at size {max(photo.shape[:2])}: "
+        what = "the clip's frames are" if frames is not None else "content image is"
+        raise ImageError(f"{what} {w}x{h} px at size {max(h, w)}: "
                          f"too small for layer {deepest}, which needs at least {need} px on each side")
-    h, w = photo.shape[:2]
     shape = (max(1, round(h * cfg.style_scale)), max(1, round(w * cfg.style_scale)))
     if min(shape) < need:
         raise ImageError(f"style_scale {cfg.style_scale} makes the style images {shape[1]}x{shape[0]} px, "
                          f"too small for the layers used (at least {need} px on each side)")
     styles = [load_image(p, shape=shape, max_pixels=cfg.max_pixels) for p in cfg.styles]
     content = photo
-    if cfg.preserve_colors == "histogram":
-        styles = [np.clip(color.match_color_histogram(s, photo), 0, 1).astype(np.float32) for s in styles]
+    if cfg.preserve_colors == "histogram":  # a clip's frames, stacked, count as one photograph
+        styles = [np.clip(color.match_color_histogram(s, photo.reshape(-1, w, 3)), 0, 1).astype(np.float32)
+                  for s in styles]
     elif cfg.preserve_colors == "luminance":
         y = color.rgb_to_yiq(photo)[..., 0]
         content = color.gray_rgb(y)
@@ -73,8 +82,9 @@ def finish_images(cfg: Config, images: np.ndarray, photo: np.ndarray) -> np.ndar
     """Colour recombination and denoising after optimisation; ``(V, H, W, 3)`` clipped to [0, 1]."""
     images = np.asarray(images, np.float64)
     if cfg.preserve_colors in ("luminance", "chroma"):
-        # Luminance of the result, I and Q (chroma) of the photograph.
-        images = np.stack([color.combine_luminance(color.rgb_to_yiq(im)[..., 0], photo) for im in images])
+        # Luminance of the result, I and Q (chroma) of the photograph (a clip: each image's own frame).
+        photos = photo if photo.ndim == 4 else [photo] * len(images)
+        images = np.stack([color.combine_luminance(color.rgb_to_yiq(im)[..., 0], p) for im, p in zip(images, photos)])
     if cfg.denoise:
         images = np.stack([median_filter(im, cfg.denoise) for im in images])
     return np.clip(images, 0.0, 1.0).astype(np.float32)
@@ -128,8 +138,12 @@ def initial_images(init: str, seeds: list[int], content: np.ndarray, style: np.n
 def start_images(cfg: Config, variants: list[Variant], inputs: "Inputs") -> np.ndarray:
     """``(V, H, W, 3)`` starting images of ``variants`` at ``inputs``' size (see :func:`initial_images`);
     gray with ``preserve_colors: luminance``, whose optimisation runs on gray images."""
-    x0 = initial_images(cfg.init, [v.seed for v in variants], inputs.content, inputs.styles[0], cfg.max_pixels,
-                        cfg.noise, cfg.noise_amplitude)
+    if inputs.content.ndim == 4:  # a clip: each slot from its own frame (the same noise for every frame)
+        x0 = np.stack([initial_images(cfg.init, [v.seed], c, inputs.styles[0], cfg.max_pixels, cfg.noise,
+                                      cfg.noise_amplitude)[0] for v, c in zip(variants, inputs.content)])
+    else:
+        x0 = initial_images(cfg.init, [v.seed for v in variants], inputs.content, inputs.styles[0], cfg.max_pixels,
+                            cfg.noise, cfg.noise_amplitude)
     if cfg.preserve_colors == "luminance":
         x0 = np.stack([color.gray_rgb(color.rgb_to_yiq(x)[..., 0]) for x in x0])
     return x0

@@ -22,19 +22,22 @@ from .report import json_float
 from .variants import Variant, variant_labels
 
 
-def yardstick(cfg: Config, params, images: np.ndarray) -> dict[str, np.ndarray]:
+def yardstick(cfg: Config, params, images: np.ndarray, photos: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """``{"content", "style"}``, ``(V,)`` each: Eq. 1 and Eq. 4 (both mean-normalised, Gram style)
     of ``(V, H, W, 3)`` images against the config's photograph and artwork(s), with its layers and
-    weights."""
+    weights. ``photos``: ``(V, H, W, 3)``, each image's own photograph (a clip's frames)."""
     objective = Objective(tuple(cfg.content_layers), tuple(cfg.style_layers), cfg.pooling, losses="mean")
-    inputs = prepare_images(cfg, objective.layers, shape=images.shape[1:3])
-    targets = objective.targets(params, jnp.asarray(inputs.content), [jnp.asarray(s) for s in inputs.styles],
-                                cfg.blend)
+    inputs = prepare_images(cfg, objective.layers, shape=images.shape[1:3], frames=photos)
+    styles = [jnp.asarray(s) for s in inputs.styles]
+    contents = inputs.content if photos is not None else [inputs.content] * len(images)
     one = jnp.float32(1.0)
     weights = LossWeights(one, one, {l: jnp.float32(w) for l, w in cfg.content_layers.items()},
                           {l: jnp.float32(w) for l, w in cfg.style_layers.items()}, {})
-    parts = jax.jit(objective.parts)
-    values = [jax.device_get(parts(jnp.asarray(im, jnp.float32), params, targets, weights)) for im in images]
+    parts, grams = jax.jit(objective.parts), jax.jit(objective.style_grams)(params, styles)
+    targets = jax.jit(objective.targets_from_grams)
+    values = [jax.device_get(parts(jnp.asarray(im, jnp.float32), params,
+                                   targets(params, jnp.asarray(c), grams, cfg.blend), weights))
+              for im, c in zip(images, contents)]
     return {k: np.array([v[k] for v in values], np.float64) for k in ("content", "style")}
 
 

@@ -98,7 +98,8 @@ class LiveState:
                 self._encoded.clear()
             if report is not None:
                 self.files = {"report": "report.json", **{k: report[k] for k in ("sheet", "curves") if k in report}}
-                self.variant_files = [v.get("image") for v in report.get("variants", [])]
+                # An image's file, or a clip's video.
+                self.variant_files = [v.get("image") or v.get("video") for v in report.get("variants", [])]
             self.progress = {**self.progress, "eta_s": 0.0 if status == "finished" else None}
             self.version += 1
 
@@ -150,7 +151,7 @@ def page_html() -> bytes:
 
 
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".tif": "image/tiff",
-                 ".json": "application/json"}
+                 ".json": "application/json", ".mp4": "video/mp4"}
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -140,6 +140,23 @@ def total_variation(image: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(dy), axis=(-3, -2, -1)) + jnp.sum(jnp.square(dx), axis=(-3, -2, -1))
 
 
+def temporal_loss(image: jax.Array, prior: jax.Array, weight: jax.Array) -> jax.Array:
+    """Ruder, Dosovitskiy and Brox (GCPR 2016), Eq. 7, mean-normalised: the temporal term
+    1 / (3 H W) sum_k c_k (x_k - w_k)^2, over pixels k and channels.
+
+    Not in Gatys et al.: it ties a clip's frame to its neighbour's stylised frame warped along the
+    optical flow (:func:`jaxstyle.flow.warp`), where the flow can be trusted.
+
+    Args:
+      image: x, the frame being optimised, ``(..., H, W, 3)``.
+      prior: w, the neighbour's stylised frame warped into this one, same shape; held constant.
+      weight: c, the per-pixel consistency weights in [0, 1], ``(..., H, W)``.
+    Returns:
+      ``(...)``.
+    """
+    return jnp.mean(weight[..., None] * jnp.square(image - prior), axis=(-3, -2, -1))
+
+
 #: The config's ``losses`` key: Eq. 1 and 4 as printed, or their mean-normalised form.
 NORMALISATIONS = ("mean", "paper")
 
@@ -154,12 +171,16 @@ class Targets(NamedTuple):
       number of positions, as Eq. 4 compares them.
     content_image: the photograph itself ``(H, W, 3)``, for terms that compare pixels.
     masks: ``None``, or ``{layer: (K, h, w)}`` region masks at each style layer's resolution.
+    prior, prior_weight: a clip's frame only: its neighbour's stylised frame warped into it
+      ``(H, W, 3)`` and the consistency weights ``(H, W)``, which the ``temporal`` term reads.
     """
 
     content: dict[str, jax.Array]
     style: dict[str, jax.Array]
     content_image: jax.Array
     masks: dict[str, jax.Array] | None = None
+    prior: jax.Array | None = None
+    prior_weight: jax.Array | None = None
 
 
 def c_positions(image_shape: Sequence[int], layer: str) -> int:
@@ -221,6 +242,9 @@ LossTerm = Callable[[jax.Array, Mapping[str, jax.Array], Targets], jax.Array]
 #: as a mapping passed to :class:`Objective`.
 TERMS: Mapping[str, LossTerm] = MappingProxyType({
     "tv": lambda image, feats, targets: total_variation(image),
+    # A clip's frames only (the config's top-level ``temporal`` weight): 0 without a prior.
+    "temporal": lambda image, feats, targets: (jnp.zeros((), image.dtype) if targets.prior is None else
+                                               temporal_loss(image, targets.prior, targets.prior_weight)),
 })
 
 

@@ -23,6 +23,7 @@ from PIL import Image
 
 from .checkpoint import FILENAME as CHECKPOINT
 from .checkpoint import Checkpoint
+from .clip import ClipResult, load_clip, run_clip
 from .config import Config
 from .curves import write_loss_curves
 from .errors import JaxstyleError, OutputError
@@ -32,6 +33,7 @@ from .pipeline import RunResult, run
 from .progress import Watchers
 from .terms import term_file_hashes, used_terms
 from .variants import Variant, expand_variants, variant_labels
+from .video import Clip, write_mp4
 
 SUFFIX = {"png": "png", "jpg": "jpg", "webp": "webp", "tiff": "tif"}
 
@@ -72,8 +74,17 @@ def _write16(arr: np.ndarray, tmp: str, image_format: str) -> None:
             png.Writer(w, h, greyscale=False, bitdepth=16).write(f, arr.reshape(h, w * 3))
 
 
-def planned_outputs(cfg: Config, variants: list[Variant]) -> list[Path]:
+def clip_name(index: int, variant: Variant) -> str:
+    """A clip variant's name: its video is ``<name>.mp4``, its frames ``frames/<name>/000000.png`` ..."""
+    return f"{index:03d}_seed{variant.seed}"
+
+
+def planned_outputs(cfg: Config, variants: list[Variant], clip: bool = False) -> list[Path]:
     out = Path(cfg.output)
+    if clip:
+        files = [out / f"{clip_name(i, v)}.{ext}" for i, v in enumerate(variants) for ext in ("mp4",)]
+        files += [out / "frames" / clip_name(i, v) for i, v in enumerate(variants)]
+        return files + [out / "report.json", out / CURVES, out / sheet_name(cfg.image_format)]
     files = [out / image_name(i, v, image_format=cfg.image_format) for i, v in enumerate(variants)]
     files += [out / "report.json", out / CURVES]
     if len(variants) > 1:
@@ -81,7 +92,7 @@ def planned_outputs(cfg: Config, variants: list[Variant]) -> list[Path]:
     return files
 
 
-def prepare_output(cfg: Config) -> None:
+def prepare_output(cfg: Config, clip: bool = False) -> None:
     """Create the output folder and refuse (before any work) to overwrite earlier results."""
     out = Path(cfg.output)
     if out.exists() and not out.is_dir():
@@ -93,7 +104,7 @@ def prepare_output(cfg: Config) -> None:
     if not os.access(out, os.W_OK | os.X_OK):
         raise OutputError(f"output directory {out} is not writable")
     if not cfg.overwrite:
-        existing = [f for f in planned_outputs(cfg, expand_variants(cfg)) if f.exists()]
+        existing = [f for f in planned_outputs(cfg, expand_variants(cfg), clip) if f.exists()]
         if existing:
             raise OutputError(f"{existing[0]} already exists; choose another output or set overwrite: true")
 
@@ -119,6 +130,53 @@ def write_outputs(cfg: Config, result: RunResult) -> Path:
     if write_loss_curves(result.report.get("history", []), labels, out / CURVES) is not None:
         result.report["curves"] = CURVES
     return write_json(result.report, out / "report.json")
+
+
+def write_clip_outputs(cfg: Config, result: ClipResult) -> Path:
+    """Per variant its frames (``frames/<name>/000000.png`` ...) and, once the clip is finished, its
+    video (``<name>.mp4``, H.264); a sheet of evenly spaced frames of the first variant, the loss
+    curves and report.json (written last)."""
+    out, clip = Path(cfg.output), result.clip
+    suffix = SUFFIX[cfg.image_format]
+    for i, (v, frames) in enumerate(zip(result.variants, result.frames)):
+        name = clip_name(i, v)
+        folder = out / "frames" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for t, frame in enumerate(frames):
+            write_image(frame, folder / f"{t:06d}.{suffix}", cfg.image_format, cfg.image_quality, cfg.image_bits)
+        entry = result.report["variants"][i]
+        entry["frames_folder"] = f"frames/{name}"
+        if result.checkpoint is None and len(frames):
+            write_mp4(frames, out / f"{name}.mp4", clip.fps)
+            entry["video"] = f"{name}.mp4"
+    h, w = result.frames.shape[2:4]
+    result.report["clip"]["video_padded"] = (h % 2 == 1 or w % 2 == 1) and result.checkpoint is None
+    if result.report["clip"]["video_padded"]:
+        result.report["clip"]["video_note"] = (f"{w}x{h} px frames were padded to even sides for H.264 "
+                                               "(the last row or column repeated)")
+    if result.frames.shape[1]:
+        sheet = clip_sheet(result.frames[0], clip)
+        write_image(sheet, out / sheet_name(cfg.image_format), cfg.image_format, cfg.image_quality)
+        result.report["sheet"] = sheet_name(cfg.image_format)
+    labels = variant_labels(result.variants, cfg.sweep)
+    if write_loss_curves(result.report.get("history", []), labels, out / CURVES) is not None:
+        result.report["curves"] = CURVES
+    return write_json(result.report, out / "report.json")
+
+
+def clip_sheet(frames: np.ndarray, clip: Clip, count: int = 8):
+    """Up to ``count`` evenly spaced frames ``(F, H, W, 3)``, each labelled with its source frame
+    number and time."""
+    picks = sorted(set(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)))
+    labels = [f"frame {clip.numbers[t]} ({t / clip.fps:.2f} s)" for t in picks]
+    return contact_sheet([frames[t] for t in picks], labels, columns=min(4, len(picks)),
+                         tile=min(256, max(frames.shape[1:3])))
+
+
+def image_result(result: ClipResult) -> RunResult:
+    """A one-frame clip's result as an image run's."""
+    report = dict(result.report)
+    return RunResult(result.frames[:, 0], result.variants, report, result.history, result.checkpoint)
 
 
 @contextlib.contextmanager
@@ -166,11 +224,12 @@ def run_and_save(cfg: Config, log: Callable[[str], None] = print,
         return run(cfg, log=lambda line: None, should_stop=should_stop, watch=Watchers())
     record = {**cfg.to_dict(), "term_files": term_file_hashes(used_terms(cfg.terms, cfg.sweep))}
     checkpoint = Checkpoint.load(out / CHECKPOINT, record) if resume else None
+    clip = load_clip(cfg) if cfg.is_clip else None  # a bad clip is refused before anything is written
     created = not out.exists()
     if not resume:
-        prepare_output(cfg)
+        prepare_output(cfg, clip is not None and len(clip.frames) > 1)
     try:
-        return _run_locked(cfg, out, record, checkpoint, log, should_stop, watch, on_start)
+        return _run_locked(cfg, out, record, checkpoint, log, should_stop, watch, on_start, clip)
     except JaxstyleError:
         # A mistake found once the run began (a user term that fails when traced): leave no
         # trace of the folder this run made.
@@ -181,11 +240,13 @@ def run_and_save(cfg: Config, log: Callable[[str], None] = print,
 
 def _run_locked(cfg: Config, out: Path, record: dict, checkpoint: Checkpoint | None, log: Callable[[str], None],
                 should_stop: Callable[[], bool] | None, watch: Watchers | None,
-                on_start: Callable[[], None] | None) -> RunResult:
+                on_start: Callable[[], None] | None, clip: Clip | None = None) -> RunResult | ClipResult:
     with output_lock(out):
         if on_start is not None:
             on_start()
         variants = expand_variants(cfg)
+        if clip is not None:
+            return _clip_locked(cfg, out, record, checkpoint, log, should_stop, watch, clip)
 
         def save_intermediate(stage: str, images: np.ndarray, start: int = 0) -> None:
             for i, (v, img) in enumerate(zip(variants[start:], images), start):
@@ -195,11 +256,30 @@ def _run_locked(cfg: Config, out: Path, record: dict, checkpoint: Checkpoint | N
         result = run(cfg, log=log, save_intermediate=save_intermediate, should_stop=should_stop,
                      resume=checkpoint, watch=watch)
         path = write_outputs(cfg, result)
-        if result.checkpoint is not None:
-            result.checkpoint.save(out / CHECKPOINT, record)
-            log(f"interrupted at {result.checkpoint.where}: wrote the images so far, {path} "
-                f"and {out / CHECKPOINT}; continue with --resume")
-        else:
-            (out / CHECKPOINT).unlink(missing_ok=True)
-            log(f"wrote {len(result.variants)} image(s) and {path}")
+        settle(result.checkpoint, out, record, log, f"wrote the images so far, {path}",
+               f"wrote {len(result.variants)} image(s) and {path}")
         return result
+
+
+def settle(checkpoint: Checkpoint | None, out: Path, record: dict, log: Callable[[str], None], so_far: str,
+           done: str) -> None:
+    """After the outputs: an interrupted run's checkpoint saved, or a finished run's stale one
+    removed; and one line saying which."""
+    if checkpoint is not None:
+        checkpoint.save(out / CHECKPOINT, record)
+        log(f"interrupted at {checkpoint.where}: {so_far} and {out / CHECKPOINT}; continue with --resume")
+    else:
+        (out / CHECKPOINT).unlink(missing_ok=True)
+        log(done)
+
+
+def _clip_locked(cfg: Config, out: Path, record: dict, checkpoint: Checkpoint | None, log: Callable[[str], None],
+                 should_stop: Callable[[], bool] | None, watch: Watchers | None, clip: Clip) -> RunResult | ClipResult:
+    """A clip's run and its outputs; a clip of one frame is an image run and writes an image's."""
+    result = run_clip(cfg, clip, log=log, should_stop=should_stop, resume=checkpoint, watch=watch)
+    single = len(clip.frames) == 1
+    path = write_outputs(cfg, image_result(result)) if single else write_clip_outputs(cfg, result)
+    settle(result.checkpoint, out, record, log, f"wrote the frames so far, {path}",
+           f"wrote {len(result.variants)} image(s) and {path}" if single else
+           f"wrote {len(result.variants)} clip(s) of {result.frames.shape[1]} frame(s) and {path}")
+    return result

@@ -47,6 +47,33 @@ class RunResult:
     report: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: Checkpoint | None = None
+    #: The batch as optimised ``(V, H, W, 3)``, before clipping and colour recombination (a clip's
+    #: next pass or frame continues from it).
+    raw: np.ndarray | None = None
+
+
+@dataclass
+class FrameBatch:
+    """What a clip (:mod:`jaxstyle.clip`) gives one run: each batch slot's own photograph and the
+    temporal term's inputs, all at the final size, B slots (the run's variants) first.
+
+    content: ``(B, H, W, 3)`` each slot's frame; prior: ``(B, H, W, 3)`` its neighbour's stylised
+    frame warped into it; weight: ``(B, H, W)`` the consistency weights (zeros: no temporal term);
+    start: ``(B, H, W, 3)`` start images, or None for the config's ``init``; iterations: None for
+    the config's whole plan (its pyramid), or a number for one stage at the final size. The prior
+    is held constant while the run optimises, so the slots stay independent of each other.
+    """
+
+    content: np.ndarray
+    prior: np.ndarray
+    weight: np.ndarray
+    start: np.ndarray | None = None
+    iterations: int | None = None
+
+    def padded(self, n: int) -> "FrameBatch":
+        """The arrays padded to ``n`` slots with copies of the last (see ``split_over_devices``)."""
+        pad = lambda a: None if a is None else np.concatenate([a, np.repeat(a[-1:], n - len(a), axis=0)])  # noqa: E731
+        return FrameBatch(pad(self.content), pad(self.prior), pad(self.weight), pad(self.start), self.iterations)
 
 
 @dataclass
@@ -66,7 +93,9 @@ class Setup:
     final_inputs: Inputs
     stages: list[Stage]
     estimates: list[int]
-    programs: dict = field(default_factory=dict)
+    frames: FrameBatch | None = None
+    #: Compiled programs and functions, kept across the runs of one clip (frames, passes).
+    cache: dict = field(default_factory=dict)
 
     def __post_init__(self):
         overlap = self.cfg.tile_overlap
@@ -74,36 +103,70 @@ class Setup:
         self.work = [stage_work(s, overlap) for s in self.stages]
         # Iterations per pixel before each stage: the x axis of the loss history.
         self.offsets = list(np.cumsum([0] + [s.iterations_per_tile() * s.passes for s in self.stages[:-1]]))
-        self.grams_fn = jax.jit(self.objective.style_grams)
-        self.targets_fn = jax.jit(self.objective.targets_from_grams)
-        self.loss_fn = jax.jit(self.objective.parts)
+        o, c = self.objective, self.cache
+        self.grams_fn = c["grams"] = c.get("grams") or jax.jit(o.style_grams)
+        self.targets_fn = c["targets"] = c.get("targets") or jax.jit(o.targets_from_grams)
+        self.loss_fn = c["loss"] = c.get("loss") or jax.jit(o.parts)
+        # A clip's slots each have their own photograph: their targets, one batch axis first.
+        self.slot_targets_fn = c["slot_targets"] = c.get("slot_targets") or jax.jit(
+            jax.vmap(o.targets_from_grams, in_axes=(None, 0, None, None, None)))
+        self.programs = c.setdefault("programs", {})
 
     @property
     def n(self) -> int:
         return len(self.variants)
 
     def program(self, tile: tuple[int, int]) -> tuple[Program, bool]:
-        """The program for one tile shape, and whether it still needs compiling."""
-        fresh = tile not in self.programs
+        """The program for one tile shape (and batch size), and whether it still needs compiling."""
+        key = (tile, len(self.padded))
+        fresh = key not in self.programs
         if fresh:
-            self.programs[tile] = Program(self.solver, self.strategy, self.cfg.optimizer.unroll, self.mesh)
-        return self.programs[tile], fresh
+            self.programs[key] = Program(self.solver, self.strategy, self.cfg.optimizer.unroll, self.mesh)
+        return self.programs[key], fresh
+
+    def targets(self, data: "StageData", origin: tuple[int, int], shape: tuple[int, int]) -> Targets:
+        """The targets of the crop at ``origin`` of ``shape`` ``(h, w)``: shared by every variant, or
+        for a clip one per slot (a leading batch axis), with the slots' priors."""
+        (y0, x0), (th, tw) = origin, shape
+        crop = lambda a: a[..., y0:y0 + th, x0:x0 + tw, :]  # noqa: E731
+        masks = None if data.masks is None else data.masks[:, y0:y0 + th, x0:x0 + tw]
+        if self.frames is None:
+            return self.targets_fn(self.params, crop(data.content), data.grams, self.cfg.blend, masks)
+        t = self.slot_targets_fn(self.params, crop(data.content), data.grams, self.cfg.blend, masks)
+        return t._replace(prior=crop(data.prior), prior_weight=crop(data.weight[..., None])[..., 0])
+
+    def arguments(self, targets: Targets, weights: LossWeights) -> tuple[tuple, tuple]:
+        """``(shared, per_variant)`` for the solver: a clip's targets differ per slot."""
+        if self.frames is None:
+            return (self.params, targets), (weights,)
+        return (self.params,), (targets, weights)
 
     def full_losses(self, x: np.ndarray, targets: Targets) -> dict[str, np.ndarray]:
         """The whole image's loss parts, one variant at a time: a forward pass over a print-size
         batch would not fit where a tile does."""
-        parts = [jax.device_get(self.loss_fn(jnp.asarray(xi), self.params, targets,
-                                             jax.tree_util.tree_map(lambda a: a[i], self.weights)))
+        pick = lambda tree, i: jax.tree_util.tree_map(lambda a: a[i], tree)  # noqa: E731
+        parts = [jax.device_get(self.loss_fn(jnp.asarray(xi), self.params,
+                                             targets if self.frames is None else pick(targets, i),
+                                             pick(self.weights, i)))
                  for i, xi in enumerate(x[: self.n])]
         return {k: np.array([p[k] for p in parts]) for k in parts[0]}
 
 
-def prepare(cfg: Config, params=None) -> Setup:
-    """Variants, objective, images, the plan and its memory check, the network, the solver."""
-    variants = expand_variants(cfg)
+def prepare(cfg: Config, params=None, variants: list[Variant] | None = None, frames: FrameBatch | None = None,
+            cache: dict | None = None) -> Setup:
+    """Variants, objective, images, the plan and its memory check, the network, the solver.
+
+    A clip's run gives its batch slots as ``variants`` and their photographs as ``frames``; with
+    ``frames.iterations`` its plan is one stage at the final size."""
+    variants = expand_variants(cfg) if variants is None else variants
     objective = objective_for(variants, cfg)
-    final_inputs = prepare_images(cfg, objective.layers)
-    stages = plan_stages(final_inputs.content.shape[:2], cfg)
+    mesh, devices, padded = split_over_devices(variants)
+    if frames is not None:
+        frames = frames.padded(len(padded))
+    final_inputs = prepare_images(cfg, objective.layers, frames=None if frames is None else frames.content)
+    stages = plan_stages(final_inputs.content.shape[-3:-1], cfg)
+    if frames is not None and frames.iterations is not None:
+        stages = [dataclasses.replace(stages[-1], iterations=frames.iterations)]
     history = cfg.optimizer.options.get("history_size", 0)
     estimates = [stage_peak_bytes(s, len(variants), objective.layers, history) for s in stages]
     if cfg.memory_check:
@@ -112,11 +175,11 @@ def prepare(cfg: Config, params=None) -> Setup:
                      + (f" in {worst.tile[1]}x{worst.tile[0]} tiles" if worst.tiled else ""))
     # The input gradient's kernels are made once here, not in every evaluation (docs/performance.md).
     params = with_flipped_kernels(load_vgg19(cfg.weights) if params is None else params, objective.layers)
-    mesh, devices, padded = split_over_devices(variants)
     o = cfg.optimizer
     solver = Solver(objective, o.name, o.iterations, o.tol, tuple(sorted(o.options.items())))
     return Setup(cfg, variants, padded, objective, params, batch_weights(padded, objective), solver,
-                 resolved_strategy(o.strategy), mesh, devices, final_inputs, stages, estimates)
+                 resolved_strategy(o.strategy), mesh, devices, final_inputs, stages, estimates, frames,
+                 {} if cache is None else cache)
 
 
 @dataclass
@@ -171,6 +234,8 @@ class StageData:
     inputs: Inputs
     content: jax.Array
     masks: jax.Array | None
+    prior: jax.Array | None
+    weight: jax.Array | None
     grams: dict
     full_targets: Targets | None
     tile_weights: LossWeights
@@ -210,21 +275,30 @@ def begin_stage(setup: Setup, k: int, x: np.ndarray | None, progress: Progress) 
     """The stage's images and targets, and the batch at its size (the start images, or the coarser
     result enlarged)."""
     cfg, stage = setup.cfg, setup.stages[k]
-    inputs = setup.final_inputs if stage.shape == tuple(setup.final_inputs.content.shape[:2]) else \
-        prepare_images(cfg, setup.objective.layers, shape=stage.shape)
+    final = stage.shape == tuple(setup.final_inputs.content.shape[-3:-1])
+    frames = setup.frames
+    inputs = setup.final_inputs if final else \
+        prepare_images(cfg, setup.objective.layers, shape=stage.shape, frames=None if frames is None else frames.content)
     content = jnp.asarray(inputs.content)
     masks = None if inputs.masks is None else jnp.asarray(inputs.masks)
+    prior = weight = None
+    if frames is not None:  # the temporal term works at the final size; coarser stages have none
+        prior = jnp.asarray(frames.prior if final else np.zeros_like(inputs.content))
+        weight = jnp.asarray(frames.weight if final else np.zeros(inputs.content.shape[:-1], np.float32))
     grams = setup.grams_fn(setup.params, [jnp.asarray(s) for s in inputs.styles])
     if x is None:
-        x = start_images(cfg, setup.padded, inputs)
+        x = frames.start if frames is not None and frames.start is not None else \
+            start_images(cfg, setup.padded, inputs)
     elif x.shape[1:3] != stage.shape:
         x = upsample(x, stage.shape, cfg.upsample)
     x = np.array(x, np.float32)
-    full_targets = setup.targets_fn(setup.params, content, grams, cfg.blend, masks) if stage.tiled else None
-    if k == len(setup.stages) - 1 and stage.tiled and progress.initial is None:
-        progress.initial = setup.full_losses(x, full_targets)
     weights = setup.weights._replace(beta=setup.weights.beta * tile_style_share(stage, setup.objective.losses))
-    return StageData(k, stage, inputs, content, masks, grams, full_targets, weights, time.perf_counter()), x
+    data = StageData(k, stage, inputs, content, masks, prior, weight, grams, None, weights, time.perf_counter())
+    if stage.tiled:
+        data.full_targets = setup.targets(data, (0, 0), stage.shape)
+    if k == len(setup.stages) - 1 and stage.tiled and progress.initial is None:
+        progress.initial = setup.full_losses(x, data.full_targets)
+    return data, x
 
 
 def blend(x: np.ndarray, result: np.ndarray, origin: tuple[int, int], stage: Stage, overlap: int,
@@ -286,11 +360,8 @@ def solve_tile(setup: Setup, data: StageData, x: np.ndarray, where: tuple[int, i
         return x, Stop(Cursor(*where, skip), leaves)
     (y0, x0), (th, tw) = origin, data.stage.tile
     program, fresh = setup.program((th, tw))
-    crop_masks = None if data.masks is None else data.masks[:, y0:y0 + th, x0:x0 + tw]
-    targets = setup.targets_fn(setup.params, data.content[y0:y0 + th, x0:x0 + tw], data.grams, setup.cfg.blend,
-                               crop_masks)
-    xt, shared, pv = program.place(jnp.asarray(x[:, y0:y0 + th, x0:x0 + tw]), (setup.params, targets),
-                                   (data.tile_weights,))
+    shared, pv = setup.arguments(setup.targets(data, origin, (th, tw)), data.tile_weights)
+    xt, shared, pv = program.place(jnp.asarray(x[:, y0:y0 + th, x0:x0 + tw]), shared, pv)
     if fresh:
         progress.compile_s += program.compile(xt, shared, pv)
     state = program.init(xt, shared, pv)
@@ -459,9 +530,13 @@ def join_results(cfg: Config, done: list[np.ndarray], reports: list[dict], resul
 
 def run_plan(cfg: Config, params=None, log: Log = print, save_intermediate: Callable[..., None] | None = None,
              should_stop: Callable[[], bool] | None = None, resume: Checkpoint | None = None,
-             watch: Watchers | None = None) -> RunResult:
-    """:func:`run` for a batch that shares one objective: one program per tile shape."""
-    setup = prepare(cfg, params)
+             watch: Watchers | None = None, variants: list[Variant] | None = None,
+             frames: FrameBatch | None = None, cache: dict | None = None, announce: bool = True) -> RunResult:
+    """:func:`run` for a batch that shares one objective: one program per tile shape.
+
+    A clip's runs (:mod:`jaxstyle.clip`) give their slots as ``variants``, their photographs and
+    temporal inputs as ``frames``, and one ``cache`` of compiled programs for all of them."""
+    setup = prepare(cfg, params, variants, frames, cache)
     watch = watch if watch is not None else lines(log)
     hooks = Hooks(log, watch, save_intermediate, should_stop, time.perf_counter() - (resume.run_s if resume else 0.0))
     cursor = resume.cursor if resume is not None else Cursor()
@@ -472,10 +547,11 @@ def run_plan(cfg: Config, params=None, log: Log = print, save_intermediate: Call
     x = None if resume is None else np.concatenate(
         [resume.images, np.repeat(resume.images[-1:], len(setup.padded) - setup.n, axis=0)]).astype(np.float32)
     last = setup.stages[-1]
-    log(f"{setup.n} variant(s) at {last.shape[1]}x{last.shape[0]} px, {cfg.optimizer.iterations} "
-        f"{cfg.optimizer.name} iterations, on {jax.devices()[0].platform}" if len(setup.stages) == 1 else
-        f"{setup.n} variant(s), {len(setup.stages)} stage(s) up to {last.shape[1]}x{last.shape[0]} px, "
-        f"on {jax.devices()[0].platform}")
+    if announce:
+        log(f"{setup.n} variant(s) at {last.shape[1]}x{last.shape[0]} px, {cfg.optimizer.iterations} "
+            f"{cfg.optimizer.name} iterations, on {jax.devices()[0].platform}" if len(setup.stages) == 1 else
+            f"{setup.n} variant(s), {len(setup.stages)} stage(s) up to {last.shape[1]}x{last.shape[0]} px, "
+            f"on {jax.devices()[0].platform}")
     stop, end, data = None, None, None
     for k in range(cursor.stage, len(setup.stages)):
         data, x = begin_stage(setup, k, x, progress)
@@ -511,10 +587,11 @@ def finish(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, sto
     report = build_report(cfg, setup.variants, interrupted=stop is not None, initial=initial, final=final,
                           iterations=iterations, evaluations=evaluations, nonfinite=progress.nonfinite,
                           compile_s=progress.compile_s, run_s=run_s, devices=setup.devices,
-                          shape=setup.final_inputs.content.shape, strategy=setup.strategy,
+                          shape=setup.final_inputs.content.shape[-3:], strategy=setup.strategy,
                           memory_bytes=max(setup.estimates), stages=progress.stages)
     report["history"] = progress.history
     if resume is not None:
         report["resumed_from"] = resume.cursor.where
     photo = data.inputs.photo if data is not None else setup.final_inputs.photo
-    return RunResult(finish_images(cfg, x[:n], photo), setup.variants, report, progress.history, checkpoint)
+    return RunResult(finish_images(cfg, x[:n], photo), setup.variants, report, progress.history, checkpoint,
+                     np.array(x[:n], np.float32))

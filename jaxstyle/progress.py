@@ -50,6 +50,8 @@ class Tick:
     report: bool = True
     images: Callable[[], np.ndarray] | None = None
     first: int = 0
+    #: A clip's place: ``frame 3/24`` or ``pass 2/5`` (empty for an image).
+    clip: str = ""
 
     @property
     def eta_s(self) -> float | None:
@@ -60,6 +62,8 @@ class Tick:
     def where(self) -> str:
         """``stage 2/3 512x512 px, pass 1/2, tile 3/4`` (empty for a run of one untiled stage)."""
         out = f"stage {self.stage + 1}/{self.stages} {self.shape[1]}x{self.shape[0]} px" if self.stages > 1 else ""
+        if self.clip:
+            out = f"{self.clip}, {out}" if out else self.clip
         if self.tiles > 1 or self.passes > 1:
             out += (", " if out else "") + f"pass {self.pass_index + 1}/{self.passes}, tile {self.tile + 1}/{self.tiles}"
         return out

@@ -45,6 +45,8 @@ class Variant:
                          or "no terms")
         if "style_loss" in swept:
             parts.append(self.style_loss)
+        if "temporal" in swept:
+            parts.append(f"temporal {self.terms.get('temporal', 0.0):g}")
         return ", ".join(parts)
 
 
@@ -56,7 +58,8 @@ def variant_labels(variants: Sequence[Variant], sweep: Mapping[str, Any]) -> lis
 
 def expand_variants(cfg: Config) -> list[Variant]:
     """Every combination of the sweep's values, each with every seed (seeds vary fastest, a sweep's
-    ``style_loss`` slowest: each style loss runs as a program of its own, on consecutive variants)."""
+    ``style_loss`` slowest: each style loss runs as a program of its own, on consecutive variants).
+    A clip's variants carry its ``temporal`` weight as the term of that name."""
     keys = sorted(cfg.sweep, key=lambda k: k != "style_loss")
     combos = itertools.product(*(cfg.sweep[k] for k in keys)) if keys else [()]
     out = []
@@ -67,7 +70,8 @@ def expand_variants(cfg: Config) -> list[Variant]:
                 seed=seed, alpha=setting.get("alpha", cfg.alpha), beta=setting.get("beta", cfg.beta),
                 content_layers=dict(setting.get("content_layers", cfg.content_layers)),
                 style_layers=dict(setting.get("style_layers", cfg.style_layers)),
-                terms=dict(setting.get("terms", cfg.terms)),
+                terms={**setting.get("terms", cfg.terms),
+                       **({"temporal": setting.get("temporal", cfg.temporal)} if cfg.is_clip else {})},
                 style_loss=setting.get("style_loss", cfg.style_loss)))
     return out
 

@@ -200,3 +200,42 @@ def peak_and_estimate_mb(config: dict) -> tuple[float, float]:
     assert out.returncode == 0, out.stderr[-2000:]
     peak, estimate = json.loads(out.stdout.strip().splitlines()[-1])
     return peak, estimate
+
+
+# --------------------------------------------------------------------------------------------
+# A made clip whose flow and occlusions are known: a textured background shifted by whole pixels
+# each frame, and a square moving faster across it.
+# --------------------------------------------------------------------------------------------
+def made_clip(frames: int = 6, h: int = 32, w: int = 40, pan: int = 1, obj: int = 10, speed: int = 3,
+              seed: int = 0) -> np.ndarray:
+    """``(F, H, W, 3)`` float32: frame t is the background at x + pan * t (it moves left by ``pan``
+    px a frame) with a textured ``obj`` x ``obj`` square (its texture moving with it) at column
+    4 + speed * t, rows h/2 - obj/2 on."""
+    rng = np.random.default_rng(seed)
+    wide = w + pan * frames + 2
+    yy, xx = np.mgrid[0:h, 0:wide]
+    # Smooth texture (sums of sines with random phases) so optical flow has something to follow.
+    bg = np.stack([0.5 + 0.2 * np.sin(xx / (3 + c) + rng.uniform(0, 6)) * np.cos(yy / (4 + c) + rng.uniform(0, 6))
+                   + 0.1 * np.sin((xx + 2 * yy) / 5 + c) for c in range(3)], -1)
+    out = []
+    top = h // 2 - obj // 2
+    sy, sx = np.mgrid[0:obj, 0:obj]
+    square = np.stack([0.75 + 0.2 * np.sin(sx * 1.3) * np.cos(sy * 0.9), 0.2 + 0.15 * np.cos(sx * 0.7 + sy),
+                       0.15 + 0.1 * np.sin(sy * 1.1)], -1)
+    for t in range(frames):
+        f = bg[:, pan * t: pan * t + w].copy()
+        left = 4 + speed * t
+        right = min(left + obj, w)  # the square leaves the frame on the right
+        if right > left:
+            f[top:top + obj, left:right] = square[:, : right - left]
+        out.append(f)
+    return np.clip(np.stack(out), 0, 1).astype(np.float32)
+
+
+def write_frames(frames: np.ndarray, folder: Path, start: int = 0, suffix: str = "png") -> Path:
+    """Each frame as ``folder/frame_0000N.png`` (8 bits)."""
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(frames):
+        Image.fromarray(np.round(np.clip(f, 0, 1) * 255).astype(np.uint8)).save(folder / f"frame_{start + i:05d}.{suffix}")
+    return folder
