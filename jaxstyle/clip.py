@@ -263,9 +263,15 @@ class ClipRunner:
     def content(self, s: int, e: int) -> np.ndarray:
         return np.repeat(self.clip.frames[s:e], self.v, axis=0)
 
+    @property
+    def ties(self) -> int:
+        """Priors per frame: sequential with ``video.anchor`` also ties each frame to the first."""
+        return 2 if self.mode == "sequential" and self.cfg.video.anchor else 1
+
     def empty(self, frames: int) -> tuple[np.ndarray, np.ndarray]:
         h, w = self.shape
-        return (np.zeros((frames * self.v, h, w, 3), np.float32), np.zeros((frames * self.v, h, w), np.float32))
+        n, j = frames * self.v, self.ties
+        return np.zeros((n, j, h, w, 3), np.float32), np.zeros((n, j, h, w), np.float32)
 
     def run_work(self, batch: int, iterations: int | None) -> float:
         """A run's cost for the ETA: the batch times its pixel-iterations."""
@@ -331,9 +337,18 @@ class ClipRunner:
         if t == 0:
             prior, weight = self.empty(1)
             return Run(0, 1, 0, FrameBatch(self.content(0, 1), prior, weight), label)
-        m = self.motion
-        prior, weight = warped(state.done[t - 1:t], m.to_prev[t:t + 1], m.c_prev[t:t + 1], self.cfg.video.warp)
-        return Run(t, t + 1, 0, FrameBatch(self.content(t, t + 1), prior[0], weight[0], prior[0].copy(),
+        m, kind = self.motion, self.cfg.video.warp
+        prior, weight = warped(state.done[t - 1:t], m.to_prev[t:t + 1], m.c_prev[t:t + 1], kind)
+        priors, weights = [prior[0]], [weight[0]]
+        if self.ties == 2:  # the first frame, warped along the flow between the two, where it is seen
+            frames = self.clip.frames
+            to_first, from_first = dis_flow(frames[t], frames[0]), dis_flow(frames[0], frames[t])
+            c = consistency(to_first, from_first) if t > 1 else np.zeros(self.shape, np.float32)
+            first, cw = warped(state.done[:1], to_first[None], c[None], kind)
+            priors.append(first[0])
+            weights.append(cw[0])
+        stack = lambda xs: np.stack(xs, axis=1)  # noqa: E731  (V, J, ...)
+        return Run(t, t + 1, 0, FrameBatch(self.content(t, t + 1), stack(priors), stack(weights), prior[0].copy(),
                                            self.cfg.video.frame_iterations), label)
 
     def multipass_run(self, s: int, e: int, p: int, state: ClipState) -> Run:
@@ -351,7 +366,8 @@ class ClipRunner:
             start[0] = state.done[s]
         term = weight if p + 1 >= cfg.video.temporal_from else np.zeros_like(weight)
         flat = lambda a: a.reshape(k * v, *a.shape[2:])  # noqa: E731
-        return Run(s, e, p, FrameBatch(self.content(s, e), flat(prior), flat(term), flat(start),
+        tie = lambda a: flat(a)[:, None]  # noqa: E731  (one tie: the neighbour)
+        return Run(s, e, p, FrameBatch(self.content(s, e), tie(prior), tie(term), flat(start),
                                        cfg.video.pass_iterations), label)
 
     def runs(self, k: int):

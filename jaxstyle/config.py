@@ -35,7 +35,7 @@ from .terms import is_file_term, load_term
 from .program import STRATEGIES
 from .solvers import REGISTRY, non_negative, one_of, whole
 from .vgg import check_layers
-from .video import is_clip
+from .video import VIDEO_SUFFIXES, is_clip
 
 PAPER_STYLE_LAYERS = {f"conv{i}_1": 0.2 for i in range(1, 6)}
 #: beta when the config gives none: alpha/beta 1e-3 is the paper's; the mean form's 0.1 is measured
@@ -204,7 +204,10 @@ def style(name: str, value: Any, c: dict) -> str | list[str]:
     if not (isinstance(value, str) and value) and not (
             isinstance(value, list) and value and all(isinstance(x, str) and x for x in value)):
         raise ConfigError("'style' must be the path of an image file, or a list of them")
-    clip = next((p for p in ([value] if isinstance(value, str) else value) if is_clip(p)), None)
+    # A video or a folder of frames is refused; an animated GIF counts as its first frame, as for
+    # any image.
+    clip = next((p for p in ([value] if isinstance(value, str) else value)
+                 if Path(p).is_dir() or Path(p).suffix.lower() in VIDEO_SUFFIXES), None)
     if clip is not None:
         raise ConfigError(f"style {clip} is a clip; the style must be an image (a clip can be the content)")
     return value
@@ -437,6 +440,7 @@ class VideoConfig:
     frame_iterations: int = 40
     chunk_frames: int | None = None
     warp: str = "bilinear"
+    anchor: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -472,6 +476,9 @@ VIDEO_KEYS: dict[str, tuple[Any, Callable[[str, Any], Any], str, str]] = {
                      "auto"),
     "warp": ("bilinear", lambda n, v: choice("bilinear", "bicubic")(n, v, {}),
              "how a neighbour's frame is moved along the flow: `bilinear` or `bicubic` (Catmull-Rom)", "`bilinear`"),
+    "anchor": (True, lambda n, v: boolean(n, v, {}),
+               "sequential: also tie every frame to the first, warped along the flow between them, where the "
+               "first frame is seen (less slow drift, docs/video.md)", "true"),
 }
 
 

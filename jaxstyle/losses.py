@@ -171,8 +171,9 @@ class Targets(NamedTuple):
       number of positions, as Eq. 4 compares them.
     content_image: the photograph itself ``(H, W, 3)``, for terms that compare pixels.
     masks: ``None``, or ``{layer: (K, h, w)}`` region masks at each style layer's resolution.
-    prior, prior_weight: a clip's frame only: its neighbour's stylised frame warped into it
-      ``(H, W, 3)`` and the consistency weights ``(H, W)``, which the ``temporal`` term reads.
+    prior, prior_weight: a clip's frame only: the stylised frames it is tied to (its neighbour, and
+      in sequential mode the first frame), each warped into it, ``(J, H, W, 3)``, and their
+      consistency weights ``(J, H, W)``; the ``temporal`` term sums over the J ties.
     """
 
     content: dict[str, jax.Array]
@@ -243,8 +244,9 @@ LossTerm = Callable[[jax.Array, Mapping[str, jax.Array], Targets], jax.Array]
 TERMS: Mapping[str, LossTerm] = MappingProxyType({
     "tv": lambda image, feats, targets: total_variation(image),
     # A clip's frames only (the config's top-level ``temporal`` weight): 0 without a prior.
+    # Several priors (a leading axis: the previous frame, the first) each count in full.
     "temporal": lambda image, feats, targets: (jnp.zeros((), image.dtype) if targets.prior is None else
-                                               temporal_loss(image, targets.prior, targets.prior_weight)),
+                                               jnp.sum(temporal_loss(image, targets.prior, targets.prior_weight))),
 })
 
 

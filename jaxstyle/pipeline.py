@@ -57,8 +57,8 @@ class FrameBatch:
     """What a clip (:mod:`jaxstyle.clip`) gives one run: each batch slot's own photograph and the
     temporal term's inputs, all at the final size, B slots (the run's variants) first.
 
-    content: ``(B, H, W, 3)`` each slot's frame; prior: ``(B, H, W, 3)`` its neighbour's stylised
-    frame warped into it; weight: ``(B, H, W)`` the consistency weights (zeros: no temporal term);
+    content: ``(B, H, W, 3)`` each slot's frame; prior: ``(B, J, H, W, 3)`` the stylised frames it
+    is tied to, warped into it; weight: ``(B, J, H, W)`` their consistency weights (zeros: no tie);
     start: ``(B, H, W, 3)`` start images, or None for the config's ``init``; iterations: None for
     the config's whole plan (its pyramid), or a number for one stage at the final size. The prior
     is held constant while the run optimises, so the slots stay independent of each other.
@@ -283,8 +283,8 @@ def begin_stage(setup: Setup, k: int, x: np.ndarray | None, progress: Progress) 
     masks = None if inputs.masks is None else jnp.asarray(inputs.masks)
     prior = weight = None
     if frames is not None:  # the temporal term works at the final size; coarser stages have none
-        prior = jnp.asarray(frames.prior if final else np.zeros_like(inputs.content))
-        weight = jnp.asarray(frames.weight if final else np.zeros(inputs.content.shape[:-1], np.float32))
+        prior = jnp.asarray(frames.prior if final else np.zeros((*frames.prior.shape[:2], *stage.shape, 3), np.float32))
+        weight = jnp.asarray(frames.weight if final else np.zeros((*frames.weight.shape[:2], *stage.shape), np.float32))
     grams = setup.grams_fn(setup.params, [jnp.asarray(s) for s in inputs.styles])
     if x is None:
         x = frames.start if frames is not None and frames.start is not None else \

@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--temporal", type=float, nargs="+", default=None,
                     help="default: the config's; several values run as one sweep (one batch)")
     ap.add_argument("--warp", default=None, help="video.warp (default: the config's)")
+    ap.add_argument("--anchor", action="store_true", help="video.anchor: true (sequential)")
     ap.add_argument("--schedules", nargs="+", default=["per-frame", "sequential", "multipass"])
     ap.add_argument("--json", help="write the table as JSON here")
     ap.add_argument("--frames-out", help="save each schedule's frames as an .npy here")
@@ -85,6 +86,8 @@ def main() -> None:
                       "frame_iterations": args.frame_iterations}}
     if args.warp is not None:
         base["video"]["warp"] = args.warp
+    if args.anchor:
+        base["video"]["anchor"] = True
     if args.temporal is not None and len(args.temporal) == 1:
         base["temporal"] = args.temporal[0]
     elif args.temporal is not None:

@@ -32,19 +32,24 @@ SMALL = {"content_layers": {"conv2_1": 1.0}, "style_layers": {"conv1_1": 0.5, "c
          "print_every": 0, "optimizer": {"iterations": 20}}
 
 
+def sources(flow: np.ndarray):
+    """Each pixel (y, x) and where it reads from, (sy, sx), clamped to the image."""
+    h, w = flow.shape[:2]
+    for y in range(h):
+        for x in range(w):
+            yield y, x, min(max(y + float(flow[y, x, 1]), 0.0), h - 1.0), min(max(x + float(flow[y, x, 0]), 0.0), w - 1.0)
+
+
 def bilinear_reference(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """image(p + flow(p)) pixel by pixel in float64, positions clamped to the image."""
     h, w, c = image.shape
     out = np.zeros((h, w, c))
-    for y in range(h):
-        for x in range(w):
-            sx = min(max(x + float(flow[y, x, 0]), 0.0), w - 1.0)
-            sy = min(max(y + float(flow[y, x, 1]), 0.0), h - 1.0)
-            x0, y0 = int(np.floor(sx)), int(np.floor(sy))
-            x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
-            ax, ay = sx - x0, sy - y0
-            out[y, x] = ((1 - ay) * ((1 - ax) * image[y0, x0] + ax * image[y0, x1])
-                         + ay * ((1 - ax) * image[y1, x0] + ax * image[y1, x1]))
+    for y, x, sy, sx in sources(flow):
+        x0, y0 = int(np.floor(sx)), int(np.floor(sy))
+        x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+        ax, ay = sx - x0, sy - y0
+        out[y, x] = ((1 - ay) * ((1 - ax) * image[y0, x0] + ax * image[y0, x1])
+                     + ay * ((1 - ax) * image[y1, x0] + ax * image[y1, x1]))
     return out
 
 
@@ -72,14 +77,11 @@ def cubic_reference(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
         return 1.5 * d**3 - 2.5 * d**2 + 1 if d < 1 else (-0.5 * d**3 + 2.5 * d**2 - 4 * d + 2 if d < 2 else 0.0)
     h, w, c = image.shape
     out = np.zeros((h, w, c))
-    for y in range(h):
-        for x in range(w):
-            sx = min(max(x + float(flow[y, x, 0]), 0.0), w - 1.0)
-            sy = min(max(y + float(flow[y, x, 1]), 0.0), h - 1.0)
-            x0, y0 = int(np.floor(sx)), int(np.floor(sy))
-            for j in range(y0 - 1, y0 + 3):
-                for i in range(x0 - 1, x0 + 3):
-                    out[y, x] += kernel(sx - i) * kernel(sy - j) * image[min(max(j, 0), h - 1), min(max(i, 0), w - 1)]
+    for y, x, sy, sx in sources(flow):
+        x0, y0 = int(np.floor(sx)), int(np.floor(sy))
+        for j in range(y0 - 1, y0 + 3):
+            for i in range(x0 - 1, x0 + 3):
+                out[y, x] += kernel(sx - i) * kernel(sy - j) * image[min(max(j, 0), h - 1), min(max(i, 0), w - 1)]
     return out
 
 
