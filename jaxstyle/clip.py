@@ -46,23 +46,17 @@ from .plan import plan_stages, stage_peak_bytes, stage_work
 from .progress import Watchers, lines
 from .report import build_report, json_float
 from .variants import Variant, expand_variants, objective_for
-from .video import Clip, Selection, clip_summary, read_clip
+from .video import Clip, clip_summary, read_clip
 from .weights import load_vgg19
 
 Log = Callable[[str], None]
-
-
-def selection(cfg: Config) -> Selection:
-    """The config's ``video`` section as a :class:`Selection`."""
-    v = cfg.video
-    return Selection(v.start, v.end, v.first, v.frames, v.every, v.fps)
 
 
 def load_clip(cfg: Config) -> Clip:
     """The clip of ``cfg.content``, its frames at the run's size. Without the ``video`` extra's
     packages this is one line saying what to install, before anything is read or written."""
     require_flow()
-    return read_clip(cfg.content, selection(cfg), cfg.size, cfg.max_pixels)
+    return read_clip(cfg.content, cfg.video, cfg.size, cfg.max_pixels)
 
 
 @dataclass

@@ -35,7 +35,7 @@ from .terms import is_file_term, load_term
 from .program import STRATEGIES
 from .solvers import REGISTRY, non_negative, one_of, whole
 from .vgg import check_layers
-from .video import VIDEO_SUFFIXES, is_clip
+from .video import VIDEO_SUFFIXES, Selection, is_clip
 
 PAPER_STYLE_LAYERS = {f"conv{i}_1": 0.2 for i in range(1, 6)}
 #: beta when the config gives none: alpha/beta 1e-3 is the paper's; the mean form's 0.1 is measured
@@ -423,15 +423,10 @@ def optimizer(name: str, value: Any, c: dict) -> OptimizerConfig:
 
 # ---- the video section ----------------------------------------------------------------------------
 @dataclass(frozen=True)
-class VideoConfig:
-    """The ``video`` section: which frames of the clip, and how they are tied (docs/video.md)."""
+class VideoConfig(Selection):
+    """The ``video`` section: which frames of the clip (the :class:`jaxstyle.video.Selection` it
+    extends), and how they are tied (docs/video.md)."""
 
-    start: float | None = None
-    end: float | None = None
-    first: int | None = None
-    frames: int | None = None
-    every: int = 1
-    fps: float = 24.0
     mode: str = "sequential"
     passes: int = 5
     pass_iterations: int = 20
