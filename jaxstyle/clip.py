@@ -38,7 +38,7 @@ import numpy as np
 
 from .checkpoint import Checkpoint
 from .config import Config
-from .flow import clip_flows, consistency, dis_flow, require_flow, warp_batch, warping_error
+from .flow import clip_flows, consistency, dis_flow, require_flow, warp_batch, warping_error, warping_pairs
 from .inputs import finish_images
 from .memory import available_bytes, require_fits
 from .pipeline import FrameBatch, RunResult, run_plan
@@ -155,7 +155,6 @@ def chunk_frames(cfg: Config, frames: int, variants: int, shape: tuple[int, int]
     if have is not None:
         while k > 2 and need(k) > have:
             k -= 1
-        k = min(k, frames)
         require_fits(need(k), f"{k} frame(s) x {variants} variant(s) at {shape[1]}x{shape[0]} px", have)
     return k
 
@@ -284,7 +283,6 @@ class ClipRunner:
                                                                                 cfg.video.pass_iterations)
                    for s, e in spans)
 
-
     # ---- running --------------------------------------------------------------------------------
     def execute(self, run: Run, state: ClipState, resume: Checkpoint | None, before: float,
                 total: float) -> RunResult:
@@ -313,9 +311,8 @@ class ClipRunner:
             state.history.append(out)
             self.watch.record(out)
 
-        result = run_plan(self.cfg, self.params, self.log, None, self.should_stop, resume,
-                          Watchers((tick,), (record,)), slots, run.frames, self.cache, announce=False)
-        return result
+        return run_plan(self.cfg, self.params, self.log, None, self.should_stop, resume,
+                        Watchers((tick,), (record,)), slots, run.frames, self.cache, announce=False)
 
     def summary(self, run: Run, result: RunResult) -> dict:
         """A finished run's entry in the report: where, how long, every slot's final losses."""
@@ -334,11 +331,13 @@ class ClipRunner:
         m, kind = self.motion, self.cfg.video.warp
         prior, weight = warped(state.done[t - 1:t], m.to_prev[t:t + 1], m.c_prev[t:t + 1], kind)
         priors, weights = [prior[0]], [weight[0]]
-        if self.ties == 2:  # the first frame, warped along the flow between the two, where it is seen
+        if self.ties == 2 and t == 1:  # the first frame is the one before: tied once, not twice
+            priors.append(state.done[0])
+            weights.append(np.zeros_like(weight[0]))
+        elif self.ties == 2:  # the first frame, warped along the flow between the two, where it is seen
             frames = self.clip.frames
             to_first, from_first = dis_flow(frames[t], frames[0]), dis_flow(frames[0], frames[t])
-            c = consistency(to_first, from_first) if t > 1 else np.zeros(self.shape, np.float32)
-            first, cw = warped(state.done[:1], to_first[None], c[None], kind)
+            first, cw = warped(state.done[:1], to_first[None], consistency(to_first, from_first)[None], kind)
             priors.append(first[0])
             weights.append(cw[0])
         stack = lambda xs: np.stack(xs, axis=1)  # noqa: E731  (V, J, ...)
@@ -488,8 +487,9 @@ def finish_clip(cfg: Config, runner: ClipRunner, state: ClipState, checkpoint: C
         entry["frames"] = per_frame[i]
     measures = {}
     if len(done) > 1 and checkpoint is None:
-        measures = {"warping_error_input": warping_error(clip.frames, clip.frames),
-                    "warping_error": [warping_error(frames[i], clip.frames) for i in range(v)],
+        pairs = warping_pairs(clip.frames)  # the evaluation's flows, once for the input and every variant
+        measures = {"warping_error_input": warping_error(clip.frames, clip.frames, pairs=pairs),
+                    "warping_error": [warping_error(frames[i], clip.frames, pairs=pairs) for i in range(v)],
                     "flow": "warping error with Farneback's flow on the original frames (Lai et al. 2018)"}
     report["clip"] = {
         "source": clip.source, "frames": len(clip.frames), "numbers": clip.numbers, "fps": clip.fps,

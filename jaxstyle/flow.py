@@ -197,18 +197,28 @@ def resize_flow(flow: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return (out * np.array([shape[1] / w0, shape[0] / h0], np.float32)).astype(np.float32)
 
 
-def warping_error(stylised: np.ndarray, original: np.ndarray, method=farneback_flow) -> float:
+def warping_pairs(original: np.ndarray, method=farneback_flow) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each t, the flow F_{t->t+1} and the binary mask M (disocclusion and out-of-frame checks)
+    of the warping error, from the original frames ``(F, H, W, 3)`` with ``method``."""
+    out = []
+    for t in range(len(original) - 1):
+        f = method(original[t], original[t + 1])
+        b = method(original[t + 1], original[t])
+        out.append((f, inside(f) & ~disoccluded(f, b)))
+    return out
+
+
+def warping_error(stylised: np.ndarray, original: np.ndarray, method=farneback_flow,
+                  pairs: list[tuple[np.ndarray, np.ndarray]] | None = None) -> float:
     """Lai et al.'s warping error: for each t, over pixels where M = 1 and over channels, the mean of
     (V_t - warp(V_{t+1}, F_{t->t+1}))^2; averaged over t.
 
     ``stylised``, ``original``: ``(F, H, W, 3)`` in [0, 1]. F and M come from the original frames
-    with ``method`` (default Farneback); M is binary, from the disocclusion and out-of-frame checks.
+    with ``method`` (default Farneback; :func:`warping_pairs`, or ``pairs`` computed once for
+    several stylisations of one clip); M is binary, from the disocclusion and out-of-frame checks.
     """
     errors = []
-    for t in range(len(original) - 1):
-        f = method(original[t], original[t + 1])
-        b = method(original[t + 1], original[t])
-        m = inside(f) & ~disoccluded(f, b)
+    for t, (f, m) in enumerate(warping_pairs(original, method) if pairs is None else pairs):
         if not m.any():
             continue
         diff = np.square(np.asarray(stylised[t], np.float64) - sample_np(np.asarray(stylised[t + 1], np.float64), f))
