@@ -323,26 +323,44 @@ class ClipRunner:
                 "stages": len(r["stages"]), "iterations": r["iterations"], "evaluations": r["evaluations"],
                 "run_s": r["timing"]["run_s"], "compile_s": r["timing"]["compile_s"], "final_loss": final}
 
+    def from_first(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """The flow from frame t to the first and its consistency weights ``(H, W, 2)``, ``(H, W)``:
+        DIS both ways between the two frames directly (for t = 1, the neighbours' own)."""
+        if t == 1:
+            return self.motion.to_prev[1], self.motion.c_prev[1]
+        frames = self.clip.frames
+        to_first, from_first = dis_flow(frames[t], frames[0]), dis_flow(frames[0], frames[t])
+        return to_first, consistency(to_first, from_first)
+
+    def held(self, to_first: np.ndarray, c_first: np.ndarray) -> np.ndarray:
+        """``(H, W)`` 1 where frame t keeps the first frame's stylised pixel: the flow between them
+        moves it by less than ``video.hold`` pixels and the first frame is seen there, all around
+        it (c = 1 after the spreading of the zeros)."""
+        still = np.linalg.norm(to_first, axis=-1) < self.cfg.video.hold
+        return (still & (c_first > 0.999)).astype(np.float32)
+
     def sequential_run(self, t: int, state: ClipState) -> Run:
         label = f"frame {t + 1}/{len(self.clip.frames)}"
         if t == 0:
             prior, weight = self.empty(1)
             return Run(0, 1, 0, FrameBatch(self.content(0, 1), prior, weight), label)
-        m, kind = self.motion, self.cfg.video.warp
+        m, kind, v = self.motion, self.cfg.video.warp, self.v
         prior, weight = warped(state.done[t - 1:t], m.to_prev[t:t + 1], m.c_prev[t:t + 1], kind)
-        priors, weights = [prior[0]], [weight[0]]
+        priors, weights, start, hold = [prior[0]], [weight[0]], prior[0].copy(), None
+        first = self.from_first(t) if self.ties == 2 or self.cfg.video.hold > 0 else None
         if self.ties == 2 and t == 1:  # the first frame is the one before: tied once, not twice
             priors.append(state.done[0])
             weights.append(np.zeros_like(weight[0]))
         elif self.ties == 2:  # the first frame, warped along the flow between the two, where it is seen
-            frames = self.clip.frames
-            to_first, from_first = dis_flow(frames[t], frames[0]), dis_flow(frames[0], frames[t])
-            first, cw = warped(state.done[:1], to_first[None], consistency(to_first, from_first)[None], kind)
-            priors.append(first[0])
+            w_first, cw = warped(state.done[:1], first[0][None], first[1][None], kind)
+            priors.append(w_first[0])
             weights.append(cw[0])
+        if self.cfg.video.hold > 0:  # still pixels start at, and keep, the first frame's value
+            hold = np.repeat(self.held(*first)[None], v, axis=0)
+            start = np.where(hold[..., None] > 0, state.done[0], start)
         stack = lambda xs: np.stack(xs, axis=1)  # noqa: E731  (V, J, ...)
-        return Run(t, t + 1, 0, FrameBatch(self.content(t, t + 1), stack(priors), stack(weights), prior[0].copy(),
-                                           self.cfg.video.frame_iterations), label)
+        return Run(t, t + 1, 0, FrameBatch(self.content(t, t + 1), stack(priors), stack(weights), start,
+                                           self.cfg.video.frame_iterations, hold), label)
 
     def multipass_run(self, s: int, e: int, p: int, state: ClipState) -> Run:
         k, cfg, v = e - s, self.cfg, self.v

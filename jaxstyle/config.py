@@ -436,6 +436,7 @@ class VideoConfig(Selection):
     chunk_frames: int | None = None
     warp: str = "bilinear"
     anchor: bool = True
+    hold: float = 0.25
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -474,6 +475,10 @@ VIDEO_KEYS: dict[str, tuple[Any, Callable[[str, Any], Any], str, str]] = {
     "anchor": (True, lambda n, v: boolean(n, v, {}),
                "sequential: also tie every frame to the first, warped along the flow between them, where the "
                "first frame is seen (less slow drift, docs/video.md)", "true"),
+    "hold": (0.25, lambda n, v: _number(n, v),
+             "sequential: a pixel that the flow from the first frame moves by less than this many pixels, where "
+             "the first frame is seen, keeps the first frame's stylised value (a still background stays still, "
+             "docs/video.md); 0: off", "0.25"),
 }
 
 

@@ -10,7 +10,8 @@ frame to its warped neighbour wherever the flow is reliable. Here:
 * **Warp**: :func:`warp` moves b into a's frame, ``warp(b, f)(p) = b(p + f(p))``, bilinear and
   differentiable in JAX; positions outside b repeat its edge (the weights exclude them anyway).
 * **Consistency weights** c (:func:`consistency`): 0 where the pixel is disoccluded (forward and
-  backward flow disagree), on a motion boundary, or where p + f(p) leaves the frame; 1 elsewhere.
+  backward flow disagree), on a motion boundary, or where p + f(p) leaves the frame (by more than
+  the edge pixel's half pixel); 1 elsewhere.
   The binary mask is then eroded by one pixel and box-blurred (3 x 3), so the zeros spread a
   little and c falls off smoothly at their edge, as the authors' consistency checker does.
 * **Warping error** (:func:`warping_error`), Lai et al., ECCV 2018: the measure of temporal
@@ -143,12 +144,13 @@ def warp_batch(images: jax.Array, flows: jax.Array, kind: str = "bilinear") -> j
     return jax.vmap(WARPS[kind])(images, flows)
 
 
-def inside(flow: np.ndarray) -> np.ndarray:
-    """``(H, W)`` bool: where p + flow(p) stays inside the frame."""
+def inside(flow: np.ndarray, margin: float = 0.0) -> np.ndarray:
+    """``(H, W)`` bool: where p + flow(p) stays inside the frame, or within ``margin`` pixels of it
+    (the edge pixel's own half pixel: a still edge's flow of +0.01 px is not leaving the frame)."""
     h, w = flow.shape[:2]
     yy, xx = np.mgrid[0:h, 0:w]
     x, y = xx + flow[..., 0], yy + flow[..., 1]
-    return (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    return (x >= -margin) & (x <= w - 1 + margin) & (y >= -margin) & (y <= h - 1 + margin)
 
 
 def disoccluded(w_hat: np.ndarray, w_tilde: np.ndarray) -> np.ndarray:
@@ -168,7 +170,7 @@ def motion_boundary(w_hat: np.ndarray) -> np.ndarray:
 
 def consistency_mask(w_hat: np.ndarray, w_tilde: np.ndarray, boundaries: bool = True) -> np.ndarray:
     """``(H, W)`` float 0/1 before smoothing: 1 where warping along ``w_hat`` can be trusted."""
-    ok = inside(w_hat) & ~disoccluded(w_hat, w_tilde)
+    ok = inside(w_hat, 0.5) & ~disoccluded(w_hat, w_tilde)
     if boundaries:
         ok &= ~motion_boundary(w_hat)
     return ok.astype(np.float32)

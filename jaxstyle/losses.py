@@ -174,6 +174,8 @@ class Targets(NamedTuple):
     prior, prior_weight: a clip's frame only: the stylised frames it is tied to (its neighbour, and
       in sequential mode the first frame), each warped into it, ``(J, H, W, 3)``, and their
       consistency weights ``(J, H, W)``; the ``temporal`` term sums over the J ties.
+    hold: a clip's frame only: ``(H, W)``, 1 where the pixel keeps its start value (still in the
+      source, :mod:`jaxstyle.clip`), 0 where it is optimised.
     """
 
     content: dict[str, jax.Array]
@@ -182,6 +184,7 @@ class Targets(NamedTuple):
     masks: dict[str, jax.Array] | None = None
     prior: jax.Array | None = None
     prior_weight: jax.Array | None = None
+    hold: jax.Array | None = None
 
 
 def c_positions(image_shape: Sequence[int], layer: str) -> int:
@@ -376,6 +379,10 @@ class Objective:
         and beta and in the objective's normalisation; "total" is Eq. 7 plus each extra term times
         its weight.
         """
+        if targets.hold is not None:
+            # Held pixels: same value, zero gradient. L-BFGS's directions are combinations of
+            # gradients and earlier steps, all zero there, so the solver never moves them.
+            image = jnp.where(targets.hold[..., None] > 0, jax.lax.stop_gradient(image), image)
         feats = vgg19_features(params, image, self.layers, self.pooling, self.remat)
         mean = self.losses == "mean"
         layer_content = mean_content_loss if mean else content_loss

@@ -59,7 +59,8 @@ class FrameBatch:
 
     content: ``(B, H, W, 3)`` each slot's frame; prior: ``(B, J, H, W, 3)`` the stylised frames it
     is tied to, warped into it; weight: ``(B, J, H, W)`` their consistency weights (zeros: no tie);
-    start: ``(B, H, W, 3)`` start images, or None for the config's ``init``; iterations: None for
+    start: ``(B, H, W, 3)`` start images, or None for the config's ``init``; hold: ``(B, H, W)``, 1
+    where a pixel keeps its start value (``Targets.hold``), or None; iterations: None for
     the config's whole plan (its pyramid), or a number for one stage at the final size. The prior
     is held constant while the run optimises, so the slots stay independent of each other.
     """
@@ -69,11 +70,19 @@ class FrameBatch:
     weight: np.ndarray
     start: np.ndarray | None = None
     iterations: int | None = None
+    hold: np.ndarray | None = None
 
     def padded(self, n: int) -> "FrameBatch":
         """The arrays padded to ``n`` slots with copies of the last (see ``split_over_devices``)."""
         pad = lambda a: None if a is None else np.concatenate([a, np.repeat(a[-1:], n - len(a), axis=0)])  # noqa: E731
-        return FrameBatch(pad(self.content), pad(self.prior), pad(self.weight), pad(self.start), self.iterations)
+        return FrameBatch(pad(self.content), pad(self.prior), pad(self.weight), pad(self.start), self.iterations,
+                          pad(self.holds))
+
+    @property
+    def holds(self) -> np.ndarray:
+        """``hold``, zeros (nothing held) when None: every run of a clip has the same argument
+        structure, so its compiled programs are shared."""
+        return self.hold if self.hold is not None else np.zeros(self.weight.shape[:1] + self.weight.shape[2:], np.float32)
 
 
 @dataclass
@@ -133,7 +142,8 @@ class Setup:
         if self.frames is None:
             return self.targets_fn(self.params, crop(data.content), data.grams, self.cfg.blend, masks)
         t = self.slot_targets_fn(self.params, crop(data.content), data.grams, self.cfg.blend, masks)
-        return t._replace(prior=crop(data.prior), prior_weight=crop(data.weight[..., None])[..., 0])
+        return t._replace(prior=crop(data.prior), prior_weight=crop(data.weight[..., None])[..., 0],
+                          hold=crop(data.hold[..., None])[..., 0])
 
     def arguments(self, targets: Targets, weights: LossWeights) -> tuple[tuple, tuple]:
         """``(shared, per_variant)`` for the solver: a clip's targets differ per slot."""
@@ -236,6 +246,7 @@ class StageData:
     masks: jax.Array | None
     prior: jax.Array | None
     weight: jax.Array | None
+    hold: jax.Array | None
     grams: dict
     full_targets: Targets | None
     tile_weights: LossWeights
@@ -281,10 +292,11 @@ def begin_stage(setup: Setup, k: int, x: np.ndarray | None, progress: Progress) 
         prepare_images(cfg, setup.objective.layers, shape=stage.shape, frames=None if frames is None else frames.content)
     content = jnp.asarray(inputs.content)
     masks = None if inputs.masks is None else jnp.asarray(inputs.masks)
-    prior = weight = None
-    if frames is not None:  # the temporal term works at the final size; coarser stages have none
+    prior = weight = hold = None
+    if frames is not None:  # the temporal term (and holding) works at the final size; coarser stages have none
         prior = jnp.asarray(frames.prior if final else np.zeros((*frames.prior.shape[:2], *stage.shape, 3), np.float32))
         weight = jnp.asarray(frames.weight if final else np.zeros((*frames.weight.shape[:2], *stage.shape), np.float32))
+        hold = jnp.asarray(frames.holds if final else np.zeros((frames.weight.shape[0], *stage.shape), np.float32))
     grams = setup.grams_fn(setup.params, [jnp.asarray(s) for s in inputs.styles])
     if x is None:
         x = frames.start if frames is not None and frames.start is not None else \
@@ -293,7 +305,7 @@ def begin_stage(setup: Setup, k: int, x: np.ndarray | None, progress: Progress) 
         x = upsample(x, stage.shape, cfg.upsample)
     x = np.array(x, np.float32)
     weights = setup.weights._replace(beta=setup.weights.beta * tile_style_share(stage, setup.objective.losses))
-    data = StageData(k, stage, inputs, content, masks, prior, weight, grams, None, weights, time.perf_counter())
+    data = StageData(k, stage, inputs, content, masks, prior, weight, hold, grams, None, weights, time.perf_counter())
     if stage.tiled:
         data.full_targets = setup.targets(data, (0, 0), stage.shape)
     if k == len(setup.stages) - 1 and stage.tiled and progress.initial is None:

@@ -66,7 +66,10 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--first", type=int, default=0)
     ap.add_argument("--every", type=int, default=2)
-    ap.add_argument("--iterations", type=int, default=100, help="per-frame and first-frame iterations")
+    ap.add_argument("--iterations", type=int, default=100, help="multipass: the first pass's iterations; with --pass-iterations, per-frame stylisation's")
+    ap.add_argument("--first-iterations", type=int, default=None,
+                    help="sequential: the first frame's iterations (default: as many as per-frame stylisation "
+                         "gives every frame, --iterations + (passes - 1) x --pass-iterations)")
     ap.add_argument("--frame-iterations", type=int, default=40, help="sequential: each later frame")
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--pass-iterations", type=int, default=20)
@@ -74,6 +77,7 @@ def main() -> None:
                     help="default: the config's; several values run as one sweep (one batch)")
     ap.add_argument("--warp", default=None, help="video.warp (default: the config's)")
     ap.add_argument("--anchor", action="store_true", help="video.anchor: true (sequential)")
+    ap.add_argument("--hold", type=float, default=None, help="video.hold (sequential; default: the config's)")
     ap.add_argument("--schedules", nargs="+", default=["per-frame", "sequential", "multipass"])
     ap.add_argument("--json", help="write the table as JSON here")
     ap.add_argument("--frames-out", help="save each schedule's frames as an .npy here")
@@ -88,6 +92,8 @@ def main() -> None:
         base["video"]["warp"] = args.warp
     if args.anchor:
         base["video"]["anchor"] = True
+    if args.hold is not None:
+        base["video"]["hold"] = args.hold
     if args.temporal is not None and len(args.temporal) == 1:
         base["temporal"] = args.temporal[0]
     elif args.temporal is not None:
@@ -119,6 +125,9 @@ def main() -> None:
             raw["optimizer"]["iterations"] = args.iterations + (args.passes - 1) * args.pass_iterations
         else:
             raw["video"]["mode"] = name
+            if name == "sequential":  # the first frame is stylised as per-frame stylisation does every frame
+                raw["optimizer"]["iterations"] = args.first_iterations or \
+                    args.iterations + (args.passes - 1) * args.pass_iterations
         cfg = validate(raw)
         t0 = time.perf_counter()
         result = run_clip(cfg, clip, params, log=lambda line: None, watch=Watchers())

@@ -317,6 +317,40 @@ def test_both_schedules_flicker_less_than_per_frame(small_clip, vgg_params):
         assert len(r.report["variants"][0]["frames"]) == 6
 
 
+def test_held_pixels_keep_the_first_frames_value_and_nothing_else_is_held(tmp_path, vgg_params):
+    # A still camera: only the square moves (4 + 3 t, rows 11..20), so the background is still.
+    folder = write_frames(made_clip(4, 32, 40, pan=0, obj=10, speed=3), tmp_path / "still")
+    runs = {hold: run_clip(validate(clip_config(folder, mode="sequential", hold=hold)), params=vgg_params,
+                           log=lambda line: None, watch=Watchers()).frames[0] for hold in (0.0, 0.25)}
+    same = {hold: np.all(f[-1] == f[0], axis=-1) for hold, f in runs.items()}
+    # Held: a still pixel of the last frame is the first frame's, bit for bit. At 32 x 40 px DIS
+    # spreads the square's 9 px move over its surroundings, which are then not trusted (0.43 of
+    # the frame held); the right quarter, never near the square, is held throughout.
+    assert same[0.25].mean() > 0.3 and same[0.25][:, 31:].all(), same[0.25].mean()
+    # Not held: where the square has moved to (its pixels changed in the source) or from.
+    assert not same[0.25][11:21, 4:23].any()
+    # Without holding, 10 more iterations move every pixel.
+    assert same[0.0].mean() < 0.01
+
+
+def test_a_held_pixel_has_zero_gradient_and_the_loss_its_value(vgg_params):
+    from jaxstyle.losses import LossWeights, Objective
+    params = vgg_params
+    o = Objective(("conv1_1",), ("conv1_1",))
+    rng = np.random.default_rng(3)
+    x, photo = jnp.asarray(rng.uniform(size=(8, 8, 3)), jnp.float32), jnp.asarray(rng.uniform(size=(8, 8, 3)), jnp.float32)
+    t = o.targets(params, photo, photo[::-1])
+    one = jnp.float32(1.0)
+    w = LossWeights(one, one, {"conv1_1": one}, {"conv1_1": one}, {})
+    hold = (rng.uniform(size=(8, 8)) > 0.5).astype(np.float32)
+    loss = lambda im, tg: o(im, params, tg, w)[0]  # noqa: E731
+    free, held = jax.value_and_grad(loss)(x, t), jax.value_and_grad(loss)(x, t._replace(hold=jnp.asarray(hold)))
+    assert float(held[0]) == float(free[0])
+    g_free, g_held = np.asarray(free[1]), np.asarray(held[1])
+    assert np.all(g_held[hold > 0] == 0) and np.abs(g_free[hold > 0]).min() > 0
+    np.testing.assert_array_equal(g_held[hold == 0], g_free[hold == 0])
+
+
 def true_warping_error(frames: np.ndarray, pan: int = 1, obj: int = 10, speed: int = 3) -> float:
     """Lai et al.'s warping error of a stylised made clip (helpers.made_clip's motion), with its
     true flow and occlusions: pixel (y, x) of frame t is at x + speed in frame t + 1 inside the
