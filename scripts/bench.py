@@ -77,11 +77,15 @@ def parse_size(text: str) -> tuple[int, int]:
     return shape
 
 
-def bench_case(shape: tuple[int, int], batch: int, iterations: int, rounds: int, overrides: dict) -> dict:
+def bench_case(shape: tuple[int, int], batch: int, iterations: int, rounds: int, overrides: dict,
+               params=None) -> dict:
+    """One size and batch: compile seconds, medians of iterations and plain evaluations, their
+    ratio, evaluations per iteration, achieved GFLOP/s, peak memory (``params``: the weights, or
+    None for the configured file)."""
     cfg = validate({"content": str(ROOT / "examples" / "leuvenA.jpg"), "style": str(ROOT / "examples" / "starry_night.jpg"),
                     "size": list(shape), "scales": [], "seeds": list(range(batch)), "print_every": 0,
                     "memory_check": False, **overrides})
-    setup = prepare(cfg)
+    setup = prepare(cfg, params)
     objective: Objective = setup.objective
     content = jnp.asarray(setup.final_inputs.content)
     grams = setup.grams_fn(setup.params, [jnp.asarray(s) for s in setup.final_inputs.styles])
