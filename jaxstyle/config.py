@@ -596,6 +596,9 @@ class Config:
     style_blend: list[float] | None = key(None, style_blend, "with several styles: their weights; the target is the "
                                           "weighted sum of their Gram matrices", "equal")
     style_scale: float = key(1.0, positive, "the style images are resized to the content size times this")
+    style_trim: str = key("auto", choice("auto", "none"),
+                          "`auto`: cut a frame, mount or margin (near-uniform bands) and the band just inside it "
+                          "from each artwork's edges before its statistics are taken (docs/quality.md); `none`")
     preserve_colors: str = key("none", choice(*COLOR_MODES),
                                "`luminance`, `histogram` or `chroma` (docs/config.md)")
     masks: list[str] | None = key(None, masks, "one mask image per style image (white: that style applies)", "none")

@@ -102,6 +102,50 @@ def resize(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return np.clip(np.stack(chans, axis=-1), 0.0, 1.0).astype(np.float32)
 
 
+#: A frame's or margin's lines: luminance varies along the line by less than this (standard
+#: deviation, 8-bit levels).
+FLAT_STD = 12.0
+#: Inside a frame, lines whose mean luminance differs from the artwork's further in by more than
+#: this many levels (a light canvas edge, a mount's bevel, the frame's own shading) ...
+EDGE_LEVELS = 24.0
+#: ... are cut too, within this share of the side after the frame.
+EDGE_SHARE = 0.06
+#: A trim that would leave less than this share of either side is not made.
+KEEP_SHARE = 0.5
+
+
+def _side_trim(lum: np.ndarray) -> int:
+    """Lines to cut from the start of ``lum`` ``(lines, length)``: the near-uniform band at the
+    edge (a frame, a margin) and, only behind such a band, the lines within :data:`EDGE_SHARE` of
+    the side whose mean differs from the median line mean of the next band in by more than
+    :data:`EDGE_LEVELS` (up to the last of them)."""
+    n = len(lum)
+    std, mean = lum.std(axis=1), lum.mean(axis=1)
+    k = 0
+    while k < n and std[k] < FLAT_STD:
+        k += 1
+    cap = max(1, round(EDGE_SHARE * n))
+    if 0 < k and k + 2 * cap <= n:
+        inside = np.median(mean[k + cap:k + 2 * cap])
+        outliers = np.nonzero(np.abs(mean[k:k + cap] - inside) > EDGE_LEVELS)[0]
+        if outliers.size:
+            k += int(outliers[-1]) + 1
+    return k
+
+
+def border_trim(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Pixels to cut from an artwork's ``(top, bottom, left, right)`` edges: a frame, a mount or a
+    scanner margin (near-uniform bands) and the band just inside it (:func:`_side_trim`). None
+    when the cut would leave less than :data:`KEEP_SHARE` of the height or width (nothing is cut
+    then). ``image``: ``(H, W, 3)`` floats in [0, 1]."""
+    lum = (np.asarray(image, np.float64) @ np.array([0.299, 0.587, 0.114])) * 255.0
+    cuts = (_side_trim(lum), _side_trim(lum[::-1]), _side_trim(lum.T), _side_trim(lum.T[::-1]))
+    h, w = lum.shape
+    if h - cuts[0] - cuts[1] < KEEP_SHARE * h or w - cuts[2] - cuts[3] < KEEP_SHARE * w:
+        return None
+    return cuts
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """Float RGB (any range) -> uint8, clipped to [0, 1] first."""
     return np.round(np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)

@@ -4,6 +4,7 @@ images, and the colour recombination and denoising after optimisation.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import jax
@@ -13,7 +14,7 @@ import numpy as np
 from . import color
 from .config import Config
 from .errors import ImageError
-from .images import load_image, resize
+from .images import border_trim, load_image, resize
 from .variants import Variant
 from .vgg import min_image_side
 
@@ -25,13 +26,29 @@ class Inputs:
     content: ``(H, W, 3)`` the photograph at ``size`` (gray luminance with
     ``preserve_colors: luminance``); styles: the artworks at the photograph's size times
     ``style_scale`` (colour-matched or luminance-matched when asked); photo: the photograph in
-    colour, for recombining colours afterwards; masks: ``(K, H, W)`` region masks or None.
+    colour, for recombining colours afterwards; masks: ``(K, H, W)`` region masks or None; trims:
+    per artwork the pixels cut from its ``(top, bottom, left, right)`` edges (``style_trim``), or
+    None where ``auto`` found a trim that would leave too little and cut nothing.
     """
 
     content: np.ndarray
     styles: list[np.ndarray]
     photo: np.ndarray
     masks: np.ndarray | None = None
+    trims: list = dataclasses.field(default_factory=list)
+
+
+def load_style(path: str, shape: tuple[int, int], cfg: Config) -> tuple[np.ndarray, tuple | None]:
+    """An artwork at ``shape`` with its border cut (``style_trim: auto``), and the cut. An artwork
+    with nothing to cut is read exactly as without trimming."""
+    if cfg.style_trim == "none":
+        return load_image(path, shape=shape, max_pixels=cfg.max_pixels), (0, 0, 0, 0)
+    full = load_image(path, max_pixels=cfg.max_pixels)
+    cut = border_trim(full)
+    if cut is None or not any(cut):
+        return load_image(path, shape=shape, max_pixels=cfg.max_pixels), cut if cut is not None else None
+    top, bottom, left, right = cut
+    return resize(full[top:full.shape[0] - bottom, left:full.shape[1] - right], shape), cut
 
 
 def prepare_images(cfg: Config, layers: tuple[str, ...], shape: tuple[int, int] | None = None,
@@ -62,7 +79,8 @@ def prepare_images(cfg: Config, layers: tuple[str, ...], shape: tuple[int, int] 
     if min(shape) < need:
         raise ImageError(f"style_scale {cfg.style_scale} makes the style images {shape[1]}x{shape[0]} px, "
                          f"too small for the layers used (at least {need} px on each side)")
-    styles = [load_image(p, shape=shape, max_pixels=cfg.max_pixels) for p in cfg.styles]
+    loaded = [load_style(p, shape, cfg) for p in cfg.styles]
+    styles, trims = [a for a, _ in loaded], [t for _, t in loaded]
     content = photo
     if cfg.preserve_colors == "histogram":  # a clip's frames, stacked, count as one photograph
         styles = [np.clip(color.match_color_histogram(s, photo.reshape(-1, w, 3)), 0, 1).astype(np.float32)
@@ -75,7 +93,7 @@ def prepare_images(cfg: Config, layers: tuple[str, ...], shape: tuple[int, int] 
     masks = None
     if cfg.masks:
         masks = np.stack([load_image(m, shape=(h, w), max_pixels=cfg.max_pixels).mean(-1) for m in cfg.masks])
-    return Inputs(content, styles, photo, masks)
+    return Inputs(content, styles, photo, masks, trims)
 
 
 def finish_images(cfg: Config, images: np.ndarray, photo: np.ndarray) -> np.ndarray:

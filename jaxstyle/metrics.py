@@ -1,4 +1,5 @@
-"""Image measures used to judge results: the speckle index and the seam ratio of tiled runs.
+"""Image measures used to judge results: the speckle index, the straight-line index and the seam
+ratio of tiled runs.
 
 The paper names low-level noise as a limit of its method. A low loss does not rule it out, so
 results are checked with a number that sees it: pixel-scale noise scores high, strokes and edges
@@ -31,6 +32,28 @@ def speckle_index(image: np.ndarray | Image.Image) -> float:
     a = np.asarray(pil, np.float64)
     b = np.asarray(pil.filter(ImageFilter.MedianFilter(3)), np.float64)
     return float(np.mean(np.square(a - b)))
+
+
+#: How many of the strongest row or column boundaries :func:`straight_line_index` averages.
+LINE_COUNT = 5
+
+
+def straight_line_index(image: np.ndarray | Image.Image) -> float:
+    """Long row- or column-aligned edges, which texture does not make, in 8-bit levels.
+
+    For every boundary between two neighbouring rows, the absolute value of the mean over the row
+    of the luminance difference across it (Rec. 601 luminance of the 8-bit RGB image); the same
+    for columns; the mean of the :data:`LINE_COUNT` largest of all. A texture's differences cancel
+    along a row; an edge running across the picture (a frame line, a band) does not.
+
+    ``image``: ``(H, W, 3)`` floats in [0, 1] (clipped, rounded to 8 bits) or a Pillow image.
+    """
+    a = np.asarray(_pil_rgb(image), np.float64)
+    y = a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
+    rows = np.abs(np.diff(y, axis=0).mean(axis=1))
+    cols = np.abs(np.diff(y, axis=1).mean(axis=0))
+    both = np.sort(np.concatenate([rows, cols]))[::-1]
+    return float(both[:LINE_COUNT].mean()) if both.size else 0.0
 
 
 def comparison_shape(output_shape: Sequence[int], style_shape: Sequence[int]) -> tuple[int, int]:

@@ -49,3 +49,91 @@ def test_comparison_size_is_the_smaller_and_the_style_is_resized_to_it():
     big = noisy.resize((160, 128), Image.Resampling.NEAREST)
     out_score, _ = speckle_pair(big, Image.fromarray(np.full((64, 80, 3), 7, np.uint8)))
     assert out_score == speckle_index(big.resize((80, 64), Image.Resampling.LANCZOS))
+
+
+def test_straight_line_index_sees_a_line_and_not_the_same_energy_as_texture():
+    from jaxstyle.metrics import straight_line_index
+    flat = np.full((64, 96, 3), 120, np.uint8)
+    assert straight_line_index(Image.fromarray(flat)) == 0.0
+    # One bright row across the picture: the two boundaries around it each differ by 40 levels
+    # in luminance over the whole row, every other boundary by 0: the mean of the 5 largest is 16.
+    line = flat.copy()
+    line[30] += 40
+    assert abs(straight_line_index(Image.fromarray(line)) - 2 * 40 / 5) < 1e-9
+    # A column line the same: the index does not prefer an axis.
+    col = flat.copy()
+    col[:, 50] += 40
+    assert abs(straight_line_index(Image.fromarray(col)) - 2 * 40 / 5) < 1e-9
+    # The same 96 bright pixels scattered over the picture (the same energy, no line): every
+    # boundary's mean difference is at most 2 x 40 / 96 of a pixel's worth.
+    rng = np.random.default_rng(0)
+    scattered = flat.copy()
+    idx = rng.choice(64 * 96, 96, replace=False)
+    scattered.reshape(-1, 3)[idx] += 40
+    assert straight_line_index(Image.fromarray(scattered)) < 0.2 * straight_line_index(Image.fromarray(line))
+    # Float images in [0, 1] are read as their 8-bit rounding.
+    assert straight_line_index(line.astype(np.float32) / 255) == straight_line_index(Image.fromarray(line))
+
+
+# ---- style_trim: an artwork's frame ------------------------------------------------------------------
+def framed(inner: np.ndarray, top: int, bottom: int, left: int, right: int, value: float, noise: float = 0.0,
+           seed: int = 1) -> np.ndarray:
+    """``inner`` (H, W, 3) in [0, 1] inside a frame of ``value`` (plus Gaussian noise of ``noise``)."""
+    h, w = inner.shape[:2]
+    rng = np.random.default_rng(seed)
+    out = np.clip(value + noise * rng.standard_normal((h + top + bottom, w + left + right, 3)), 0, 1)
+    out[top:top + h, left:left + w] = inner
+    return out.astype(np.float32)
+
+
+def texture(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(0.5 + 0.2 * rng.standard_normal((h, w, 3)), 0, 1).astype(np.float32)
+
+
+def test_border_trim_finds_made_frames():
+    from jaxstyle.images import border_trim
+    inner = texture()
+    assert border_trim(inner) == (0, 0, 0, 0)  # none
+    assert border_trim(framed(inner, 7, 7, 7, 7, 0.0)) == (7, 7, 7, 7)  # uniform black
+    # Scanner noise of 2 levels (0.008) on a white margin is still a margin.
+    assert border_trim(framed(inner, 5, 9, 3, 0, 1.0, noise=0.008)) == (5, 9, 3, 0)  # one side without
+    # A light, uneven canvas edge 4 px wide (not uniform: 25 levels of noise) inside a dark frame:
+    # both are cut, the edge because its mean stands out from the inside's.
+    edged = framed(inner, 4, 4, 4, 4, 0.9, noise=0.1)
+    assert border_trim(framed(edged, 6, 6, 6, 6, 0.0)) == (10, 10, 10, 10)
+    # Without a frame a bright band at the edge is the artwork's own: kept.
+    assert border_trim(framed(inner, 4, 0, 0, 0, 0.9, noise=0.1)) == (0, 0, 0, 0)
+
+
+def test_border_trim_too_large_cuts_nothing_with_a_warning(tmp_path):
+    from jaxstyle.images import border_trim
+    from jaxstyle.config import validate
+    from jaxstyle.inputs import prepare_images
+    big = framed(texture(40, 50), 60, 60, 60, 60, 0.0)  # the picture is a small part of the frame
+    assert border_trim(big) is None
+    path = tmp_path / "framed.png"
+    Image.fromarray((big * 255).round().astype(np.uint8)).save(path)
+    photo = tmp_path / "photo.png"
+    Image.fromarray((texture(48, 64) * 255).astype(np.uint8)).save(photo)
+    cfg = validate({"content": str(photo), "style": str(path), "size": 64})
+    inputs = prepare_images(cfg, ("conv1_1",))
+    assert inputs.trims == [None]
+    untrimmed = prepare_images(validate({"content": str(photo), "style": str(path), "size": 64, "style_trim": "none"}),
+                               ("conv1_1",))
+    np.testing.assert_array_equal(inputs.styles[0], untrimmed.styles[0])
+
+
+def test_a_trimmed_artwork_is_its_inside_resized(tmp_path):
+    from jaxstyle.config import validate
+    from jaxstyle.images import resize
+    from jaxstyle.inputs import prepare_images
+    inner = texture(90, 120)
+    art = framed(inner, 8, 8, 8, 8, 0.02)
+    path, photo = tmp_path / "art.png", tmp_path / "photo.png"
+    Image.fromarray((art * 255).round().astype(np.uint8)).save(path)
+    Image.fromarray((texture(48, 64) * 255).astype(np.uint8)).save(photo)
+    inputs = prepare_images(validate({"content": str(photo), "style": str(path), "size": 64}), ("conv1_1",))
+    assert inputs.trims == [(8, 8, 8, 8)]
+    expected = resize(np.asarray(Image.open(path), np.float32)[8:-8, 8:-8] / 255.0, (48, 64))
+    np.testing.assert_allclose(inputs.styles[0], expected, atol=1e-6)
