@@ -39,7 +39,7 @@ import numpy as np
 from .checkpoint import Checkpoint
 from .config import Config
 from .flow import clip_flows, consistency, dis_flow, require_flow, warp_batch, warping_error, warping_pairs
-from .inputs import finish_images
+from .inputs import finish_images, style_trims, trim_lines, trim_report
 from .memory import available_bytes, require_fits
 from .pipeline import FrameBatch, RunResult, run_plan
 from .plan import plan_stages, stage_peak_bytes, stage_work
@@ -424,6 +424,8 @@ def run_clip(cfg: Config, clip: Clip | None = None, params=None, log: Log = prin
         + (f"; optical flow {runner.motion.seconds:.1f} s" if runner.motion is not None else ""))
     if clip.audio:
         log("the source has sound, which is not carried over")
+    for line in trim_lines(cfg.styles, style_trims(cfg)):
+        log(line)
     if resume is None:
         state = ClipState(np.zeros((0, runner.v, h, w, 3), np.float32))
         state.chunk = chunk_frames(cfg, f, runner.v, (h, w), objective_for(runner.variants, cfg).layers) \
@@ -516,6 +518,7 @@ def finish_clip(cfg: Config, runner: ClipRunner, state: ClipState, checkpoint: C
         "flow_s": round(runner.motion.seconds, 3) if runner.motion is not None else 0.0,
         "runs": state.runs, **measures}
     report["history"] = state.history
+    report["style_trim"] = trim_report(style_trims(cfg))
     if resume is not None:
         report["resumed_from"] = resume.cursor.where
     report["timing"]["wall_s"] = round(seconds, 3)

@@ -51,6 +51,30 @@ def load_style(path: str, shape: tuple[int, int], cfg: Config) -> tuple[np.ndarr
     return resize(full[top:full.shape[0] - bottom, left:full.shape[1] - right], shape), cut
 
 
+def style_trims(cfg: Config) -> list:
+    """Each artwork's cut as :func:`load_style` makes it (``(top, bottom, left, right)``, or None)."""
+    if cfg.style_trim == "none":
+        return [(0, 0, 0, 0)] * len(cfg.styles)
+    return [border_trim(load_image(p, max_pixels=cfg.max_pixels)) for p in cfg.styles]
+
+
+def trim_lines(paths, trims) -> list[str]:
+    """The log lines that say what ``style_trim`` cut (or why it cut nothing)."""
+    out = []
+    for path, cut in zip(paths, trims):
+        if cut is None:
+            out.append(f"warning: style_trim: cutting {path}'s border would leave too little of it; nothing was cut")
+        elif any(cut):
+            out.append(f"style_trim: cut {path}'s border: top {cut[0]}, bottom {cut[1]}, left {cut[2]}, "
+                       f"right {cut[3]} px")
+    return out
+
+
+def trim_report(trims) -> list:
+    """report.json's ``style_trim``: per artwork the pixels cut per side, or None."""
+    return [None if cut is None else dict(zip(("top", "bottom", "left", "right"), map(int, cut))) for cut in trims]
+
+
 def prepare_images(cfg: Config, layers: tuple[str, ...], shape: tuple[int, int] | None = None,
                    frames: np.ndarray | None = None) -> Inputs:
     """Load, size and colour-prepare the content, style and mask images of ``cfg``.

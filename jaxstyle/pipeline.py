@@ -18,7 +18,7 @@ import numpy as np
 
 from .checkpoint import Checkpoint, Cursor
 from .config import Config
-from .inputs import Inputs, finish_images, prepare_images, start_images
+from .inputs import Inputs, finish_images, prepare_images, start_images, trim_lines, trim_report
 from .lab import comparison
 from .loop import solve
 from .losses import LossWeights, Objective, Targets
@@ -560,11 +560,8 @@ def run_plan(cfg: Config, params=None, log: Log = print, save_intermediate: Call
         [resume.images, np.repeat(resume.images[-1:], len(setup.padded) - setup.n, axis=0)]).astype(np.float32)
     last = setup.stages[-1]
     if announce:
-        for path, cut in zip(cfg.styles, setup.final_inputs.trims):
-            if cut is None:
-                log(f"warning: style_trim: cutting {path}'s border would leave too little of it; nothing was cut")
-            elif any(cut):
-                log(f"style_trim: cut {path}'s border: top {cut[0]}, bottom {cut[1]}, left {cut[2]}, right {cut[3]} px")
+        for line in trim_lines(cfg.styles, setup.final_inputs.trims):
+            log(line)
         log(f"{setup.n} variant(s) at {last.shape[1]}x{last.shape[0]} px, {cfg.optimizer.iterations} "
             f"{cfg.optimizer.name} iterations, on {jax.devices()[0].platform}" if len(setup.stages) == 1 else
             f"{setup.n} variant(s), {len(setup.stages)} stage(s) up to {last.shape[1]}x{last.shape[0]} px, "
@@ -607,8 +604,7 @@ def finish(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, sto
                           shape=setup.final_inputs.content.shape[-3:], strategy=setup.strategy,
                           memory_bytes=max(setup.estimates), stages=progress.stages)
     report["history"] = progress.history
-    report["style_trim"] = [None if cut is None else dict(zip(("top", "bottom", "left", "right"), map(int, cut)))
-                            for cut in setup.final_inputs.trims]
+    report["style_trim"] = trim_report(setup.final_inputs.trims)
     if resume is not None:
         report["resumed_from"] = resume.cursor.where
     photo = data.inputs.photo if data is not None else setup.final_inputs.photo

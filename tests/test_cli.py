@@ -27,6 +27,9 @@ def test_quick_form_names_its_folder_and_never_overwrites(tmp_path):
     out = tmp_path / "outputs" / "home-in-starry_night"
     report = json.loads((out / "report.json").read_text())
     assert [v["seed"] for v in report["variants"]] == [0, 1] and report["image_size"] == [24, 32]
+    # The artwork's frame is cut before its statistics are taken, and the log and report say so.
+    assert report["style_trim"] == [{"top": 22, "bottom": 17, "left": 20, "right": 17}]
+    assert "style_trim: cut" in r.stdout and "top 22, bottom 17, left 20, right 17 px" in r.stdout
     before = (out / "000_seed0.png").read_bytes()
     r = subprocess.run(RUN + args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 2 and r.stderr.strip().endswith("already exists; choose another output or set overwrite: true")

@@ -315,6 +315,7 @@ def test_both_schedules_flicker_less_than_per_frame(small_clip, vgg_params):
         assert r.frames.shape == (1, 6, 32, 40, 3)
         assert r.report["clip"]["warping_error"][0] == pytest.approx(warping_error(r.frames[0], original))
         assert len(r.report["variants"][0]["frames"]) == 6
+        assert r.report["style_trim"] == [{"top": 22, "bottom": 17, "left": 20, "right": 17}]
 
 
 def test_held_pixels_keep_the_first_frames_value_and_nothing_else_is_held(tmp_path, vgg_params):
