@@ -245,6 +245,7 @@ class ClipRunner:
         self.mode = "independent" if len(clip.frames) == 1 else schedule(cfg)
         self.passes = 1 if self.mode == "independent" else cfg.video.passes
         self.motion = Motion.of(clip.frames) if self.mode != "independent" else None
+        self.trims = style_trims(cfg)  # what style_trim cuts from each artwork, for the log and the report
         self.cache: dict = {}
         self.iterations_done = 0
 
@@ -424,7 +425,7 @@ def run_clip(cfg: Config, clip: Clip | None = None, params=None, log: Log = prin
         + (f"; optical flow {runner.motion.seconds:.1f} s" if runner.motion is not None else ""))
     if clip.audio:
         log("the source has sound, which is not carried over")
-    for line in trim_lines(cfg.styles, style_trims(cfg)):
+    for line in trim_lines(cfg.styles, runner.trims):
         log(line)
     if resume is None:
         state = ClipState(np.zeros((0, runner.v, h, w, 3), np.float32))
@@ -518,7 +519,7 @@ def finish_clip(cfg: Config, runner: ClipRunner, state: ClipState, checkpoint: C
         "flow_s": round(runner.motion.seconds, 3) if runner.motion is not None else 0.0,
         "runs": state.runs, **measures}
     report["history"] = state.history
-    report["style_trim"] = trim_report(style_trims(cfg))
+    report["style_trim"] = trim_report(runner.trims)
     if resume is not None:
         report["resumed_from"] = resume.cursor.where
     report["timing"]["wall_s"] = round(seconds, 3)

@@ -46,7 +46,7 @@ def load_style(path: str, shape: tuple[int, int], cfg: Config) -> tuple[np.ndarr
     full = load_image(path, max_pixels=cfg.max_pixels)
     cut = border_trim(full)
     if cut is None or not any(cut):
-        return load_image(path, shape=shape, max_pixels=cfg.max_pixels), cut if cut is not None else None
+        return load_image(path, shape=shape, max_pixels=cfg.max_pixels), cut
     top, bottom, left, right = cut
     return resize(full[top:full.shape[0] - bottom, left:full.shape[1] - right], shape), cut
 
