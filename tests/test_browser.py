@@ -52,13 +52,21 @@ def _browser():
 
 
 def _wait(condition, timeout: float, what: str):
+    """``condition()``'s first true value within ``timeout`` seconds. On a loaded machine a read can
+    fail for a moment: the server's answer times out (OSError), or the page replaces an element
+    while it is read (selenium's StaleElementReferenceException); such a try counts as "not yet"."""
+    from selenium.common.exceptions import WebDriverException
     end = time.monotonic() + timeout
+    last = None
     while time.monotonic() < end:
-        value = condition()
+        try:
+            value = condition()
+        except (OSError, WebDriverException) as exc:
+            value, last = None, exc
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f" (last error: {last!r})" if last else ""))
 
 
 def _state(url: str) -> dict:
@@ -95,7 +103,8 @@ def test_the_page_shows_every_variant_and_refreshes_itself_as_the_run_goes(tmp_p
         _wait(lambda: all(driver.execute_script(
             "return [...document.querySelectorAll('#variants img')].every(i => i.complete && i.naturalWidth > 0)"
         ) for _ in [0]) and len(driver.find_elements("css selector", "#variants img")) == 4, 30, "the thumbnails")
-        assert [e.text for e in driver.find_elements("css selector", "#variants figcaption")] == LABELS
+        captions = lambda: [e.text for e in driver.find_elements("css selector", "#variants figcaption")]  # noqa: E731
+        _wait(lambda: captions() == LABELS, 30, f"the captions {LABELS}")
         assert driver.find_element("id", "status").text.lower() == "running"
         loaded = driver.execute_script("return window.jaxstyle.loadedAt")
         updates = driver.execute_script("return window.jaxstyle.imageUpdates")
