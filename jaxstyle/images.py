@@ -77,6 +77,13 @@ def load_image(
         raise ImageError(f"cannot read image {path}: {exc}") from None
     if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError(f"cannot read image {path}: no pixels")
+    return sized(arr, path, size, shape, max_pixels)
+
+
+def sized(arr: np.ndarray, path: str | Path, size: int | None = None, shape: tuple[int, int] | None = None,
+          max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """``arr`` (read from ``path``) resized as :func:`load_image`'s ``size`` and ``shape`` say, a
+    target over ``max_pixels`` refused in one line."""
     target = tuple(shape) if shape is not None else fit_shape(arr.shape[:2], size) if size is not None \
         else arr.shape[:2]
     if target[0] * target[1] > max_pixels:

@@ -14,7 +14,7 @@ import numpy as np
 from . import color
 from .config import Config
 from .errors import ImageError
-from .images import border_trim, load_image, resize
+from .images import border_trim, load_image, resize, sized
 from .variants import Variant
 from .vgg import min_image_side
 
@@ -41,14 +41,11 @@ class Inputs:
 def load_style(path: str, shape: tuple[int, int], cfg: Config) -> tuple[np.ndarray, tuple | None]:
     """An artwork at ``shape`` with its border cut (``style_trim: auto``), and the cut. An artwork
     with nothing to cut is read exactly as without trimming."""
-    if cfg.style_trim == "none":
-        return load_image(path, shape=shape, max_pixels=cfg.max_pixels), (0, 0, 0, 0)
     full = load_image(path, max_pixels=cfg.max_pixels)
-    cut = border_trim(full)
-    if cut is None or not any(cut):
-        return load_image(path, shape=shape, max_pixels=cfg.max_pixels), cut
-    top, bottom, left, right = cut
-    return resize(full[top:full.shape[0] - bottom, left:full.shape[1] - right], shape), cut
+    cut = border_trim(full) if cfg.style_trim == "auto" else (0, 0, 0, 0)
+    top, bottom, left, right = cut or (0, 0, 0, 0)
+    return sized(full[top:full.shape[0] - bottom, left:full.shape[1] - right], path, shape=shape,
+                 max_pixels=cfg.max_pixels), cut
 
 
 def style_trims(cfg: Config) -> list:
