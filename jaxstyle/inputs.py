@@ -42,17 +42,21 @@ def load_style(path: str, shape: tuple[int, int], cfg: Config) -> tuple[np.ndarr
     """An artwork at ``shape`` with its border cut (``style_trim: auto``), and the cut. An artwork
     with nothing to cut is read exactly as without trimming."""
     full = load_image(path, max_pixels=cfg.max_pixels)
-    cut = border_trim(full) if cfg.style_trim == "auto" else (0, 0, 0, 0)
+    cut = style_cut(full, cfg)
     top, bottom, left, right = cut or (0, 0, 0, 0)
     return sized(full[top:full.shape[0] - bottom, left:full.shape[1] - right], path, shape=shape,
                  max_pixels=cfg.max_pixels), cut
 
 
+def style_cut(full: np.ndarray, cfg: Config) -> tuple[int, int, int, int] | None:
+    """What ``style_trim`` cuts from an artwork read at its own size: :func:`border_trim`'s cut with
+    ``auto``, nothing with ``none``."""
+    return border_trim(full) if cfg.style_trim == "auto" else (0, 0, 0, 0)
+
+
 def style_trims(cfg: Config) -> list:
     """Each artwork's cut as :func:`load_style` makes it (``(top, bottom, left, right)``, or None)."""
-    if cfg.style_trim == "none":
-        return [(0, 0, 0, 0)] * len(cfg.styles)
-    return [border_trim(load_image(p, max_pixels=cfg.max_pixels)) for p in cfg.styles]
+    return [style_cut(load_image(p, max_pixels=cfg.max_pixels), cfg) for p in cfg.styles]
 
 
 def trim_lines(paths, trims) -> list[str]:
