@@ -604,6 +604,10 @@ class Config:
     masks: list[str] | None = key(None, masks, "one mask image per style image (white: that style applies)", "none")
     denoise: int = key(0, denoise, "3 or 5: a median filter of that size on the result")
     remat: bool = key(False, boolean, "recompute each VGG block's activations in the backward pass")
+    convolution: str = key("auto", choice("auto", "direct"),
+                           "`auto`: on a CPU, layers of 256 or more channels on maps of 48 to 3072 positions by "
+                           "Winograd's F(2x2, 3x3), a fixed table (docs/performance.md); `direct`: XLA's "
+                           "convolution everywhere")
     temporal: float = key(DEFAULT_TEMPORAL, number, "a clip's temporal weight: each frame against its warped "
                           "neighbour (docs/video.md); 0: every frame stylised on its own")
     video: VideoConfig = key({}, video, "a clip's frames and schedule; see the rows below", "see below")

@@ -57,13 +57,21 @@ def forward_peak_bytes(height: int, width: int, deepest: str) -> int:
     return int(FORWARD_FACTOR * largest)
 
 
+#: What ``convolution: auto`` adds on a CPU (the Winograd kernels of conv3_2 .. conv5_1, 84 MB, what
+#: making them leaves allocated, and the transforms' temporaries). Measured as peak RSS of 2-iteration
+#: runs against ``convolution: direct`` (jax 0.10.2, 2026-11-29): +196, +255, +251 and +145 MB at
+#: 96x128, 192x256, 384x512 and 576x768 px, +331 MB for 4 variants at 192x256.
+WINOGRAD_BYTES = 250 * 2**20
+
+
 def estimate_peak_bytes(height: int, width: int, batch: int, layers: Sequence[str],
-                        history_size: int = 20) -> int:
-    """Predicted peak memory of a run: activations, L-BFGS history and images, plus a baseline."""
+                        history_size: int = 20, winograd: bool = False) -> int:
+    """Predicted peak memory of a run: activations, L-BFGS history and images, plus a baseline (and
+    :data:`WINOGRAD_BYTES` where ``winograd``, the run's convolutions may take that path)."""
     deepest = max(layers, key=layer_index)
     acts = activation_floats(height, width, deepest) * ACTIVATION_FACTOR
     images = (2 * history_size + 8) * height * width * 3 * 4  # s/y history, x, grads, targets
-    return int(batch * (acts + images) + BASELINE_BYTES)
+    return int(batch * (acts + images) + BASELINE_BYTES + (WINOGRAD_BYTES if winograd else 0))
 
 
 def available_bytes() -> int | None:

@@ -31,7 +31,7 @@ from .progress import Tick, Watchers, lines
 from .report import build_report, json_float
 from .solvers import Solver
 from .variants import Variant, batch_weights, expand_variants, objective_for, split_over_devices
-from .vgg import with_flipped_kernels
+from .vgg import prepare_kernels, winograd_layers
 from .weights import load_vgg19
 
 Log = Callable[[str], None]
@@ -162,6 +162,11 @@ class Setup:
         return {k: np.array([p[k] for p in parts]) for k in parts[0]}
 
 
+def uses_winograd(cfg: Config) -> bool:
+    """Whether this run's convolutions may take the Winograd path (``convolution: auto`` on a CPU)."""
+    return cfg.convolution == "auto" and jax.default_backend() == "cpu"
+
+
 def prepare(cfg: Config, params=None, variants: list[Variant] | None = None, frames: FrameBatch | None = None,
             cache: dict | None = None) -> Setup:
     """Variants, objective, images, the plan and its memory check, the network, the solver.
@@ -178,13 +183,15 @@ def prepare(cfg: Config, params=None, variants: list[Variant] | None = None, fra
     if frames is not None and frames.iterations is not None:
         stages = [dataclasses.replace(stages[-1], iterations=frames.iterations)]
     history = cfg.optimizer.options.get("history_size", 0)
-    estimates = [stage_peak_bytes(s, len(variants), objective.layers, history) for s in stages]
+    estimates = [stage_peak_bytes(s, len(variants), objective.layers, history, uses_winograd(cfg)) for s in stages]
     if cfg.memory_check:
         worst = stages[int(np.argmax(estimates))]
         require_fits(max(estimates), f"{len(variants)} variant(s) at {worst.shape[1]}x{worst.shape[0]} px"
                      + (f" in {worst.tile[1]}x{worst.tile[0]} tiles" if worst.tiled else ""))
-    # The input gradient's kernels are made once here, not in every evaluation (docs/performance.md).
-    params = with_flipped_kernels(load_vgg19(cfg.weights) if params is None else params, objective.layers)
+    # The input gradient's kernels, and the Winograd forms where they pay, are made once here, not in
+    # every evaluation (docs/performance.md). Off a CPU the device's own convolutions are faster.
+    params = prepare_kernels(load_vgg19(cfg.weights) if params is None else params, objective.layers,
+                             winograd=uses_winograd(cfg))
     o = cfg.optimizer
     solver = Solver(objective, o.name, o.iterations, o.tol, tuple(sorted(o.options.items())))
     return Setup(cfg, variants, padded, objective, params, batch_weights(padded, objective), solver,
@@ -428,6 +435,8 @@ def end_stage(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, 
              "tiles_per_pass": setup.pass_tiles[k],
              "run_s": round(time.perf_counter() - data.t0, 3),
              "memory_estimate_mb": round(setup.estimates[k] / 2**20, 1),
+             "winograd_layers": winograd_layers(*stage.tile, setup.objective.layers)
+             if uses_winograd(cfg) else [],
              "total_loss": [json_float(v) for v in end["total"]]}
     if stage.tiled:
         rows, cols = tile_borders(stage, cfg.tile_overlap)

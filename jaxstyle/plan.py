@@ -47,7 +47,7 @@ import numpy as np
 
 from .config import Config
 from .images import fit_shape
-from .memory import BASELINE_BYTES, estimate_peak_bytes, forward_peak_bytes
+from .memory import BASELINE_BYTES, WINOGRAD_BYTES, estimate_peak_bytes, forward_peak_bytes
 from .vgg import layer_index
 
 
@@ -168,7 +168,8 @@ def tile_style_share(stage: Stage, losses: str) -> float:
     return (th * tw) / (h * w)
 
 
-def stage_peak_bytes(stage: Stage, batch: int, layers: Sequence[str], history_size: int) -> int:
+def stage_peak_bytes(stage: Stage, batch: int, layers: Sequence[str], history_size: int,
+                     winograd: bool = False) -> int:
     """Predicted peak memory of one stage.
 
     Untiled: :func:`jaxstyle.memory.estimate_peak_bytes` of the image. Tiled: the larger of the
@@ -176,10 +177,11 @@ def stage_peak_bytes(stage: Stage, batch: int, layers: Sequence[str], history_si
     plus the whole-image buffers kept on the host (the batch, blending temporaries, the photograph,
     the style and mask images).
     """
-    program = estimate_peak_bytes(*stage.tile, batch, layers, history_size)
+    program = estimate_peak_bytes(*stage.tile, batch, layers, history_size, winograd)
+    base = BASELINE_BYTES + (WINOGRAD_BYTES if winograd else 0)
     if not stage.tiled:
         return program
     h, w = stage.shape
     deepest = max(layers, key=layer_index)
     buffers = (3 * batch + 6) * h * w * 3 * 4
-    return max(program, forward_peak_bytes(h, w, deepest) + BASELINE_BYTES) + buffers
+    return max(program, forward_peak_bytes(h, w, deepest) + base) + buffers

@@ -89,17 +89,23 @@ def preprocess(images: jax.Array) -> jax.Array:
     return images[..., ::-1] * 255.0 - mean
 
 
-def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array, flipped: jax.Array | None = None) -> jax.Array:
+def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array, flipped: jax.Array | None = None,
+            winograd: jax.Array | None = None) -> jax.Array:
     """3x3 convolution, stride 1, zero padding 1 (VGG's and Caffe's convention), plus bias.
 
     ``x`` is ``(N, H, W, Cin)``, ``kernel`` ``(3, 3, Cin, Cout)``, ``bias`` ``(Cout,)``; returns
     ``(N, H, W, Cout)``. NHWC activations throughout, so no layout transposes appear between layers.
     ``flipped``: the kernel of the input gradient, ``(3, 3, Cout, Cin)``, when made beforehand
-    (:func:`with_flipped_kernels`); otherwise it is made from ``kernel`` here.
+    (:func:`with_flipped_kernels`); otherwise it is made from ``kernel`` here. ``winograd``: the
+    layer's Winograd kernel ``(16, Cin, Cout)`` (:func:`prepare_kernels`); when given, maps that :func:`winograd_pays` for are computed by :func:`winograd_conv` instead
+    (the same sum in fewer products).
     """
     kernel = kernel.astype(x.dtype)
-    if x.shape[-3] * x.shape[-2] < 9:
+    h, w = x.shape[-3:-1]
+    if h * w < 9:
         return _conv_tiny(x, kernel) + bias.astype(x.dtype)
+    if winograd is not None and winograd_pays(h, w, x.shape[-1]):
+        return _conv_winograd(x, kernel, winograd.astype(x.dtype)) + bias.astype(x.dtype)
     flipped = flip_kernel(kernel) if flipped is None else flipped.astype(x.dtype)
     return _conv(x, kernel, flipped) + bias.astype(x.dtype)
 
@@ -133,9 +139,98 @@ def with_flipped_kernels(params: Mapping[str, Mapping[str, jax.Array]],
     once per run instead of in every evaluation, where the copy is otherwise part of the compiled
     step. The convolutions' results do not change.
     """
+    return prepare_kernels(params, layers, winograd=False)
+
+
+def prepare_kernels(params: Mapping[str, Mapping[str, jax.Array]], layers: Sequence[str] = LAYER_NAMES,
+                    winograd: bool = True) -> dict[str, dict[str, jax.Array]]:
+    """``params`` with what every convolution up to the deepest of ``layers`` computes from its fixed
+    kernel, made once per run instead of in every evaluation: ``"flipped"`` (:func:`flip_kernel`)
+    and, with ``winograd`` and for layers of at least :data:`WINOGRAD_MIN_CHANNELS` input channels,
+    ``"winograd"`` (:func:`winograd_kernels`, which serves the input gradient too). Deeper layers
+    and the caller's dict are left as they are.
+    """
     upto = max((layer_index(l) for l in layers), default=-1)
-    return {name: {**layer, "flipped": flip_kernel(jnp.asarray(layer["kernel"]))}
-            if name in _INDEX and _INDEX[name] <= upto else dict(layer) for name, layer in params.items()}
+    out = {}
+    for name, layer in params.items():
+        layer = dict(layer)
+        if name in _INDEX and _INDEX[name] <= upto:
+            kernel = jnp.asarray(layer["kernel"])
+            layer["flipped"] = flip_kernel(kernel)
+            if winograd and kernel.shape[2] >= WINOGRAD_MIN_CHANNELS:
+                layer["winograd"] = winograd_kernels(kernel)
+        out[name] = layer
+    return out
+
+
+# ---- Winograd's minimal filtering, F(2 x 2, 3 x 3) (Lavin and Gray, 2016) ---------------------------
+# A 2 x 2 block of outputs is computed from a 4 x 4 block of inputs as A^T [(G k G^T) * (B^T d B)] A:
+# 16 products per input and output channel instead of 36, so a layer becomes 16 matrix products of
+# (blocks x Cin) by (Cin x Cout) plus transforms that only add and subtract. The entries of B, G and
+# A are 0, +-1 and +-1/2, so float32 rounding stays at a few ulps of the direct sum.
+_WG_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+
+#: Layers with fewer input channels never take the Winograd path (their kernels are not made).
+WINOGRAD_MIN_CHANNELS = 256
+
+
+def winograd_pays(height: int, width: int, channels: int) -> bool:
+    """Whether :func:`winograd_conv` beats XLA:CPU's convolution for a map of this size: a fixed table
+    measured on the project's CPU (docs/performance.md). The 16 products' efficiency falls behind the
+    direct convolution's as maps grow (the transforms move data, the direct convolution is compute
+    bound), and at a few positions the transforms' fixed costs dominate."""
+    return channels >= WINOGRAD_MIN_CHANNELS and 48 <= height * width <= 64 * 48
+
+
+def winograd_layers(height: int, width: int, layers: Sequence[str]) -> list[str]:
+    """The convolutions, up to the deepest of ``layers``, that take the Winograd path for an image of
+    ``height`` x ``width`` px (when its kernels were made: :func:`prepare_kernels`)."""
+    upto = max((layer_index(l) for l in layers), default=-1)
+    return [name for name, cin, _ in LAYERS[: upto + 1]
+            if cin and (h := height // layer_stride(name)) * (w := width // layer_stride(name)) >= 9
+            and winograd_pays(h, w, cin)]
+
+
+def winograd_kernels(kernel: jax.Array) -> jax.Array:
+    """``(3, 3, Cin, Cout) -> (16, Cin, Cout)``: G k G^T for every channel pair, the 4 x 4 positions
+    flattened row by row."""
+    g = jnp.asarray(_WG_G, kernel.dtype)
+    return jnp.einsum("ai,ijcd,bj->abcd", g, kernel, g).reshape(16, *kernel.shape[2:])
+
+
+def _wg_rows(d: list[jax.Array]) -> list[jax.Array]:
+    """B^T applied along a list of four slices (rows or columns of the 4 x 4 input blocks)."""
+    return [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]
+
+
+def winograd_valid(x: jax.Array, u: jax.Array, transposed: bool = False) -> jax.Array:
+    """The 3x3 convolution without padding (``(N, H, W, Cin) -> (N, H - 2, W - 2, Cout)``) of ``x``
+    with the kernel whose :func:`winograd_kernels` is ``u`` ``(16, Cin, Cout)``; ``transposed``: with
+    that kernel's :func:`flip_kernel` instead (``x`` then has Cout channels and the result Cin), the
+    input gradient's convolution. H and W at least 3; an odd output side is computed on one more
+    zero row or column and cut.
+
+    The flipped kernel's transform is ``u``'s with positions 0 and 3 swapped along both axes and
+    its channels transposed (G times a reversal is G with its first and last rows swapped), so the
+    input gradient needs no second set of kernels: its blocks are read and written in that order.
+    """
+    n, h, w, c = x.shape
+    order = (3, 1, 2, 0) if transposed else (0, 1, 2, 3)
+    th, tw = (h - 1) // 2, (w - 1) // 2  # blocks of 2 x 2 outputs covering (h - 2) x (w - 2)
+    x = jnp.pad(x, ((0, 0), (0, 2 * th + 2 - h), (0, 2 * tw + 2 - w), (0, 0)))
+    rows = _wg_rows([x[:, a:a + 2 * th:2] for a in range(4)])
+    cols = [_wg_rows([r[:, :, b:b + 2 * tw:2] for b in range(4)]) for r in rows]
+    v = jnp.stack([cols[a][b] for a in order for b in order]).reshape(16, n * th * tw, c)
+    m = jnp.einsum("ktd,kcd->ktc" if transposed else "ktc,kcd->ktd", v, u).reshape(4, 4, n, th, tw, -1)
+    m = [[m[a, b] for b in order] for a in order]  # back to the blocks' own positions (free: views)
+    r = [[m[0][b] + m[1][b] + m[2][b] for b in range(4)], [m[1][b] - m[2][b] - m[3][b] for b in range(4)]]
+    y = jnp.stack([jnp.stack([q[0] + q[1] + q[2], q[1] - q[2] - q[3]], axis=3) for q in r], axis=2)
+    return y.reshape(n, 2 * th, 2 * tw, -1)[:, : h - 2, : w - 2]
+
+
+def winograd_conv(x: jax.Array, u: jax.Array, transposed: bool = False) -> jax.Array:
+    """:func:`conv3x3`'s convolution (zero padding 1, no bias) by :func:`winograd_valid`."""
+    return winograd_valid(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), u, transposed)
 
 
 def _conv_hwio(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -183,6 +278,26 @@ def _conv_bwd(residuals, g):
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+# The Winograd path's gradients: the input gradient is the same convolution of the cotangent with
+# the flipped kernel (read from the same transformed kernel), the kernel gradient that of ``_conv``.
+@jax.custom_vjp
+def _conv_winograd(x: jax.Array, kernel: jax.Array, u: jax.Array) -> jax.Array:
+    return winograd_conv(x, u)
+
+
+def _conv_winograd_fwd(x, kernel, u):
+    return winograd_conv(x, u), (x, kernel, u)
+
+
+def _conv_winograd_bwd(residuals, g):
+    x, kernel, u = residuals
+    dk = jax.linear_transpose(lambda k: _conv_hwio(x, k), kernel)(g)[0]
+    return winograd_conv(g, u, transposed=True), dk, jnp.zeros_like(u)
+
+
+_conv_winograd.defvjp(_conv_winograd_fwd, _conv_winograd_bwd)
 
 
 def pool2x2(x: jax.Array, pooling: str) -> jax.Array:
@@ -250,7 +365,8 @@ def vgg19_features(
             kept = {}
             for name in block:
                 x = pool2x2(x, pooling) if name.startswith("pool") else \
-                    jax.nn.relu(conv3x3(x, p[name]["kernel"], p[name]["bias"], p[name].get("flipped")))
+                    jax.nn.relu(conv3x3(x, p[name]["kernel"], p[name]["bias"], p[name].get("flipped"),
+                                        p[name].get("winograd")))
                 if name in wanted:
                     kept[name] = x
             return x, kept

@@ -46,11 +46,14 @@ import numpy as np  # noqa: E402
 from jaxstyle.cli import run_main  # noqa: E402
 from jaxstyle.config import validate  # noqa: E402
 from jaxstyle.errors import ConfigError  # noqa: E402
-from jaxstyle.inputs import prepare_images  # noqa: E402
+from jaxstyle.inputs import prepare_images, start_images  # noqa: E402
+from jaxstyle.plan import plan_stages, upsample  # noqa: E402
+from jaxstyle.variants import expand_variants  # noqa: E402
 from jaxstyle.losses import LossWeights, Objective  # noqa: E402
-from jaxstyle.pipeline import run  # noqa: E402
+from jaxstyle.pipeline import run, uses_winograd  # noqa: E402
 from jaxstyle.progress import Watchers  # noqa: E402
-from jaxstyle.vgg import LAYER_NAMES, LAYERS, _conv_hwio, conv3x3, flip_kernel  # noqa: E402
+from jaxstyle.vgg import (LAYER_NAMES, LAYERS, _conv_hwio, conv3x3, prepare_kernels, winograd_conv,  # noqa: E402
+                          winograd_pays)
 from jaxstyle.weights import load_vgg19  # noqa: E402
 
 #: CPU flags that decide which kernels the libraries can use.
@@ -77,6 +80,7 @@ def machine() -> dict:
 def config(args) -> object:
     return validate({"content": args.content, "style": args.style, "size": args.size, "init": "content",
                      "losses": "paper", "scales": [], "output": "/nonexistent", "print_every": 0,
+                     "convolution": args.convolution,
                      "optimizer": {"iterations": args.iterations, "history_size": args.history}})
 
 
@@ -104,7 +108,8 @@ def torch_network(params: dict, deepest: str):
 
 
 def torch_objective(cfg, params, content: np.ndarray, style: np.ndarray):
-    """``loss(x)``: Eq. 7 with Eq. 1 and Eq. 4 as printed, the config's weights, in PyTorch."""
+    """``loss(x)``: Eq. 7 with Eq. 1 and Eq. 4 as printed (``losses: paper``) or mean-normalised
+    (``losses: mean``, jaxstyle's default), the config's weights, in PyTorch."""
     import torch
 
     deepest = max(list(cfg.content_layers) + list(cfg.style_layers), key=LAYER_NAMES.index)
@@ -119,14 +124,21 @@ def torch_objective(cfg, params, content: np.ndarray, style: np.ndarray):
     with torch.no_grad():
         p = {l: v for l, v in features(nchw(content)).items() if l in cfg.content_layers}
         a = {l: gram(v) for l, v in features(nchw(style)).items() if l in cfg.style_layers}
+        positions = {l: v.shape[2] * v.shape[3] for l, v in features(nchw(style)).items() if l in cfg.style_layers}
 
     def loss(x):
         f = features(x)
-        lc = sum(w * 0.5 * torch.sum((f[l] - p[l]) ** 2) for l, w in cfg.content_layers.items())
+        if cfg.losses == "mean":
+            lc = sum(w * torch.mean((f[l] - p[l]) ** 2) for l, w in cfg.content_layers.items())
+        else:
+            lc = sum(w * 0.5 * torch.sum((f[l] - p[l]) ** 2) for l, w in cfg.content_layers.items())
         ls = 0.0
         for l, w in cfg.style_layers.items():
             n, m = f[l].shape[1], f[l].shape[2] * f[l].shape[3]
-            ls = ls + w * torch.sum((gram(f[l]) - a[l]) ** 2) / (4.0 * n * n * m * m)
+            if cfg.losses == "mean":
+                ls = ls + w * torch.sum((gram(f[l]) / m - a[l] / positions[l]) ** 2) / (n * n)
+            else:
+                ls = ls + w * torch.sum((gram(f[l]) - a[l]) ** 2) / (4.0 * n * n * m * m)
         return cfg.alpha * lc + cfg.beta * ls
 
     return loss, nchw(content)
@@ -157,6 +169,58 @@ def torch_lbfgs(cfg, params, content, style, iterations: int) -> dict:
         last = float(loss_fn(x))
     return {"s": seconds, "s_per_iteration": seconds / iterations, "evaluations": calls[0],
             "first_loss": first, "final_loss": last}
+
+
+def torch_schedule(cfg) -> dict:
+    """The default picture's schedule in PyTorch: every stage of jaxstyle's plan for ``cfg`` (its
+    sizes and iterations), the photograph and artwork as jaxstyle prepares them at that size, its
+    start image and its enlargement between stages, ``torch.optim.LBFGS`` (history 100, tolerances
+    -1, no line search) for the stage's iterations. Seconds for the whole schedule (targets and
+    enlargements included), evaluations, and the final loss by PyTorch's objective."""
+    import torch
+
+    params = load_vgg19(cfg.weights)
+    layers = Objective(tuple(cfg.content_layers), tuple(cfg.style_layers)).layers
+    final = prepare_images(cfg, layers)
+    stages = plan_stages(final.content.shape[:2], cfg)
+    x, calls, t0 = None, [0], time.perf_counter()
+    for stage in stages:
+        inputs = prepare_images(cfg, layers, shape=stage.shape)
+        start = start_images(cfg, expand_variants(cfg)[:1], inputs) if x is None else \
+            upsample(x.detach().numpy().transpose(0, 2, 3, 1), stage.shape, cfg.upsample)
+        loss_fn, _ = torch_objective(cfg, params, np.asarray(inputs.content), np.asarray(inputs.styles[0]))
+        x = torch.from_numpy(np.ascontiguousarray(np.asarray(start, np.float32).transpose(0, 3, 1, 2)))
+        x.requires_grad_(True)
+        opt = torch.optim.LBFGS([x], lr=1, max_iter=stage.iterations, history_size=100, tolerance_grad=-1,
+                                tolerance_change=-1, line_search_fn=None)
+
+        def closure():
+            calls[0] += 1
+            opt.zero_grad()
+            value = loss_fn(x)
+            value.backward()
+            return value
+        opt.step(closure)
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        last = float(loss_fn(x))
+    return {"s": seconds, "evaluations": calls[0], "final_loss": last,
+            "stages": [[*s.shape, s.iterations] for s in stages]}
+
+
+def our_schedule(cfg) -> dict:
+    """The same picture through the command line's path (one seed): seconds without compilation,
+    evaluations, final loss."""
+    r = run(cfg, log=lambda line: None, watch=Watchers()).report
+    return {"s": r["timing"]["run_s"] - r["timing"]["compile_s"], "compile_s": r["timing"]["compile_s"],
+            "evaluations": r["evaluations"], "final_loss": r["variants"][0]["final_loss"]["total"],
+            "stages": [[*s["shape"], s["iterations"]] for s in r["stages"]]}
+
+
+def schedule_config(args) -> object:
+    """The default picture at ``--schedule`` px, one seed, as the command line runs it."""
+    return validate({"content": args.content, "style": args.style, "size": args.schedule, "seeds": [0],
+                     "output": "/nonexistent", "print_every": 0, "convolution": args.convolution})
 
 
 # ---- jaxstyle's side ------------------------------------------------------------------------------
@@ -237,20 +301,22 @@ def layer_shapes(h: int, w: int, deepest: str) -> list[tuple[str, int, int, int,
     return out
 
 
-def per_layer(params, h: int, w: int, deepest: str, repeats: int) -> list[dict]:
-    """Forward and input-gradient seconds of each convolution, both libraries."""
+def per_layer(params, h: int, w: int, deepest: str, repeats: int, winograd: bool = True) -> list[dict]:
+    """Forward and input-gradient seconds of each convolution, both libraries; jaxstyle's by the path
+    a run takes (``winograd``: ``convolution: auto``)."""
     import torch
     import torch.nn.functional as F
 
     rows, rng = [], np.random.default_rng(0)
     for name, lh, lw, cin, cout in layer_shapes(h, w, deepest):
-        k = jnp.asarray(params[name]["kernel"])
-        b = jnp.asarray(params[name]["bias"])
-        fk = flip_kernel(k)
+        layer = prepare_kernels({name: params[name]}, [name], winograd=winograd)[name]
+        k, b, fk, wg = layer["kernel"], layer["bias"], layer["flipped"], layer.get("winograd")
         x = jnp.asarray(rng.standard_normal((1, lh, lw, cin), np.float32))
         g = jnp.asarray(rng.standard_normal((1, lh, lw, cout), np.float32))
-        fwd = jax.jit(lambda x: jax.nn.relu(conv3x3(x, k, b, fk)))
-        bwd = jax.jit(lambda g: _conv_hwio(g, fk))  # the CPU input-gradient rule of vgg._conv
+        fwd = jax.jit(lambda x: jax.nn.relu(conv3x3(x, k, b, fk, wg)))
+        # The CPU input-gradient rules of vgg._conv and vgg._conv_winograd.
+        path = wg is not None and winograd_pays(lh, lw, cin)
+        bwd = jax.jit(lambda g: winograd_conv(g, wg, transposed=True) if path else _conv_hwio(g, fk))
         tw = torch.from_numpy(np.ascontiguousarray(np.asarray(k).transpose(3, 2, 0, 1)))
         tb = torch.from_numpy(np.array(b))
         tx = torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2)))
@@ -262,6 +328,7 @@ def per_layer(params, h: int, w: int, deepest: str, repeats: int) -> list[dict]:
             times = alternating(calls, repeats)
         gflop = 2.0 * 9 * cin * cout * lh * lw / 1e9
         rows.append({"layer": name, "shape": f"{lw}x{lh}x{cin}->{cout}", "gflop": gflop,
+                     "path": "winograd" if path else "direct",
                      **times, "fwd_ratio": times["jax_fwd_s"] / times["torch_fwd_s"],
                      "grad_ratio": times["jax_grad_s"] / times["torch_grad_s"]})
     return rows
@@ -278,6 +345,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch's threads (XLA uses every core)")
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds of the iteration timing")
     ap.add_argument("--repeats", type=int, default=4, help="alternating rounds of each timing (median)")
+    ap.add_argument("--convolution", choices=("auto", "direct"), default="auto",
+                    help="jaxstyle's convolutions: the run's default (Winograd where its table says) or XLA's only")
+    ap.add_argument("--schedule", type=int, default=0, metavar="PX",
+                    help="also run the default picture at PX px (its whole coarse-to-fine schedule) on both sides")
     ap.add_argument("--skip-layers", action="store_true")
     ap.add_argument("--json", help="write everything measured here")
     args = ap.parse_args()
@@ -307,26 +378,38 @@ def main() -> int:
         print(f"round {r + 1}: jaxstyle {j['s_per_iteration']:.3f} s/iteration ({j['evaluations']} evaluations, "
               f"final loss {j['final_loss']:.5g}); PyTorch {t['s_per_iteration']:.3f} s/iteration "
               f"({t['evaluations']} evaluations, final loss {t['final_loss']:.5g}); ratio {rounds[-1]['ratio']:.2f}")
-    ev = evaluations(cfg, params, content, style, args.repeats)
+    schedule = []
+    if args.schedule:
+        sc = schedule_config(args)
+        for r in range(args.rounds):
+            t, j = torch_schedule(sc), our_schedule(sc)
+            schedule.append({"jaxstyle": j, "torch": t, "ratio": j["s"] / t["s"]})
+            print(f"default picture at {args.schedule} px, round {r + 1} (stages {j['stages']}): jaxstyle {j['s']:.1f} s "
+                  f"(+ {j['compile_s']:.1f} s compiling; {j['evaluations']} evaluations, final loss "
+                  f"{j['final_loss']:.4g}); PyTorch {t['s']:.1f} s ({t['evaluations']} evaluations, final loss "
+                  f"{t['final_loss']:.4g}); ratio {schedule[-1]['ratio']:.2f}", flush=True)
+    winograd = uses_winograd(cfg)
+    ev = evaluations(cfg, prepare_kernels(params, ["conv5_1"], winograd=winograd), content, style, args.repeats)
     print(f"one loss-and-gradient alone: jaxstyle {ev['jaxstyle_s']:.3f} s, PyTorch {ev['torch_s']:.3f} s, "
           f"ratio {ev['ratio']:.2f}")
-    layers = [] if args.skip_layers else per_layer(params, h, w, "conv5_1", args.repeats)
+    layers = [] if args.skip_layers else per_layer(params, h, w, "conv5_1", args.repeats, winograd)
     if layers:
-        print("\n| layer | shape (w x h x cin -> cout) | jaxstyle fwd ms | PyTorch fwd ms | ratio | "
+        print("\n| layer | shape (w x h x cin -> cout) | jaxstyle's path | jaxstyle fwd ms | PyTorch fwd ms | ratio | "
               "jaxstyle grad ms | PyTorch grad ms | ratio |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for row in layers:
-            print(f"| {row['layer']} | {row['shape']} | {1e3 * row['jax_fwd_s']:.2f} | {1e3 * row['torch_fwd_s']:.2f} | "
+            print(f"| {row['layer']} | {row['shape']} | {row['path']} | {1e3 * row['jax_fwd_s']:.2f} | {1e3 * row['torch_fwd_s']:.2f} | "
                   f"{row['fwd_ratio']:.2f} | {1e3 * row['jax_grad_s']:.2f} | "
                   f"{1e3 * row['torch_grad_s']:.2f} | {row['grad_ratio']:.2f} |")
         tot = {k: sum(r[k] for r in layers) for k in ("jax_fwd_s", "torch_fwd_s", "jax_grad_s", "torch_grad_s")}
-        print(f"| all | | {1e3 * tot['jax_fwd_s']:.1f} | {1e3 * tot['torch_fwd_s']:.1f} | "
+        print(f"| all | | | {1e3 * tot['jax_fwd_s']:.1f} | {1e3 * tot['torch_fwd_s']:.1f} | "
               f"{tot['jax_fwd_s'] / tot['torch_fwd_s']:.2f} | {1e3 * tot['jax_grad_s']:.1f} | "
               f"{1e3 * tot['torch_grad_s']:.1f} | {tot['jax_grad_s'] / tot['torch_grad_s']:.2f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "size": [w, h], "iterations": args.iterations,
-                                               "history": args.history,
-                                               "rounds": rounds, "evaluation": ev, "layers": layers}, indent=2) + "\n")
+                                               "history": args.history, "convolution": args.convolution,
+                                               "rounds": rounds, "schedule": schedule, "evaluation": ev,
+                                               "layers": layers}, indent=2) + "\n")
     return 0
 
 

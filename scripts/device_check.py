@@ -118,7 +118,7 @@ def main() -> int:
         flops = batch * conv_flops(h, w, DEEPEST) / row["iter_s"]
         share = f" ({100 * flops / 1e12 / peak[0]:.0f} % of float32 peak, {100 * flops / 1e12 / peak[1]:.0f} % of TF32)" \
             if peak else ""
-        estimate = estimate_peak_bytes(h, w, batch, ["conv4_2", DEEPEST], 20) / 2**20
+        estimate = estimate_peak_bytes(h, w, batch, ["conv4_2", DEEPEST], 20, dev.platform == "cpu") / 2**20
         print(f"| s / iteration at {w} x {h} | {batch} | {row['iter_s']:.4f} (compile {row['compile_s']:.1f} s) |")
         print(f"| evaluations / iteration | {batch} | {row['evals_per_iter']:.2f} |")
         print(f"| achieved TFLOP/s | {batch} | {flops / 1e12:.2f}{share} |")

@@ -16,6 +16,7 @@ from jaxstyle.plan import Stage, blend_ramp, plan_stages, tile_borders, tile_gri
 from jaxstyle.images import load_image
 from jaxstyle.losses import Objective
 from jaxstyle.pipeline import run
+from jaxstyle.memory import WINOGRAD_BYTES
 
 BASE = {"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
         "size": 64, "print_every": 0, "seeds": [0, 1], "optimizer": {"iterations": 8}}
@@ -180,6 +181,11 @@ def test_coarse_to_fine_tiled_run_interrupts_resumes_and_has_no_seams(vgg_params
     stages = full.report["stages"]
     assert [s["shape"] for s in stages] == [[36, 48], [72, 96]]
     assert stages[0]["tile"] is None and stages[1]["tile"] == [64, 64] and stages[1]["tiles_per_pass"] == [4, 6]
+    # The convolutions that took the Winograd path at each stage's (tile) size: conv3_x at 9 x 12 and
+    # 16 x 16 positions, conv4_x at 8 x 8 (not at 4 x 6), conv5_1 at 4 x 4 never.
+    wg3 = ["conv3_2", "conv3_3", "conv3_4"]
+    assert stages[0]["winograd_layers"] == wg3
+    assert stages[1]["winograd_layers"] == wg3 + ["conv4_1", "conv4_2", "conv4_3", "conv4_4"]
     v = full.report["variants"][0]
     assert v["iterations"] == 8 + 10 * 5  # 8 at 48 px, then 10 tiles (4 + 6) of 10 / 2 passes
     # The reported final loss is the whole image's (recomputed on the returned image it differs
@@ -286,3 +292,13 @@ def test_interrupted_before_the_last_stage_reports_no_final_loss(vgg_params):
     assert cut.checkpoint.cursor == Cursor(1, 0, 0, 0)
     assert cut.report["variants"][0]["final_loss"]["total"] is None
     assert cut.report["stages"][0]["shape"] == [24, 32] and len(cut.report["stages"]) == 1
+
+
+def test_convolution_direct_makes_no_winograd_kernels(vgg_params):
+    from jaxstyle.pipeline import prepare
+    auto = prepare(validate({**BASE, "size": 64}), vgg_params)
+    direct = prepare(validate({**BASE, "size": 64, "convolution": "direct"}), vgg_params)
+    assert [n for n, layer in auto.params.items() if "winograd" in layer] == [
+        "conv3_2", "conv3_3", "conv3_4", "conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv5_1"]
+    assert not any("winograd" in layer for layer in direct.params.values())
+    assert auto.estimates[0] - direct.estimates[0] == WINOGRAD_BYTES

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLES, PHOTOS
-from helpers import np_conv3x3_adjoints, np_layer_names, np_vgg19
+from helpers import np_conv3x3, np_conv3x3_adjoints, np_layer_names, np_vgg19
 from jaxstyle import CONV_NAMES, ConfigError, vgg19_features
 from jaxstyle.images import load_image
 from jaxstyle.vgg import min_image_side
@@ -30,6 +30,68 @@ def test_all_layers_match_float64_numpy(vgg_params, small_image, pooling):
         rel = np.linalg.norm(g - r) / np.linalg.norm(r)
         assert rel < 1e-5, (name, rel)
         assert (g >= 0).all()  # rectified responses (Caffe's in-place ReLU)
+
+
+def test_winograd_layers_match_float64_numpy(vgg_params):
+    # prepare_kernels gives conv3_2 .. conv4_4 of a 56 x 64 image (maps of 14 x 16 and 7 x 8
+    # positions) the Winograd path; every layer, and the gradient's use of it, must keep the bounds.
+    from jaxstyle.vgg import prepare_kernels, winograd_layers
+    image = load_image(EXAMPLES / "home.jpg", shape=(56, 64))
+    layers = np_layer_names()
+    assert winograd_layers(56, 64, layers) == ["conv3_2", "conv3_3", "conv3_4", "conv4_1", "conv4_2", "conv4_3",
+                                               "conv4_4"]
+    ref = np_vgg19(vgg_params, image)
+    got = jax.jit(lambda p, x: vgg19_features(p, x, layers))(prepare_kernels(vgg_params, layers), image)
+    for name, r in ref.items():
+        g = np.asarray(got[name], np.float64)
+        assert g.shape == r.shape and np.linalg.norm(g - r) / np.linalg.norm(r) < 1e-5, name
+
+
+def test_winograd_table():
+    from jaxstyle.vgg import winograd_layers, winograd_pays
+    assert winograd_pays(8, 6, 256) and winograd_pays(64, 48, 512) and winograd_pays(1, 48, 512)
+    assert not winograd_pays(8, 5, 512) and not winograd_pays(64, 49, 512) and not winograd_pays(32, 24, 128)
+    # The default 512 px stage of a 4:3 photograph: conv4_x at 64 x 48 and conv5_1 at 32 x 24 take it,
+    # conv3_x at 128 x 96 does not; at 256 px and at 128 px (conv5_1 at 8 x 6) conv3_2 .. conv5_1.
+    deep = ["conv4_2", "conv5_1"]
+    assert winograd_layers(384, 512, deep) == ["conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv5_1"]
+    assert winograd_layers(192, 256, deep) == ["conv3_2", "conv3_3", "conv3_4", "conv4_1", "conv4_2", "conv4_3",
+                                               "conv4_4", "conv5_1"]
+    assert winograd_layers(96, 128, deep) == winograd_layers(192, 256, deep)
+    assert winograd_layers(192, 256, ["conv3_1"]) == []
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (1, 3), (3, 1), (2, 3), (3, 3), (4, 6), (5, 7)])
+def test_winograd_convolution_matches_numpy(hw):
+    # F(2 x 2, 3 x 3) against the nine shifted float64 products: values, input gradients and the
+    # kernel gradient, odd and even sides from 1 px, in a batch and alone, under jit, vmap and
+    # lax.cond. An odd side runs on one more zero row or column, which must not leak in.
+    import jax.numpy as jnp
+    from jaxstyle.vgg import _conv_winograd, winograd_kernels
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, *hw, 4)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 4, 6)).astype(np.float32)
+    r = rng.standard_normal((2, *hw, 6)).astype(np.float32)
+    zero = np.zeros(6)
+    want = np.stack([np_conv3x3(x[i].astype(np.float64), k.astype(np.float64), zero) for i in range(2)])
+    per_image = [np_conv3x3_adjoints(x[i].astype(np.float64), k.astype(np.float64), r[i].astype(np.float64))
+                 for i in range(2)]
+    want_dx, want_dk = np.stack([d for d, _ in per_image]), sum(dk for _, dk in per_image)
+    u = winograd_kernels(jnp.asarray(k))
+    conv = lambda x, k: _conv_winograd(x, k, u)  # noqa: E731
+    grad = jax.grad(lambda x, k: jnp.sum(conv(x, k) * r), argnums=(0, 1))
+    in_cond = lambda x, k: jax.lax.cond(x.sum() > -1e9, grad, lambda x, k: (x, k), x, k)  # noqa: E731
+    for fun in (grad, in_cond):
+        dx, dk = jax.jit(fun)(x, k)
+        np.testing.assert_allclose(dx, want_dx, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(dk, want_dk, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(jax.jit(conv)(x, k), want, rtol=1e-5, atol=1e-4)
+    # One image at a time through vmap (a batch of one each), and its input gradient there.
+    one = jax.vmap(lambda xi, ri: (conv(xi[None], k)[0], jax.grad(lambda z: jnp.sum(conv(z[None], k)[0] * ri))(xi)))
+    y, dx = jax.jit(one)(x, r)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-5, atol=1e-4)
 
 
 def test_batch_matches_single_and_shapes(vgg_params, small_image):
