@@ -555,6 +555,9 @@ class Config:
                                          "layer -> w_l of Eq. 5 (0 switches a layer off); a plain list means "
                                          "equal weights summing to 1", "`conv1_1`..`conv5_1`: 0.2 each")
     pooling: str = key("avg", choice("avg", "max"), "`avg` (paper) or `max`")
+    padding: str = key("zero", choice("zero", "reflect", "replicate"),
+                       "every convolution's padding: `zero` (VGG's own), `reflect` (the edge mirrored) or "
+                       "`replicate` (the edge repeated), docs/quality.md")
     init: str = key("noise", path("noise, content, style or an image path"),
                     "`noise` (see `noise`), `content`, `style`, or an image path")
     noise: str = key("normal", choice(*NOISE_DISTRIBUTIONS),

@@ -25,7 +25,8 @@ from .variants import Variant, variant_labels
 def yardstick(cfg: Config, params, images: np.ndarray, photos: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """``{"content", "style"}``, ``(V,)`` each: Eq. 1 and Eq. 4 (both mean-normalised, Gram style)
     of ``(V, H, W, 3)`` images against the config's photograph and artwork(s), with its layers and
-    weights. ``photos``: ``(V, H, W, 3)``, each image's own photograph (a clip's frames)."""
+    weights. ``photos``: ``(V, H, W, 3)``, each image's own photograph (a clip's frames). The
+    network is VGG's own (zero padding) whatever the run's ``padding``, so yardsticks compare."""
     objective = Objective(tuple(cfg.content_layers), tuple(cfg.style_layers), cfg.pooling, losses="mean")
     inputs = prepare_images(cfg, objective.layers, shape=images.shape[1:3], frames=photos)
     styles = [jnp.asarray(s) for s in inputs.styles]

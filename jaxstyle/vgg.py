@@ -13,6 +13,7 @@ hold ``"flipped"``, its input gradient's kernel made once (:func:`with_flipped_k
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Iterable, Mapping, Sequence
 
 import jax
@@ -89,37 +90,60 @@ def preprocess(images: jax.Array) -> jax.Array:
     return images[..., ::-1] * 255.0 - mean
 
 
+#: The ``padding`` modes: VGG's zeros, or the edge mirrored (``reflect``) or repeated (``replicate``).
+PADDINGS = ("zero", "reflect", "replicate")
+
+
+def pad_edges(x: jax.Array, padding: str, width: int = 1) -> jax.Array:
+    """``(..., H, W, C)`` padded by ``width`` on each side of H and W in the given mode; ``reflect``
+    mirrors about the edge pixel (as numpy's ``reflect``), and on a side of one pixel repeats it."""
+    if padding not in PADDINGS:
+        raise ConfigError(f"padding must be one of {', '.join(PADDINGS)}, not {padding!r}")
+    widths = [(0, 0)] * (x.ndim - 3) + [(width, width), (width, width), (0, 0)]
+    if padding == "zero":
+        return jnp.pad(x, widths)
+    if padding == "reflect" and min(x.shape[-3:-1]) > width:
+        return jnp.pad(x, widths, mode="reflect")
+    return jnp.pad(x, widths, mode="edge")
+
+
 def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array, flipped: jax.Array | None = None,
-            winograd: jax.Array | None = None) -> jax.Array:
-    """3x3 convolution, stride 1, zero padding 1 (VGG's and Caffe's convention), plus bias.
+            winograd: jax.Array | None = None, padding: str = "zero") -> jax.Array:
+    """3x3 convolution, stride 1, padding 1 (VGG's and Caffe's zeros by default), plus bias.
 
     ``x`` is ``(N, H, W, Cin)``, ``kernel`` ``(3, 3, Cin, Cout)``, ``bias`` ``(Cout,)``; returns
     ``(N, H, W, Cout)``. NHWC activations throughout, so no layout transposes appear between layers.
     ``flipped``: the kernel of the input gradient, ``(3, 3, Cout, Cin)``, when made beforehand
     (:func:`with_flipped_kernels`); otherwise it is made from ``kernel`` here. ``winograd``: the
-    layer's Winograd kernel ``(16, Cin, Cout)`` (:func:`prepare_kernels`); when given, maps that :func:`winograd_pays` for are computed by :func:`winograd_conv` instead
-    (the same sum in fewer products).
+    layer's Winograd kernel ``(16, Cin, Cout)`` (:func:`prepare_kernels`); when given, maps that
+    :func:`winograd_pays` for are computed by :func:`winograd_conv` instead (the same sum in fewer
+    products). ``padding``: one of :data:`PADDINGS`; ``reflect`` and ``replicate`` pad explicitly
+    (:func:`pad_edges`) before a convolution without padding, so the gradient flows through the pad
+    back to the edge pixels.
     """
     kernel = kernel.astype(x.dtype)
     h, w = x.shape[-3:-1]
+    same = padding == "zero"  # the convolution pads with zeros itself (today's network, exactly)
     if h * w < 9:
-        return _conv_tiny(x, kernel) + bias.astype(x.dtype)
+        return _conv_tiny(x, kernel, padding) + bias.astype(x.dtype)
+    xp = x if same else pad_edges(x, padding)
+    pad = 1 if same else 0
     if winograd is not None and winograd_pays(h, w, x.shape[-1]):
-        return _conv_winograd(x, kernel, winograd.astype(x.dtype)) + bias.astype(x.dtype)
+        return _conv_winograd(xp, kernel, winograd.astype(x.dtype), pad) + bias.astype(x.dtype)
     flipped = flip_kernel(kernel) if flipped is None else flipped.astype(x.dtype)
-    return _conv(x, kernel, flipped) + bias.astype(x.dtype)
+    return _conv(xp, kernel, flipped, pad) + bias.astype(x.dtype)
 
 
-def _conv_tiny(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def _conv_tiny(x: jax.Array, kernel: jax.Array, padding: str = "zero") -> jax.Array:
     """:func:`conv3x3` without its bias for responses of fewer than 9 positions, as one matrix
-    product of the nine shifted copies of ``x`` (zero-padded) side by side.
+    product of the nine shifted copies of ``x`` (padded) side by side.
 
     XLA swaps a convolution's operands when the input has fewer positions than the 3 x 3 window
     (conv5_1 of an image under 48 px), and its CPU backend then takes a generic path that cost as
     much as the rest of the network (docs/performance.md); the product is the same sum.
     """
     h, w, c = x.shape[-3:]
-    padded = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)])
+    padded = pad_edges(x, padding)
     shifted = [padded[..., dy:dy + h, dx:dx + w, :] for dy in range(3) for dx in range(3)]
     return jnp.concatenate(shifted, axis=-1) @ kernel.reshape(9 * c, -1)
 
@@ -233,8 +257,10 @@ def winograd_conv(x: jax.Array, u: jax.Array, transposed: bool = False) -> jax.A
     return winograd_valid(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), u, transposed)
 
 
-def _conv_hwio(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding=((1, 1), (1, 1)),
+def _conv_hwio(x: jax.Array, kernel: jax.Array, pad: int = 1) -> jax.Array:
+    """The 3x3 convolution with ``pad`` zeros on each side: 1 keeps the size, 0 pads nothing (the
+    input was padded already), 2 is the full convolution (a valid one's input gradient)."""
+    return jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
@@ -245,36 +271,43 @@ def _conv_hwio(x: jax.Array, kernel: jax.Array) -> jax.Array:
 # 10 times slower (jax 0.10.2; a whole loss-and-gradient at 64 to 384 px took 1.4 to 4.4 times as
 # long in a fori_loop). Written out as an ordinary HWIO convolution of the flipped, channel-swapped
 # kernel it is fast everywhere. Other backends keep JAX's own transpose (lax.platform_dependent
-# picks one when the program is lowered).
-@jax.custom_vjp
-def _conv(x: jax.Array, kernel: jax.Array, flipped: jax.Array) -> jax.Array:
-    return _conv_hwio(x, kernel)
+# picks one when the program is lowered). ``pad`` (1 or 0, static) is the convolution's own zero
+# padding; its transpose pads the cotangent by 2 - pad.
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _conv(x: jax.Array, kernel: jax.Array, flipped: jax.Array, pad: int = 1) -> jax.Array:
+    return _conv_hwio(x, kernel, pad)
 
 
-def _conv_fwd(x, kernel, flipped):
-    return _conv_hwio(x, kernel), (x, kernel, flipped)
+def _conv_fwd(x, kernel, flipped, pad):
+    return _conv_hwio(x, kernel, pad), (x, kernel, flipped)
 
 
-def _input_grad_flipped(g: jax.Array, kernel: jax.Array, flipped: jax.Array) -> jax.Array:
-    """Transpose of :func:`_conv_hwio` in its input: the same convolution of the cotangent with
-    the flipped kernel (padding 1 again)."""
-    return _conv_hwio(g, flipped)
+def _input_grad_flipped(g: jax.Array, kernel: jax.Array, flipped: jax.Array, pad: int = 1) -> jax.Array:
+    """Transpose of :func:`_conv_hwio` in its input: the convolution of the cotangent with the
+    flipped kernel, padded by 2 - pad (1 again for a convolution that keeps the size)."""
+    return _conv_hwio(g, flipped, 2 - pad)
 
 
-def _input_grad_jax(g: jax.Array, kernel: jax.Array, flipped: jax.Array) -> jax.Array:
+def _input_grad_jax(g: jax.Array, kernel: jax.Array, flipped: jax.Array, pad: int = 1) -> jax.Array:
     """The same transpose as JAX derives it (used off CPU)."""
-    x_shape = jax.ShapeDtypeStruct(g.shape[:-1] + (kernel.shape[2],), g.dtype)
-    return jax.linear_transpose(lambda z: _conv_hwio(z, kernel), x_shape)(g)[0]
+    grow = 2 - 2 * pad  # an unpadded convolution's input is 2 px larger than its output
+    x_shape = jax.ShapeDtypeStruct((*g.shape[:-3], g.shape[-3] + grow, g.shape[-2] + grow, kernel.shape[2]),
+                                   g.dtype)
+    return jax.linear_transpose(lambda z: _conv_hwio(z, kernel, pad), x_shape)(g)[0]
 
 
-def _conv_bwd(residuals, g):
-    x, kernel, flipped = residuals
-    dx = jax.lax.platform_dependent(g, kernel, flipped, cpu=_input_grad_flipped, default=_input_grad_jax)
+def _kernel_grad(x: jax.Array, kernel: jax.Array, g: jax.Array, pad: int) -> jax.Array:
     # The kernel's gradient (for experiments on the weights); XLA removes it when unused. A linear
-    # transpose, unlike jax.vjp, traces no forward convolution to throw away. The output does not
-    # depend on ``flipped`` (a copy of the kernel's values): its cotangent is zero.
-    dk = jax.linear_transpose(lambda k: _conv_hwio(x, k), kernel)(g)[0]
-    return dx, dk, jnp.zeros_like(flipped)
+    # transpose, unlike jax.vjp, traces no forward convolution to throw away.
+    return jax.linear_transpose(lambda k: _conv_hwio(x, k, pad), kernel)(g)[0]
+
+
+def _conv_bwd(pad, residuals, g):
+    x, kernel, flipped = residuals
+    dx = jax.lax.platform_dependent(g, kernel, flipped, cpu=partial(_input_grad_flipped, pad=pad),
+                                    default=partial(_input_grad_jax, pad=pad))
+    # The output does not depend on ``flipped`` (a copy of the kernel's values): its cotangent is zero.
+    return dx, _kernel_grad(x, kernel, g, pad), jnp.zeros_like(flipped)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -282,19 +315,19 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 
 # The Winograd path's gradients: the input gradient is the same convolution of the cotangent with
 # the flipped kernel (read from the same transformed kernel), the kernel gradient that of ``_conv``.
-@jax.custom_vjp
-def _conv_winograd(x: jax.Array, kernel: jax.Array, u: jax.Array) -> jax.Array:
-    return winograd_conv(x, u)
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _conv_winograd(x: jax.Array, kernel: jax.Array, u: jax.Array, pad: int = 1) -> jax.Array:
+    return winograd_valid(jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))), u)
 
 
-def _conv_winograd_fwd(x, kernel, u):
-    return winograd_conv(x, u), (x, kernel, u)
+def _conv_winograd_fwd(x, kernel, u, pad):
+    return winograd_valid(jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))), u), (x, kernel, u)
 
 
-def _conv_winograd_bwd(residuals, g):
+def _conv_winograd_bwd(pad, residuals, g):
     x, kernel, u = residuals
-    dk = jax.linear_transpose(lambda k: _conv_hwio(x, k), kernel)(g)[0]
-    return winograd_conv(g, u, transposed=True), dk, jnp.zeros_like(u)
+    dx = winograd_valid(jnp.pad(g, ((0, 0), (2 - pad, 2 - pad), (2 - pad, 2 - pad), (0, 0))), u, transposed=True)
+    return dx, _kernel_grad(x, kernel, g, pad), jnp.zeros_like(u)
 
 
 _conv_winograd.defvjp(_conv_winograd_fwd, _conv_winograd_bwd)
@@ -319,6 +352,7 @@ def vgg19_features(
     layers: Sequence[str],
     pooling: str = "avg",
     remat: bool = False,
+    padding: str = "zero",
 ) -> dict[str, jax.Array]:
     """VGG-19 responses of ``images`` at the requested layers (Gatys et al. 2016, section 2).
 
@@ -330,6 +364,7 @@ def vgg19_features(
       pooling: ``"avg"`` (the paper's choice) or ``"max"`` (the original network's).
       remat: wrap each block in ``jax.checkpoint``, so that a gradient keeps only the blocks'
         inputs and the requested responses and recomputes the rest (less memory, more compute).
+      padding: every convolution's padding, one of :data:`PADDINGS` (``"zero"``: VGG's own).
 
     Returns:
       ``{name: responses}``, each ``(h, w, C)`` or ``(N, h, w, C)`` to match ``images``. No layer
@@ -341,6 +376,8 @@ def vgg19_features(
     """
     if pooling not in ("avg", "max"):
         raise ConfigError(f"pooling must be 'avg' or 'max', not '{pooling}'")
+    if padding not in PADDINGS:
+        raise ConfigError(f"padding must be one of {', '.join(PADDINGS)}, not {padding!r}")
     wanted = set(layers)
     check_layers(wanted)
     if not wanted:
@@ -366,7 +403,7 @@ def vgg19_features(
             for name in block:
                 x = pool2x2(x, pooling) if name.startswith("pool") else \
                     jax.nn.relu(conv3x3(x, p[name]["kernel"], p[name]["bias"], p[name].get("flipped"),
-                                        p[name].get("winograd")))
+                                        p[name].get("winograd"), padding))
                 if name in wanted:
                     kept[name] = x
             return x, kept

@@ -220,3 +220,68 @@ def test_no_convolution_has_fewer_positions_than_its_window(vgg_params):
     convs = [line for line in text.splitlines() if "stablehlo.convolution" in line]
     inputs = [tuple(int(d) for d in re.search(r"\(tensor<(\d+)x(\d+)x(\d+)x", line).groups()) for line in convs]
     assert len(convs) == 2 * 12 and min(h * w for _, h, w in inputs) == 4 * 5, inputs  # conv5_1 is the 13th
+
+
+def _np_padded_conv(x: np.ndarray, k: np.ndarray, padding: str) -> np.ndarray:
+    """(H, W, Cin) -> (H, W, Cout) in float64: numpy's own pad (reflect, edge), then the nine shifted
+    products without padding."""
+    h, w, _ = x.shape
+    mode = {"reflect": "reflect", "replicate": "edge"}[padding]
+    if mode == "reflect" and min(h, w) == 1:
+        mode = "edge"  # a 1 px side has nothing to mirror: the pixel repeats
+    xp = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode=mode)
+    return sum(xp[dy:dy + h, dx:dx + w] @ k[dy, dx] for dy in range(3) for dx in range(3))
+
+
+@pytest.mark.parametrize("padding", ["reflect", "replicate"])
+@pytest.mark.parametrize("hw", [(1, 1), (1, 4), (2, 3), (3, 3), (4, 5), (9, 6)])
+def test_padding_modes_match_numpy_values_and_input_gradients(padding, hw):
+    # Values against numpy's pad; input gradients against the transpose of the whole linear map
+    # x -> conv(pad(x)), built in float64 from its responses to every basis image. The 9 x 6 case
+    # with 256 input channels also goes through the Winograd path (54 positions); the others
+    # through XLA's convolution (9 or more positions) or the product of shifted copies.
+    import jax.numpy as jnp
+    from jaxstyle.vgg import conv3x3, winograd_kernels, winograd_pays
+
+    cin = 256 if hw == (9, 6) else 3
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, *hw, cin)).astype(np.float32)
+    k = (rng.standard_normal((3, 3, cin, 4)) / np.sqrt(9 * cin)).astype(np.float32)
+    b = np.zeros(4, np.float32)
+    r = rng.standard_normal((2, *hw, 4)).astype(np.float32)
+    k64 = k.astype(np.float64)
+    want = np.stack([_np_padded_conv(x[i].astype(np.float64), k64, padding) for i in range(2)])
+    if cin == 3:  # the map's matrix, one column per input element (small inputs only)
+        n = int(np.prod(x.shape[1:]))
+        cols = [_np_padded_conv(e.reshape(x.shape[1:]), k64, padding).ravel() for e in np.eye(n)]
+        matrix = np.stack(cols, axis=1)
+        want_dx = np.stack([(matrix.T @ r[i].astype(np.float64).ravel()).reshape(x.shape[1:]) for i in range(2)])
+    wg = winograd_kernels(jnp.asarray(k)) if cin == 256 else None
+    assert (wg is not None) == (cin == 256 and winograd_pays(*hw, cin))
+    conv = jax.jit(lambda x: conv3x3(x, k, b, None, wg, padding))
+    np.testing.assert_allclose(conv(x), want, rtol=1e-5, atol=1e-4)
+    dx = jax.jit(jax.grad(lambda x: jnp.sum(conv3x3(x, k, b, None, wg, padding) * r)))(x)
+    if cin == 3:
+        np.testing.assert_allclose(dx, want_dx, rtol=1e-5, atol=1e-4)
+    else:  # too large for the matrix: the direct path's gradient (checked above) must agree
+        ref = jax.jit(jax.grad(lambda x: jnp.sum(conv3x3(x, k, b, None, None, padding) * r)))(x)
+        np.testing.assert_allclose(dx, ref, rtol=1e-5, atol=1e-4)
+        # ... and the direct path's against finite differences of numpy's values along one direction.
+        v = rng.standard_normal(x.shape)
+        eps = 1e-3
+        fd = sum(np.sum((_np_padded_conv(x[i] + eps * v[i], k64, padding)
+                         - _np_padded_conv(x[i] - eps * v[i], k64, padding)) * r[i]) for i in range(2)) / (2 * eps)
+        assert abs(np.vdot(np.asarray(ref, np.float64), v) - fd) < 1e-4 * abs(fd)
+
+
+def test_padding_zero_is_vgg_own_network_and_others_differ_at_the_edges_only(vgg_params):
+    image = load_image(EXAMPLES / "home.jpg", shape=(40, 48))
+    zero = vgg19_features(vgg_params, image, ["conv1_2"])["conv1_2"]
+    np.testing.assert_array_equal(zero, vgg19_features(vgg_params, image, ["conv1_2"], padding="zero")["conv1_2"])
+    for padding in ("reflect", "replicate"):
+        other = np.asarray(vgg19_features(vgg_params, image, ["conv1_2"], padding=padding)["conv1_2"])
+        diff = np.abs(other - np.asarray(zero)).max(axis=-1)
+        assert diff[2:-2, 2:-2].max() < 1e-3 * np.abs(zero).max()  # two 3x3 layers reach 2 px in
+        assert diff[0].max() > 1.0 and diff[:, -1].max() > 1.0
+    with pytest.raises(ConfigError, match="padding"):
+        vgg19_features(vgg_params, image, ["conv1_1"], padding="wrap")
