@@ -144,13 +144,11 @@ def torch_objective(cfg, params, content: np.ndarray, style: np.ndarray):
     return loss, nchw(content)
 
 
-def torch_lbfgs(cfg, params, content, style, iterations: int) -> dict:
-    """``torch.optim.LBFGS`` from the photograph: seconds per iteration, evaluations, losses."""
+def torch_lbfgs_step(loss_fn, x, iterations: int) -> int:
+    """``iterations`` of ``torch.optim.LBFGS`` on ``x`` in place (history 100, tolerances -1, no line
+    search): one ``step``. Returns the evaluations it made."""
     import torch
 
-    loss_fn, x0 = torch_objective(cfg, params, content, style)
-    x = x0.clone().requires_grad_(True)
-    first = float(loss_fn(x).detach())  # warm-up (allocations), and the loss both sides start from
     opt = torch.optim.LBFGS([x], lr=1, max_iter=iterations, history_size=100, tolerance_grad=-1,
                             tolerance_change=-1, line_search_fn=None)
     calls = [0]
@@ -161,13 +159,23 @@ def torch_lbfgs(cfg, params, content, style, iterations: int) -> dict:
         value = loss_fn(x)
         value.backward()
         return value
-
-    t0 = time.perf_counter()
     opt.step(closure)
+    return calls[0]
+
+
+def torch_lbfgs(cfg, params, content, style, iterations: int) -> dict:
+    """``torch.optim.LBFGS`` from the photograph: seconds per iteration, evaluations, losses."""
+    import torch
+
+    loss_fn, x0 = torch_objective(cfg, params, content, style)
+    x = x0.clone().requires_grad_(True)
+    first = float(loss_fn(x).detach())  # warm-up (allocations), and the loss both sides start from
+    t0 = time.perf_counter()
+    calls = torch_lbfgs_step(loss_fn, x, iterations)
     seconds = time.perf_counter() - t0
     with torch.no_grad():
         last = float(loss_fn(x))
-    return {"s": seconds, "s_per_iteration": seconds / iterations, "evaluations": calls[0],
+    return {"s": seconds, "s_per_iteration": seconds / iterations, "evaluations": calls,
             "first_loss": first, "final_loss": last}
 
 
@@ -183,28 +191,18 @@ def torch_schedule(cfg) -> dict:
     layers = Objective(tuple(cfg.content_layers), tuple(cfg.style_layers)).layers
     final = prepare_images(cfg, layers)
     stages = plan_stages(final.content.shape[:2], cfg)
-    x, calls, t0 = None, [0], time.perf_counter()
+    x, calls, t0 = None, 0, time.perf_counter()
     for stage in stages:
         inputs = prepare_images(cfg, layers, shape=stage.shape)
         start = start_images(cfg, expand_variants(cfg)[:1], inputs) if x is None else \
             upsample(x.detach().numpy().transpose(0, 2, 3, 1), stage.shape, cfg.upsample)
         loss_fn, _ = torch_objective(cfg, params, np.asarray(inputs.content), np.asarray(inputs.styles[0]))
         x = torch.from_numpy(np.ascontiguousarray(np.asarray(start, np.float32).transpose(0, 3, 1, 2)))
-        x.requires_grad_(True)
-        opt = torch.optim.LBFGS([x], lr=1, max_iter=stage.iterations, history_size=100, tolerance_grad=-1,
-                                tolerance_change=-1, line_search_fn=None)
-
-        def closure():
-            calls[0] += 1
-            opt.zero_grad()
-            value = loss_fn(x)
-            value.backward()
-            return value
-        opt.step(closure)
+        calls += torch_lbfgs_step(loss_fn, x.requires_grad_(True), stage.iterations)
     seconds = time.perf_counter() - t0
     with torch.no_grad():
         last = float(loss_fn(x))
-    return {"s": seconds, "evaluations": calls[0], "final_loss": last,
+    return {"s": seconds, "evaluations": calls, "final_loss": last,
             "stages": [[*s.shape, s.iterations] for s in stages]}
 
 
