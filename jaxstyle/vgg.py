@@ -254,7 +254,7 @@ def winograd_valid(x: jax.Array, u: jax.Array, transposed: bool = False) -> jax.
 
 def winograd_conv(x: jax.Array, u: jax.Array, transposed: bool = False) -> jax.Array:
     """:func:`conv3x3`'s convolution (zero padding 1, no bias) by :func:`winograd_valid`."""
-    return winograd_valid(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), u, transposed)
+    return _winograd_padded(x, u, 1, transposed)
 
 
 def _conv_hwio(x: jax.Array, kernel: jax.Array, pad: int = 1) -> jax.Array:
@@ -315,19 +315,23 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 
 # The Winograd path's gradients: the input gradient is the same convolution of the cotangent with
 # the flipped kernel (read from the same transformed kernel), the kernel gradient that of ``_conv``.
+def _winograd_padded(x: jax.Array, u: jax.Array, pad: int, transposed: bool = False) -> jax.Array:
+    """:func:`winograd_valid` of ``x`` with ``pad`` zeros on each side (as :func:`_conv_hwio`)."""
+    return winograd_valid(jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))), u, transposed)
+
+
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _conv_winograd(x: jax.Array, kernel: jax.Array, u: jax.Array, pad: int = 1) -> jax.Array:
-    return winograd_valid(jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))), u)
+    return _winograd_padded(x, u, pad)
 
 
 def _conv_winograd_fwd(x, kernel, u, pad):
-    return winograd_valid(jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))), u), (x, kernel, u)
+    return _winograd_padded(x, u, pad), (x, kernel, u)
 
 
 def _conv_winograd_bwd(pad, residuals, g):
     x, kernel, u = residuals
-    dx = winograd_valid(jnp.pad(g, ((0, 0), (2 - pad, 2 - pad), (2 - pad, 2 - pad), (0, 0))), u, transposed=True)
-    return dx, _kernel_grad(x, kernel, g, pad), jnp.zeros_like(u)
+    return _winograd_padded(g, u, 2 - pad, transposed=True), _kernel_grad(x, kernel, g, pad), jnp.zeros_like(u)
 
 
 _conv_winograd.defvjp(_conv_winograd_fwd, _conv_winograd_bwd)
