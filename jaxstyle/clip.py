@@ -41,7 +41,7 @@ from .config import Config
 from .flow import clip_flows, consistency, dis_flow, require_flow, warp_batch, warping_error, warping_pairs
 from .inputs import finish_images, style_trims, trim_lines, trim_report
 from .memory import available_bytes, require_fits
-from .pipeline import FrameBatch, RunResult, run_plan, uses_winograd
+from .pipeline import FrameBatch, RunResult, run_plan, run_winograd_layers
 from .plan import plan_stages, stage_peak_bytes, stage_work
 from .progress import Watchers, lines
 from .report import build_report, json_float
@@ -149,7 +149,7 @@ def chunk_frames(cfg: Config, frames: int, variants: int, shape: tuple[int, int]
         return min(cfg.video.chunk_frames, frames)
     stages = plan_stages(shape, cfg)
     history = cfg.optimizer.options.get("history_size", 0)
-    winograd = uses_winograd(cfg)
+    winograd = bool(run_winograd_layers(cfg, stages, layers))
     need = lambda k: max(stage_peak_bytes(s, k * variants, layers, history, winograd)  # noqa: E731
                          for s in stages)
     have = available_bytes() if cfg.memory_check else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +31,7 @@ from .progress import Tick, Watchers, lines
 from .report import build_report, json_float
 from .solvers import Solver
 from .variants import Variant, batch_weights, expand_variants, objective_for, split_over_devices
-from .vgg import prepare_kernels, winograd_layers
+from .vgg import CONV_NAMES, prepare_kernels, winograd_layers
 from .weights import load_vgg19
 
 Log = Callable[[str], None]
@@ -167,6 +167,15 @@ def uses_winograd(cfg: Config) -> bool:
     return cfg.convolution == "auto" and jax.default_backend() == "cpu"
 
 
+def run_winograd_layers(cfg: Config, stages: Sequence[Stage], layers: Sequence[str]) -> list[str]:
+    """The convolutions that take the Winograd path at some stage's (tile) size: the only ones
+    whose Winograd kernels a run makes (none where :func:`uses_winograd` is false)."""
+    if not uses_winograd(cfg):
+        return []
+    used = set().union(*(winograd_layers(*s.tile, layers) for s in stages))
+    return [name for name in CONV_NAMES if name in used]
+
+
 def prepare(cfg: Config, params=None, variants: list[Variant] | None = None, frames: FrameBatch | None = None,
             cache: dict | None = None) -> Setup:
     """Variants, objective, images, the plan and its memory check, the network, the solver.
@@ -183,7 +192,8 @@ def prepare(cfg: Config, params=None, variants: list[Variant] | None = None, fra
     if frames is not None and frames.iterations is not None:
         stages = [dataclasses.replace(stages[-1], iterations=frames.iterations)]
     history = cfg.optimizer.options.get("history_size", 0)
-    estimates = [stage_peak_bytes(s, len(variants), objective.layers, history, uses_winograd(cfg)) for s in stages]
+    winograd = run_winograd_layers(cfg, stages, objective.layers)
+    estimates = [stage_peak_bytes(s, len(variants), objective.layers, history, bool(winograd)) for s in stages]
     if cfg.memory_check:
         worst = stages[int(np.argmax(estimates))]
         require_fits(max(estimates), f"{len(variants)} variant(s) at {worst.shape[1]}x{worst.shape[0]} px"
@@ -191,7 +201,7 @@ def prepare(cfg: Config, params=None, variants: list[Variant] | None = None, fra
     # The input gradient's kernels, and the Winograd forms where they pay, are made once here, not in
     # every evaluation (docs/performance.md). Off a CPU the device's own convolutions are faster.
     params = prepare_kernels(load_vgg19(cfg.weights) if params is None else params, objective.layers,
-                             winograd=uses_winograd(cfg))
+                             winograd=winograd)
     o = cfg.optimizer
     solver = Solver(objective, o.name, o.iterations, o.tol, tuple(sorted(o.options.items())))
     return Setup(cfg, variants, padded, objective, params, batch_weights(padded, objective), solver,

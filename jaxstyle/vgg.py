@@ -167,21 +167,25 @@ def with_flipped_kernels(params: Mapping[str, Mapping[str, jax.Array]],
 
 
 def prepare_kernels(params: Mapping[str, Mapping[str, jax.Array]], layers: Sequence[str] = LAYER_NAMES,
-                    winograd: bool = True) -> dict[str, dict[str, jax.Array]]:
+                    winograd: bool | Iterable[str] = True) -> dict[str, dict[str, jax.Array]]:
     """``params`` with what every convolution up to the deepest of ``layers`` computes from its fixed
     kernel, made once per run instead of in every evaluation: ``"flipped"`` (:func:`flip_kernel`)
-    and, with ``winograd`` and for layers of at least :data:`WINOGRAD_MIN_CHANNELS` input channels,
-    ``"winograd"`` (:func:`winograd_kernels`, which serves the input gradient too). Deeper layers
-    and the caller's dict are left as they are.
+    and ``"winograd"`` (:func:`winograd_kernels`, which serves the input gradient too) for the layers
+    named in ``winograd`` (a run passes those its stages' sizes send through the path:
+    :func:`winograd_layers`), or with ``True`` for every layer of at least
+    :data:`WINOGRAD_MIN_CHANNELS` input channels. Deeper layers and the caller's dict are left as
+    they are.
     """
     upto = max((layer_index(l) for l in layers), default=-1)
+    chosen = {n for n, cin, _ in LAYERS if cin >= WINOGRAD_MIN_CHANNELS} if winograd is True else \
+        set(winograd or ())
     out = {}
     for name, layer in params.items():
         layer = dict(layer)
         if name in _INDEX and _INDEX[name] <= upto:
             kernel = jnp.asarray(layer["kernel"])
             layer["flipped"] = flip_kernel(kernel)
-            if winograd and kernel.shape[2] >= WINOGRAD_MIN_CHANNELS:
+            if name in chosen and kernel.shape[2] >= WINOGRAD_MIN_CHANNELS:
                 layer["winograd"] = winograd_kernels(kernel)
         out[name] = layer
     return out
@@ -202,8 +206,9 @@ def winograd_pays(height: int, width: int, channels: int) -> bool:
     """Whether :func:`winograd_conv` beats XLA:CPU's convolution for a map of this size: a fixed table
     measured on the project's CPU (docs/performance.md). The 16 products' efficiency falls behind the
     direct convolution's as maps grow (the transforms move data, the direct convolution is compute
-    bound), and at a few positions the transforms' fixed costs dominate."""
-    return channels >= WINOGRAD_MIN_CHANNELS and 48 <= height * width <= 64 * 48
+    bound); below 100 positions a layer saves too little per iteration to repay the half second the
+    path adds to compiling (at 8 x 8 positions about 1 ms per layer and iteration)."""
+    return channels >= WINOGRAD_MIN_CHANNELS and 100 <= height * width <= 64 * 48
 
 
 def winograd_layers(height: int, width: int, layers: Sequence[str]) -> list[str]:
@@ -211,8 +216,7 @@ def winograd_layers(height: int, width: int, layers: Sequence[str]) -> list[str]
     ``height`` x ``width`` px (when its kernels were made: :func:`prepare_kernels`)."""
     upto = max((layer_index(l) for l in layers), default=-1)
     return [name for name, cin, _ in LAYERS[: upto + 1]
-            if cin and (h := height // layer_stride(name)) * (w := width // layer_stride(name)) >= 9
-            and winograd_pays(h, w, cin)]
+            if cin and winograd_pays(height // layer_stride(name), width // layer_stride(name), cin)]
 
 
 def winograd_kernels(kernel: jax.Array) -> jax.Array:
@@ -222,9 +226,25 @@ def winograd_kernels(kernel: jax.Array) -> jax.Array:
     return jnp.einsum("ai,ijcd,bj->abcd", g, kernel, g).reshape(16, *kernel.shape[2:])
 
 
-def _wg_rows(d: list[jax.Array]) -> list[jax.Array]:
-    """B^T applied along a list of four slices (rows or columns of the 4 x 4 input blocks)."""
-    return [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]
+# B^T and A^T of F(2 x 2, 3 x 3); on a 4 x 4 block flattened row by row the input transform
+# B^T d B is the 16 x 16 matrix kron(B^T, B^T) and the output transform A^T m A the 4 x 16 matrix
+# kron(A^T, A^T). As two constant matrix products (and one gather of the blocks) XLA compiles a layer
+# in about 0.4 s instead of 0.7 s for the same transforms written as 16 add/subtract expressions,
+# each its own fused kernel; both run equally fast (docs/performance.md).
+_WG_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
+_WG_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])
+_WG_B16 = np.kron(_WG_BT, _WG_BT)
+_WG_A16 = np.kron(_WG_AT, _WG_AT)
+# The flipped kernel's transform is the kernel's with block positions 0 and 3 swapped along both axes.
+_WG_FLIP = np.array([4 * a + b for a in (3, 1, 2, 0) for b in (3, 1, 2, 0)])
+
+
+def _wg_blocks(x: jax.Array, axis: int, blocks: int) -> jax.Array:
+    """Overlapping runs of 4 with stride 2 along ``axis``: size 2 * blocks + 2 there becomes
+    ``(blocks, 4)`` (a reshape, two slices and one concatenation: one gather XLA fuses)."""
+    pairs = x.reshape(x.shape[:axis] + (blocks + 1, 2) + x.shape[axis + 1:])
+    return jnp.concatenate([jax.lax.slice_in_dim(pairs, 0, blocks, axis=axis),
+                            jax.lax.slice_in_dim(pairs, 1, blocks + 1, axis=axis)], axis=axis + 1)
 
 
 def winograd_valid(x: jax.Array, u: jax.Array, transposed: bool = False) -> jax.Array:
@@ -236,20 +256,17 @@ def winograd_valid(x: jax.Array, u: jax.Array, transposed: bool = False) -> jax.
 
     The flipped kernel's transform is ``u``'s with positions 0 and 3 swapped along both axes and
     its channels transposed (G times a reversal is G with its first and last rows swapped), so the
-    input gradient needs no second set of kernels: its blocks are read and written in that order.
+    input gradient needs no second set of kernels: its blocks are transformed in that order.
     """
     n, h, w, c = x.shape
-    order = (3, 1, 2, 0) if transposed else (0, 1, 2, 3)
     th, tw = (h - 1) // 2, (w - 1) // 2  # blocks of 2 x 2 outputs covering (h - 2) x (w - 2)
     x = jnp.pad(x, ((0, 0), (0, 2 * th + 2 - h), (0, 2 * tw + 2 - w), (0, 0)))
-    rows = _wg_rows([x[:, a:a + 2 * th:2] for a in range(4)])
-    cols = [_wg_rows([r[:, :, b:b + 2 * tw:2] for b in range(4)]) for r in rows]
-    v = jnp.stack([cols[a][b] for a in order for b in order]).reshape(16, n * th * tw, c)
-    m = jnp.einsum("ktd,kcd->ktc" if transposed else "ktc,kcd->ktd", v, u).reshape(4, 4, n, th, tw, -1)
-    m = [[m[a, b] for b in order] for a in order]  # back to the blocks' own positions (free: views)
-    r = [[m[0][b] + m[1][b] + m[2][b] for b in range(4)], [m[1][b] - m[2][b] - m[3][b] for b in range(4)]]
-    y = jnp.stack([jnp.stack([q[0] + q[1] + q[2], q[1] - q[2] - q[3]], axis=3) for q in r], axis=2)
-    return y.reshape(n, 2 * th, 2 * tw, -1)[:, : h - 2, : w - 2]
+    d = _wg_blocks(_wg_blocks(x, 1, th), 3, tw).transpose(2, 4, 0, 1, 3, 5)  # (4, 4, N, th, tw, Cin)
+    b16, a16 = (_WG_B16[_WG_FLIP], _WG_A16[:, _WG_FLIP]) if transposed else (_WG_B16, _WG_A16)
+    v = jnp.dot(jnp.asarray(b16, x.dtype), d.reshape(16, -1)).reshape(16, n * th * tw, c)
+    m = jnp.einsum("ktd,kcd->ktc" if transposed else "ktc,kcd->ktd", v, u)
+    y = jnp.dot(jnp.asarray(a16, x.dtype), m.reshape(16, -1)).reshape(2, 2, n, th, tw, -1)
+    return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * th, 2 * tw, -1)[:, : h - 2, : w - 2]
 
 
 def winograd_conv(x: jax.Array, u: jax.Array, transposed: bool = False) -> jax.Array:

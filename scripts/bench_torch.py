@@ -217,8 +217,11 @@ def our_schedule(cfg) -> dict:
 
 def schedule_config(args) -> object:
     """The default picture at ``--schedule`` px, one seed, as the command line runs it."""
-    return validate({"content": args.content, "style": args.style, "size": args.schedule, "seeds": [0],
-                     "output": "/nonexistent", "print_every": 0, "convolution": args.convolution})
+    cfg = {"content": args.content, "style": args.style, "size": args.schedule, "seeds": [0],
+           "output": "/nonexistent", "print_every": 0, "convolution": args.convolution}
+    if args.schedule_history:
+        cfg["optimizer"] = {"history_size": args.schedule_history}
+    return validate(cfg)
 
 
 # ---- jaxstyle's side ------------------------------------------------------------------------------
@@ -347,6 +350,8 @@ def main() -> int:
                     help="jaxstyle's convolutions: the run's default (Winograd where its table says) or XLA's only")
     ap.add_argument("--schedule", type=int, default=0, metavar="PX",
                     help="also run the default picture at PX px (its whole coarse-to-fine schedule) on both sides")
+    ap.add_argument("--schedule-history", type=int, default=0,
+                    help="jaxstyle's L-BFGS history in the schedule (default: the config's default)")
     ap.add_argument("--skip-layers", action="store_true")
     ap.add_argument("--json", help="write everything measured here")
     args = ap.parse_args()

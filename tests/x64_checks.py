@@ -25,12 +25,12 @@ from jaxstyle.vgg import prepare_kernels, winograd_layers  # noqa: E402
 assert jax.config.jax_enable_x64, "run with JAX_ENABLE_X64=1"
 f64 = lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), t)
 
-# The kernels as a run prepares them: conv3_2 .. conv3_4 of a 32 x 40 image (8 x 10 positions) take
+# The kernels as a run prepares them: conv3_2 .. conv3_4 of a 40 x 40 image (10 x 10 positions) take
 # the Winograd path, so the gradient and the solver below go through it.
 params = prepare_kernels(f64(jaxstyle.load_vgg19()), ["conv5_1"])
-assert winograd_layers(32, 40, ["conv5_1"]) == ["conv3_2", "conv3_3", "conv3_4"]
-content = jnp.asarray(load_image(EXAMPLES / "home.jpg", shape=(32, 40)), jnp.float64)
-style = jnp.asarray(load_image(EXAMPLES / "starry_night.jpg", shape=(32, 40)), jnp.float64)
+assert winograd_layers(40, 40, ["conv5_1"]) == ["conv3_2", "conv3_3", "conv3_4"]
+content = jnp.asarray(load_image(EXAMPLES / "home.jpg", shape=(40, 40)), jnp.float64)
+style = jnp.asarray(load_image(EXAMPLES / "starry_night.jpg", shape=(40, 40)), jnp.float64)
 obj = Objective(("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), "avg", ("tv",))
 targets = obj.targets(params, content, style)
 w1 = f64(LossWeights(1.0, 10.0, {"conv4_2": 1.0}, {l: 0.2 for l in obj.style_layers}, {"tv": 1e-3}))
