@@ -39,7 +39,7 @@ import numpy as np
 from .checkpoint import Checkpoint
 from .config import Config
 from .flow import clip_flows, consistency, dis_flow, require_flow, warp_batch, warping_error, warping_pairs
-from .inputs import finish_images, style_trims, trim_lines, trim_report
+from .inputs import finish_images, input_lines, style_trims, trim_report
 from .memory import available_bytes, require_fits
 from .pipeline import FrameBatch, RunResult, run_plan, run_winograd_layers
 from .plan import plan_stages, stage_peak_bytes, stage_work
@@ -427,7 +427,7 @@ def run_clip(cfg: Config, clip: Clip | None = None, params=None, log: Log = prin
         + (f"; optical flow {runner.motion.seconds:.1f} s" if runner.motion is not None else ""))
     if clip.audio:
         log("the source has sound, which is not carried over")
-    for line in trim_lines(cfg.styles, runner.trims):
+    for line in input_lines(cfg, runner.trims):
         log(line)
     if resume is None:
         state = ClipState(np.zeros((0, runner.v, h, w, 3), np.float32))

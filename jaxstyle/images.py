@@ -3,7 +3,9 @@
 Every mode Pillow reads is converted rather than refused: grayscale and 1-bit are replicated to
 RGB, 16-bit and 32-bit integer images keep their full precision, palette and alpha images are
 composited over white, CMYK goes through Pillow's conversion, and the EXIF orientation is applied
-so a phone photo is upright. Resizing works on float channels (no 8-bit rounding in between).
+so a phone photo is upright. An embedded colour profile other than sRGB (Adobe RGB, Display P3, a
+CMYK print profile) is converted to sRGB first (:mod:`jaxstyle.icc`). Resizing works on float
+channels (no 8-bit rounding in between). Written images carry the sRGB profile.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from .icc import srgb_icc, to_srgb
 from .errors import ImageError
 from .fileio import atomic_write
 
@@ -68,7 +71,7 @@ def load_image(
                                      "(raise max_pixels to allow it)")
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                arr = _to_float_rgb(img)
+                arr = _to_float_rgb(to_srgb(img)[0])
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -159,9 +162,9 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def save_png(image: np.ndarray | Image.Image, path: str | Path) -> Path:
-    """Write a PNG atomically (see :func:`jaxstyle.fileio.atomic_write`)."""
+    """Write a PNG atomically (see :func:`jaxstyle.fileio.atomic_write`), tagged sRGB."""
     pil = image if isinstance(image, Image.Image) else Image.fromarray(to_uint8(image))
-    return atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
+    return atomic_write(path, lambda tmp: pil.save(tmp, format="PNG", icc_profile=srgb_icc()))
 
 
 def contact_sheet(

@@ -14,6 +14,7 @@ import numpy as np
 from . import color
 from .config import Config
 from .errors import ImageError
+from .icc import profile_lines
 from .images import border_trim, load_image, resize, sized
 from .variants import Variant
 from .vgg import min_image_side
@@ -69,6 +70,15 @@ def trim_lines(paths, trims) -> list[str]:
             out.append(f"style_trim: cut {path}'s border: top {cut[0]}, bottom {cut[1]}, left {cut[2]}, "
                        f"right {cut[3]} px")
     return out
+
+
+def input_lines(cfg: Config, trims) -> list[str]:
+    """The log lines about a run's input images: each converted from its colour profile (or a
+    warning where its profile could not be used) and what ``style_trim`` cut."""
+    paths = [cfg.content, *cfg.styles, *(cfg.masks or [])]
+    if cfg.init not in ("noise", "content", "style"):
+        paths.append(cfg.init)
+    return profile_lines(paths) + trim_lines(cfg.styles, trims)
 
 
 def trim_report(trims) -> list:

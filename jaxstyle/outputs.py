@@ -4,14 +4,18 @@ a checkpoint; and the checks that come before any work (the folder, earlier resu
 One naming function (:func:`image_name`) serves the planned-outputs check and every writer. Images
 are written as ``image_format`` says: PNG (8 or 16 bits), JPEG or WebP (with ``image_quality``) or
 TIFF (8 or 16 bits); 16-bit RGB goes through pypng and tifffile, since Pillow cannot write it.
-Every file is written to a temporary name and renamed, so a reader never sees half of one.
+Every image carries the sRGB ICC profile (:func:`jaxstyle.icc.srgb_icc`), so colour-managed
+viewers and print workflows read its values as what they are. Every file is written to a temporary
+name and renamed, so a reader never sees half of one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +28,7 @@ from PIL import Image
 from .checkpoint import FILENAME as CHECKPOINT
 from .checkpoint import Checkpoint
 from .clip import ClipResult, load_clip, run_clip
+from .icc import srgb_icc
 from .config import Config
 from .curves import write_loss_curves
 from .errors import JaxstyleError, OutputError
@@ -55,23 +60,30 @@ CURVES = "losses.png"
 
 def write_image(image: np.ndarray | Image.Image, path: str | Path, image_format: str = "png",
                 quality: int = 95, bits: int = 8) -> Path:
-    """Write ``(H, W, 3)`` floats in [0, 1] (clipped) or a Pillow image, atomically."""
+    """Write ``(H, W, 3)`` floats in [0, 1] (clipped) or a Pillow image, atomically, tagged sRGB."""
     if bits == 16:
         arr = np.round(np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 65535.0).astype(np.uint16)
         return atomic_write(path, lambda tmp: _write16(arr, tmp, image_format))
     pil = image if isinstance(image, Image.Image) else Image.fromarray(to_uint8(image))
     kwargs = {"quality": quality} if image_format in ("jpg", "webp") else {}
+    kwargs["icc_profile"] = srgb_icc()
     pil_format = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}[image_format]
     return atomic_write(path, lambda tmp: pil.convert("RGB").save(tmp, format=pil_format, **kwargs))
 
 
 def _write16(arr: np.ndarray, tmp: str, image_format: str) -> None:
     if image_format == "tiff":
-        tifffile.imwrite(tmp, arr, photometric="rgb")
-    else:
-        h, w, _ = arr.shape
-        with open(tmp, "wb") as f:
-            png.Writer(w, h, greyscale=False, bitdepth=16).write(f, arr.reshape(h, w * 3))
+        tifffile.imwrite(tmp, arr, photometric="rgb", iccprofile=srgb_icc())
+        return
+    h, w, _ = arr.shape
+    buf = io.BytesIO()
+    png.Writer(w, h, greyscale=False, bitdepth=16).write(buf, arr.reshape(h, w * 3))
+    # pypng writes no iCCP chunk: it goes right after IHDR (before the image data, as PNG requires),
+    # named, compression method 0 (zlib).
+    chunks = list(png.Reader(bytes=buf.getvalue()).chunks())
+    iccp = (b"iCCP", b"sRGB\0\0" + zlib.compress(srgb_icc()))
+    with open(tmp, "wb") as f:
+        png.write_chunks(f, [chunks[0], iccp, *chunks[1:]])
 
 
 def clip_name(index: int, variant: Variant) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .checkpoint import Checkpoint, Cursor
 from .config import Config
-from .inputs import Inputs, finish_images, prepare_images, start_images, trim_lines, trim_report
+from .inputs import Inputs, finish_images, input_lines, prepare_images, start_images, trim_report
 from .lab import comparison
 from .loop import solve
 from .losses import LossWeights, Objective, Targets
@@ -579,7 +579,7 @@ def run_plan(cfg: Config, params=None, log: Log = print, save_intermediate: Call
         [resume.images, np.repeat(resume.images[-1:], len(setup.padded) - setup.n, axis=0)]).astype(np.float32)
     last = setup.stages[-1]
     if announce:
-        for line in trim_lines(cfg.styles, setup.final_inputs.trims):
+        for line in input_lines(cfg, setup.final_inputs.trims):
             log(line)
         log(f"{setup.n} variant(s) at {last.shape[1]}x{last.shape[0]} px, {cfg.optimizer.iterations} "
             f"{cfg.optimizer.name} iterations, on {jax.devices()[0].platform}" if len(setup.stages) == 1 else
