@@ -608,7 +608,7 @@ class Config:
     denoise: int = key(0, denoise, "3 or 5: a median filter of that size on the result")
     remat: bool = key(False, boolean, "recompute each VGG block's activations in the backward pass")
     convolution: str = key("auto", choice("auto", "direct"),
-                           "`auto`: on a CPU, layers of 256 or more channels on maps of 48 to 3072 positions by "
+                           "`auto`: on a CPU, layers of 256 or more channels on maps of 100 to 3072 positions by "
                            "Winograd's F(2x2, 3x3), a fixed table (docs/performance.md); `direct`: XLA's "
                            "convolution everywhere")
     temporal: float = key(DEFAULT_TEMPORAL, number, "a clip's temporal weight: each frame against its warped "

@@ -1,5 +1,5 @@
-"""Image measures used to judge results: the speckle index, the straight-line index and the seam
-ratio of tiled runs.
+"""Image measures used to judge results: the speckle index, the straight-line index, the lattice
+index of a 1:1 crop and the seam ratio of tiled runs.
 
 The paper names low-level noise as a limit of its method. A low loss does not rule it out, so
 results are checked with a number that sees it: pixel-scale noise scores high, strokes and edges
@@ -54,6 +54,60 @@ def straight_line_index(image: np.ndarray | Image.Image) -> float:
     cols = np.abs(np.diff(y, axis=1).mean(axis=0))
     both = np.sort(np.concatenate([rows, cols]))[::-1]
     return float(both[:LINE_COUNT].mean()) if both.size else 0.0
+
+
+#: The lattice periods :func:`lattice_index` looks for, in pixels (VGG's pooling grid and its multiples).
+LATTICE_PERIODS = (2, 4, 8, 16)
+#: :func:`lattice_index`'s window side: the spectrum is averaged over windows of this size.
+LATTICE_WINDOW = 128
+
+
+def lattice_index(image: np.ndarray | Image.Image, periods: Sequence[int] = LATTICE_PERIODS,
+                  window: int = LATTICE_WINDOW) -> float:
+    """A regular grid of a few pixels' period (``periods``) in a 1:1 crop: spectral energy at those
+    periods against the spectrum around them.
+
+    The luminance (Rec. 601, 8-bit levels) is cut into ``window`` x ``window`` squares overlapping
+    by half; each, minus its mean and times a 2-D Hann window, gives a power spectrum, and the
+    spectra are averaged (Welch's method: noise averages out, a lattice's peaks stay). A lattice of
+    period p puts energy at the bins (v, u) with v in {0, +-window/p} and u in {0, window/p}, not
+    both 0. At each such bin: the mean power of the bins at most 1 away over the mean power of the
+    bins 3 to 5 away (Chebyshev distance, wrapped; for a bin on an axis, along that axis only),
+    minus 1, floored at 0. Per period the largest of its bins; the index is the mean over the
+    periods. Noise and texture score near 0
+    (their spectrum is locally flat or falls smoothly); a grid scores its peaks' height above
+    the background, whatever its direction.
+
+    ``image``: ``(H, W, 3)`` floats in [0, 1] (clipped, rounded to 8 bits) or a Pillow image, at
+    least ``window`` px on each side.
+    """
+    a = np.asarray(_pil_rgb(image), np.float64)
+    y = a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
+    if min(y.shape) < window:
+        raise ValueError(f"lattice_index needs at least {window} x {window} px, got {y.shape[1]} x {y.shape[0]}")
+    hop = window // 2
+    taper = np.outer(np.hanning(window), np.hanning(window))
+    power = np.zeros((window, window))
+    starts = [(r, c) for r in range(0, y.shape[0] - window + 1, hop) for c in range(0, y.shape[1] - window + 1, hop)]
+    for r, c in starts:
+        tile = y[r:r + window, c:c + window]
+        power += np.abs(np.fft.fft2((tile - tile.mean()) * taper)) ** 2
+    power /= len(starts)
+    d = np.arange(-5, 6)
+    scores = []
+    for p in periods:
+        f = window // p
+        best = 0.0
+        for v, u in {(v, u) for v in (0, f, -f) for u in (0, f)} - {(0, 0)}:
+            # On an axis the neighbourhood runs along that axis only: whatever is constant along
+            # rows or columns (a ramp, a horizon) puts its energy on the axes, not around them.
+            dv, du = (np.zeros(1, int) if v == 0 else d), (np.zeros(1, int) if u == 0 else d)
+            patch = power[np.ix_((v + dv) % window, (u + du) % window)]
+            cheb = np.maximum(np.abs(dv)[:, None], np.abs(du)[None, :])
+            peak, ring = patch[cheb <= 1].mean(), patch[(cheb >= 3) & (cheb <= 5)].mean()
+            best = max(best, peak / max(ring, 1e-12) - 1.0)
+        scores.append(best)
+    return float(np.mean(scores))
 
 
 def comparison_shape(output_shape: Sequence[int], style_shape: Sequence[int]) -> tuple[int, int]:

@@ -137,3 +137,22 @@ def test_a_trimmed_artwork_is_its_inside_resized(tmp_path):
     assert inputs.trims == [(8, 8, 8, 8)]
     expected = resize(np.asarray(Image.open(path), np.float32)[8:-8, 8:-8] / 255.0, (48, 64))
     np.testing.assert_allclose(inputs.styles[0], expected, atol=1e-6)
+
+
+def test_lattice_index_sees_a_faint_grid_of_each_period_and_not_noise_or_texture():
+    from jaxstyle.metrics import lattice_index
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[0:256, 0:256]
+    noise = rng.normal(0.5, 0.02, (256, 256, 1)).repeat(3, axis=-1)  # 5 levels of noise
+    texture = 0.5 + 0.2 * np.sin(xx / 7.3) * np.cos(yy / 5.1)  # smooth, no period of 2 to 16 px
+    ramp = np.broadcast_to(xx / 256.0, (256, 256))  # all its energy on one axis of the spectrum
+    for quiet in (noise, np.dstack([texture] * 3), np.dstack([ramp] * 3), np.full((256, 256, 3), 0.5)):
+        assert lattice_index(quiet) < 1.0
+    # Grids of 1 to 2 levels, under the noise: lines every p px, a chequer of p px, diagonal lines.
+    grids = [((xx % 8 == 0) | (yy % 8 == 0)) * 2, (xx % 4 == 0) * 2, (xx % 2 == 0) * 1.0,
+             ((xx // 8 + yy // 8) % 2) * 2, ((xx + yy) % 8 == 0) * 2]
+    for grid in grids:  # one period's peaks count a quarter (the mean over 2, 4, 8 and 16 px)
+        assert lattice_index(np.clip(noise + grid[..., None] / 255.0, 0, 1)) > 2.5
+    # The windows are averaged, so the grid scores wherever it lies; a larger crop scores the same.
+    tiled = np.tile(np.clip(noise + grids[0][..., None] / 255.0, 0, 1), (2, 2, 1))
+    assert abs(lattice_index(tiled) - lattice_index(np.clip(noise + grids[0][..., None] / 255.0, 0, 1))) < 1.5
