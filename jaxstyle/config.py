@@ -53,8 +53,12 @@ SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms", "style_
 DEFAULT_TEMPORAL = 5.0
 VIDEO_MODES = ("sequential", "multipass")
 #: ``scales: auto``: coarser stages halve the long side while it stays at least this many pixels,
-#: so the coarsest stage has a long side from 128 to 255 px (sizes below 255 px run directly).
+#: so the coarsest stage has a long side from 128 to 255 px ...
 PYRAMID_MIN_SIDE = 128
+#: ... and a smaller image, down to twice this, gets one stage at half its size, 64 to 127 px: at
+#: 128 px it cleared the speckle that 500 direct iterations left and gave the content/style balance
+#: of the larger sizes (docs/quality.md). Below 128 px one stage.
+SMALL_PYRAMID_MIN_SIDE = 64
 #: ``optimizer.iterations`` when the config gives none: the paper's 500 for a run of one stage; the
 #: last stage of a multi-stage run refines what its coarser stages made.
 DIRECT_ITERATIONS, LAST_STAGE_ITERATIONS = 500, 60
@@ -309,11 +313,14 @@ def long_side(c: dict) -> int:
 
 def auto_scales(size: int) -> list[int]:
     """Long sides of the automatic pyramid's coarser stages for a final long side ``size``: halved
-    (rounding up) while at least :data:`PYRAMID_MIN_SIDE`; coarsest first. 512 -> [128, 256]."""
+    (rounding up) while at least :data:`PYRAMID_MIN_SIDE`; where that gives none, one half of at
+    least :data:`SMALL_PYRAMID_MIN_SIDE`; coarsest first. 512 -> [128, 256], 200 -> [100]."""
     scales, side = [], size
     while (side + 1) // 2 >= PYRAMID_MIN_SIDE:
         side = (side + 1) // 2
         scales.insert(0, side)
+    if not scales and (size + 1) // 2 >= SMALL_PYRAMID_MIN_SIDE:
+        scales = [(size + 1) // 2]
     return scales
 
 
@@ -574,7 +581,8 @@ class Config:
                                  "same batch (each style loss its own program)")
     scales: list[int] = key("auto", scales,
                             "coarse-to-fine: long sides of coarser stages, run first; `auto`: halve `size` while the "
-                            "half is at least 128 px (512 -> `[128, 256]`; below 255 px one stage); `[]`: one stage")
+                            "half is at least 128 px (512 -> `[128, 256]`), else from 127 px one half-size stage (200 -> `[100]`; "
+                            "below 127 px none); `[]`: one stage")
     optimizer: OptimizerConfig = key({}, optimizer, "the optimiser and its options; see the rows below",
                                      "see below")
     scale_iterations: list[int] = key("auto", scale_iterations,

@@ -92,10 +92,11 @@ def test_stage_plan_and_config_checks():
 
 
 @pytest.mark.parametrize("size, scales", [
-    (64, []), (200, []), (255, [128]), (256, [128]), (300, [150]), (512, [128, 256]), (1000, [250, 500]),
-    (2048, [128, 256, 512, 1024])])
+    (64, []), (126, []), (127, [64]), (128, [64]), (200, [100]), (254, [127]), (255, [128]), (256, [128]),
+    (300, [150]), (512, [128, 256]), (1000, [250, 500]), (2048, [128, 256, 512, 1024])])
 def test_automatic_pyramid_halves_down_to_128_to_255_px(size, scales):
-    # Worked out by hand: halve the long side (rounding up) while the half is at least 128 px.
+    # Worked out by hand: halve the long side (rounding up) while the half is at least 128 px; where
+    # that gives no stage, one stage at half the size if that is at least 64 px.
     cfg = validate({**BASE, "size": size, "optimizer": {}})
     assert cfg.scales == scales
     # Iterations: the last stage gets optimizer.iterations (60 when a pyramid runs, the paper's 500
