@@ -562,9 +562,12 @@ class Config:
                                          "layer -> w_l of Eq. 5 (0 switches a layer off); a plain list means "
                                          "equal weights summing to 1", "`conv1_1`..`conv5_1`: 0.2 each")
     pooling: str = key("avg", choice("avg", "max"), "`avg` (paper) or `max`")
-    padding: str = key("zero", choice("zero", "reflect", "replicate"),
-                       "every convolution's padding: `zero` (VGG's own), `reflect` (the edge mirrored) or "
-                       "`replicate` (the edge repeated), docs/quality.md")
+    padding: str = key("reflect", choice("zero", "reflect", "replicate"),
+                       "the convolutions' padding: `zero` (VGG's own, the paper's), `reflect` (the edge "
+                       "mirrored) or `replicate` (the edge repeated), where `padding_layers` says; docs/quality.md")
+    padding_layers: str = key("first", choice("all", "first"),
+                              "where a `reflect` or `replicate` padding applies: `all` convolutions, or the "
+                              "`first` only (the image's own edge; the others pad with zeros)")
     init: str = key("noise", path("noise, content, style or an image path"),
                     "`noise` (see `noise`), `content`, `style`, or an image path")
     noise: str = key("normal", choice(*NOISE_DISTRIBUTIONS),

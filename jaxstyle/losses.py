@@ -292,6 +292,7 @@ class Objective:
     term_fns: Mapping[str, LossTerm] = field(default_factory=lambda: dict(TERMS))
     style_loss: str = "gram"
     padding: str = "zero"
+    padding_layers: str = "all"
 
     def __post_init__(self):
         if self.losses not in NORMALISATIONS:
@@ -319,7 +320,8 @@ class Objective:
         ``style_image``: one ``(h, w, 3)`` image or a sequence of S of them (sizes may differ).
         """
         styles = [style_image] if not isinstance(style_image, (list, tuple)) else list(style_image)
-        feats = [vgg19_features(params, s, self.style_layers, self.pooling, padding=self.padding) for s in styles]
+        feats = [vgg19_features(params, s, self.style_layers, self.pooling, padding=self.padding,
+                                padding_layers=self.padding_layers) for s in styles]
         if self.style_loss != "gram":
             per_style = [{l: statistics(self.style_loss, f[l]) for l in self.style_layers} for f in feats]
             return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *per_style)
@@ -335,7 +337,8 @@ class Objective:
         ``content_image``'s feature map, so Eq. 4 compares like with like at any size; with masks,
         region k's target uses that region's area in ``content_image`` instead of M_l.
         """
-        c = vgg19_features(params, content_image, self.content_layers, self.pooling, padding=self.padding)
+        c = vgg19_features(params, content_image, self.content_layers, self.pooling, padding=self.padding,
+                           padding_layers=self.padding_layers)
         region_masks = None
         if self.style_loss != "gram":  # per-position statistics, blended, then the loss's own target
             n = len(blend) if blend is not None else jax.tree_util.tree_leaves(grams)[0].shape[0]
@@ -384,7 +387,8 @@ class Objective:
             # Held pixels: same value, zero gradient. L-BFGS's directions are combinations of
             # gradients and earlier steps, all zero there, so the solver never moves them.
             image = jnp.where(targets.hold[..., None] > 0, jax.lax.stop_gradient(image), image)
-        feats = vgg19_features(params, image, self.layers, self.pooling, self.remat, self.padding)
+        feats = vgg19_features(params, image, self.layers, self.pooling, self.remat, self.padding,
+                               self.padding_layers)
         mean = self.losses == "mean"
         layer_content = mean_content_loss if mean else content_loss
         layer_style = mean_style_layer_loss if mean else style_layer_loss

@@ -86,7 +86,8 @@ def objective_for(variants: list[Variant], cfg: Config) -> Objective:
     if len(kinds) != 1:
         raise ValueError(f"one objective cannot mix style losses {sorted(kinds)}")
     return Objective(content, style, cfg.pooling, terms, remat=cfg.remat, losses=cfg.losses,
-                     term_fns=resolve_terms(terms), style_loss=kinds.pop(), padding=cfg.padding)
+                     term_fns=resolve_terms(terms), style_loss=kinds.pop(), padding=cfg.padding,
+                     padding_layers=cfg.padding_layers)
 
 
 def batch_weights(variants: list[Variant], objective: Objective, dtype=jnp.float32) -> LossWeights:

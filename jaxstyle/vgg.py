@@ -92,6 +92,9 @@ def preprocess(images: jax.Array) -> jax.Array:
 
 #: The ``padding`` modes: VGG's zeros, or the edge mirrored (``reflect``) or repeated (``replicate``).
 PADDINGS = ("zero", "reflect", "replicate")
+#: Where a ``reflect`` or ``replicate`` padding applies: every convolution, or conv1_1 only (the image
+#: itself; deeper layers keep zeros).
+PADDING_LAYERS = ("all", "first")
 
 
 def pad_edges(x: jax.Array, padding: str, width: int = 1) -> jax.Array:
@@ -374,6 +377,7 @@ def vgg19_features(
     pooling: str = "avg",
     remat: bool = False,
     padding: str = "zero",
+    padding_layers: str = "all",
 ) -> dict[str, jax.Array]:
     """VGG-19 responses of ``images`` at the requested layers (Gatys et al. 2016, section 2).
 
@@ -385,7 +389,9 @@ def vgg19_features(
       pooling: ``"avg"`` (the paper's choice) or ``"max"`` (the original network's).
       remat: wrap each block in ``jax.checkpoint``, so that a gradient keeps only the blocks'
         inputs and the requested responses and recomputes the rest (less memory, more compute).
-      padding: every convolution's padding, one of :data:`PADDINGS` (``"zero"``: VGG's own).
+      padding: the convolutions' padding, one of :data:`PADDINGS` (``"zero"``: VGG's own).
+      padding_layers: where ``padding`` applies, one of :data:`PADDING_LAYERS`: ``"all"``
+        convolutions or the ``"first"`` only, the others padding with zeros.
 
     Returns:
       ``{name: responses}``, each ``(h, w, C)`` or ``(N, h, w, C)`` to match ``images``. No layer
@@ -399,6 +405,8 @@ def vgg19_features(
         raise ConfigError(f"pooling must be 'avg' or 'max', not '{pooling}'")
     if padding not in PADDINGS:
         raise ConfigError(f"padding must be one of {', '.join(PADDINGS)}, not {padding!r}")
+    if padding_layers not in PADDING_LAYERS:
+        raise ConfigError(f"padding_layers must be one of {', '.join(PADDING_LAYERS)}, not {padding_layers!r}")
     wanted = set(layers)
     check_layers(wanted)
     if not wanted:
@@ -424,7 +432,8 @@ def vgg19_features(
             for name in block:
                 x = pool2x2(x, pooling) if name.startswith("pool") else \
                     jax.nn.relu(conv3x3(x, p[name]["kernel"], p[name]["bias"], p[name].get("flipped"),
-                                        p[name].get("winograd"), padding))
+                                        p[name].get("winograd"),
+                                        padding if padding_layers == "all" or name == "conv1_1" else "zero"))
                 if name in wanted:
                     kept[name] = x
             return x, kept

@@ -286,3 +286,29 @@ def test_padding_zero_is_vgg_own_network_and_others_differ_at_the_edges_only(vgg
         assert diff[0].max() > 1.0 and diff[:, -1].max() > 1.0
     with pytest.raises(ConfigError, match="padding"):
         vgg19_features(vgg_params, image, ["conv1_1"], padding="wrap")
+
+
+@pytest.mark.parametrize("padding", ["reflect", "replicate"])
+def test_padding_on_the_first_layer_only(vgg_params, padding):
+    # padding_layers: first pads conv1_1's input (the image) in the given mode and every deeper
+    # convolution with zeros: against float64 NumPy, conv1_1 with numpy's pad, then VGG's network.
+    from helpers import MEAN_BGR
+    image = load_image(EXAMPLES / "home.jpg", shape=(20, 28))
+    x = np.asarray(image, np.float64)[..., ::-1] * 255.0 - MEAN_BGR
+    p = {n: {k: np.asarray(v, np.float64) for k, v in vgg_params[n].items()} for n in ("conv1_1", "conv1_2", "conv2_1")}
+    c11 = np.maximum(_np_padded_conv(x, p["conv1_1"]["kernel"], padding) + p["conv1_1"]["bias"], 0)
+    c12 = np.maximum(np_conv3x3(c11, p["conv1_2"]["kernel"], p["conv1_2"]["bias"]), 0)
+    pool = c12.reshape(10, 2, 14, 2, -1).mean(axis=(1, 3))
+    c21 = np.maximum(np_conv3x3(pool, p["conv2_1"]["kernel"], p["conv2_1"]["bias"]), 0)
+    got = vgg19_features(vgg_params, image, ["conv1_1", "conv2_1"], padding=padding, padding_layers="first")
+    for name, want in (("conv1_1", c11), ("conv2_1", c21)):
+        g = np.asarray(got[name], np.float64)
+        assert np.linalg.norm(g - want) / np.linalg.norm(want) < 1e-5, name
+    # ... which differs from padding every layer, and from zeros everywhere, near the edges only.
+    every = np.asarray(vgg19_features(vgg_params, image, ["conv2_1"], padding=padding)["conv2_1"])
+    zero = np.asarray(vgg19_features(vgg_params, image, ["conv2_1"])["conv2_1"])
+    for other in (every, zero):
+        diff = np.abs(np.asarray(got["conv2_1"]) - other).max(axis=-1)
+        assert diff.max() > 1e-2 and diff[2:-2, 2:-2].max() < 1e-3
+    with pytest.raises(ConfigError, match="padding_layers must be one of all, first"):
+        vgg19_features(vgg_params, image, ["conv1_1"], padding=padding, padding_layers="some")
