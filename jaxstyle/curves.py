@@ -51,7 +51,8 @@ def write_loss_curves(history: Sequence[dict], labels: Sequence[str], path: str 
     """Write the three panels to ``path`` (PNG); None (nothing written) when the history is empty.
 
     ``labels``: one per variant, as on the contact sheet. Losses are drawn on a log scale; a loss
-    that is not positive (a zero style weight) leaves a gap.
+    that is not positive (a zero style weight) leaves a gap, and a panel with no positive loss at
+    all (no content layers: a style reconstruction) says so instead, on a linear scale.
     """
     points = curve_points(history, len(labels))
     if not len(points["total"][0]):
@@ -61,12 +62,17 @@ def write_loss_curves(history: Sequence[dict], labels: Sequence[str], path: str 
     axes = fig.subplots(1, 3)
     for ax, part in zip(axes, PARTS):
         x, y = points[part]
+        drawn = 0
         for i, label in enumerate(labels):
             keep = np.isfinite(y[:, i]) & (y[:, i] > 0)
+            drawn += int(keep.sum())
             ax.plot(x[keep], y[keep, i], marker="." if keep.sum() < 30 else None, lw=1.2, label=label)
         for start in stage_starts(history):
             ax.axvline(start, color="0.6", ls=":", lw=1)
-        ax.set_yscale("log")
+        if drawn:  # matplotlib refuses a log scale with nothing positive on it
+            ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, f"no positive {part} loss", transform=ax.transAxes, ha="center", va="center")
         ax.set_title(f"{part} loss")
         ax.set_xlabel("iteration (per pixel, over all stages)")
         ax.grid(True, which="major", alpha=0.3)

@@ -164,6 +164,10 @@ def test_loss_curves_are_written_as_png_and_skipped_without_history(tmp_path):
     im = Image.open(path)
     assert im.format == "PNG" and im.size[0] > 2 * im.size[1]
     assert write_loss_curves([], ["seed 0"], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+    # A style reconstruction (no content layers: its content loss is 0 throughout) draws the other
+    # panels and says so in the empty one, instead of failing at the end of the run.
+    style_only = [{**h, "content": [0.0, 0.0]} for h in HISTORY]
+    assert Image.open(write_loss_curves(style_only, ["a", "b"], tmp_path / "style.png")).format == "PNG"
 
 
 def test_a_port_in_use_is_one_line_exit_2_and_leaves_no_folder(tmp_path, capsys):
