@@ -33,7 +33,7 @@ def srgb_icc() -> bytes:
     return bytes(data)
 
 
-def embedded_profile(img: Image.Image) -> tuple[str, ImageCms.ImageCmsProfile | None, str]:
+def _embedded_profile(img: Image.Image) -> tuple[str, ImageCms.ImageCmsProfile | None, str]:
     """What an opened image's colour tag asks for: ``("none" | "srgb" | "convert" | "unreadable",
     profile, description)``. sRGB is recognised by PNG's sRGB chunk or a profile whose description
     names sRGB; anything else with a readable profile is converted."""
@@ -52,9 +52,9 @@ def embedded_profile(img: Image.Image) -> tuple[str, ImageCms.ImageCmsProfile | 
 
 def _conversion(img: Image.Image) -> tuple[ImageCms.ImageCmsTransform | None, str, str | None]:
     """How an opened image reaches sRGB: ``(transform, mode, message)``. ``transform`` is None where
-    nothing is converted; ``message`` names the profile converted from, or says why a profile is not
-    applied (the image is then read as sRGB: ``problem`` lines start with "its")."""
-    kind, profile, description = embedded_profile(img)
+    nothing is converted; ``message`` then says why a profile is not applied (the image is read as
+    sRGB) or is None, and otherwise names the profile converted from."""
+    kind, profile, description = _embedded_profile(img)
     if kind == "unreadable":
         return None, img.mode, f"its colour profile cannot be read ({description})"
     if kind != "convert":
@@ -74,16 +74,16 @@ def _conversion(img: Image.Image) -> tuple[ImageCms.ImageCmsTransform | None, st
         return None, img.mode, f"its colour profile ({description}) cannot be applied ({why})"
 
 
-def to_srgb(img: Image.Image) -> tuple[Image.Image, str | None]:
+def to_srgb(img: Image.Image) -> Image.Image:
     """``img`` with its pixels converted to sRGB through its embedded profile where it has one that
-    is not sRGB; otherwise ``img`` itself. Returns ``(image, problem)``: ``problem`` is None, or why
-    the profile was not applied (the image is then used as sRGB)."""
-    transform, mode, message = _conversion(img)
+    is not sRGB and can be applied; otherwise ``img`` itself (used as sRGB; :func:`profile_lines`
+    says why)."""
+    transform, mode, _ = _conversion(img)
     if transform is None:
-        return img, message
+        return img
     out = ImageCms.applyTransform(img if img.mode == mode else img.convert(mode), transform)
     out.info = {k: v for k, v in img.info.items() if k != "icc_profile"}
-    return out, None
+    return out
 
 
 def _transform(profile: ImageCms.ImageCmsProfile, mode: str) -> ImageCms.ImageCmsTransform:

@@ -17,9 +17,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from .icc import srgb_icc, to_srgb
 from .errors import ImageError
 from .fileio import atomic_write
+from .icc import srgb_icc, to_srgb
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 #: Default refusal threshold, checked from the header before any pixel is decoded.
@@ -71,7 +71,7 @@ def load_image(
                                      "(raise max_pixels to allow it)")
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                arr = _to_float_rgb(to_srgb(img)[0])
+                arr = _to_float_rgb(to_srgb(img))
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

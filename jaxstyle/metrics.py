@@ -74,9 +74,8 @@ def lattice_index(image: np.ndarray | Image.Image, periods: Sequence[int] = LATT
     both 0. At each such bin: the mean power of the bins at most 1 away over the mean power of the
     bins 3 to 5 away (Chebyshev distance, wrapped; for a bin on an axis, along that axis only),
     minus 1, floored at 0. Per period the largest of its bins; the index is the mean over the
-    periods. Noise and texture score near 0
-    (their spectrum is locally flat or falls smoothly); a grid scores its peaks' height above
-    the background, whatever its direction.
+    periods. Noise and texture score near 0 (their spectrum is locally flat or falls smoothly); a
+    grid scores its peaks' height above the background, whatever its direction.
 
     ``image``: ``(H, W, 3)`` floats in [0, 1] (clipped, rounded to 8 bits) or a Pillow image, at
     least ``window`` px on each side.

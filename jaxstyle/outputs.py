@@ -28,11 +28,11 @@ from PIL import Image
 from .checkpoint import FILENAME as CHECKPOINT
 from .checkpoint import Checkpoint
 from .clip import ClipResult, load_clip, run_clip
-from .icc import srgb_icc
 from .config import Config
 from .curves import write_loss_curves
 from .errors import JaxstyleError, OutputError
 from .fileio import atomic_write
+from .icc import srgb_icc
 from .images import contact_sheet, to_uint8
 from .pipeline import RunResult, run
 from .progress import Watchers
