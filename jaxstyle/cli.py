@@ -10,6 +10,8 @@ with one line and exit status 2. Ctrl-C or SIGTERM stops after the current chunk
 so far, the report and a checkpoint, and exits with status 3; the same command with --resume
 continues.
 
+``jaxstyle studio`` serves a page that starts, queues, watches and revisits runs (docs/studio.md).
+
 With ``--serve [PORT]`` a live page on 127.0.0.1 shows the variants as they form, their loss curves
 and the ETA; when the run ends it keeps serving the results until Ctrl-C.
 
@@ -78,6 +80,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--serve-host", default="127.0.0.1", metavar="HOST",
                     help="address of the live page (default 127.0.0.1, this machine only: any other lets "
                          "whoever reaches it see the images and the config)")
+    # The studio's worker: end when the run ends instead of serving its results (the studio does).
+    ap.add_argument("--serve-exit", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--coordinator", metavar="HOST:PORT",
                     help="jax.distributed coordinator (process 0's address) for a multi-host run")
     ap.add_argument("--num-processes", type=int, help="processes of a multi-host run")
@@ -108,7 +112,11 @@ def quick_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line, run, write; the exit status (0, or 3 when interrupted)."""
+    """Parse the command line, run, write; the exit status (0, or 3 when interrupted).
+    ``jaxstyle studio ...`` starts the studio (:mod:`jaxstyle.studio`)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["studio"]:
+        return studio_main(argv[1:])
     args = parser().parse_args(argv)
     cfg = load_config(args.config, quick_overrides(args) + args.overrides)
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
@@ -162,6 +170,9 @@ def serve_run(cfg: Config, args: argparse.Namespace, meter: Meter, received: lis
         code = EXIT_INTERRUPTED if result.checkpoint is not None else 0
         state.end(*ending(result.checkpoint), result.images, result.report)
     meter.close()
+    if args.serve_exit:
+        servers[0].stop()
+        return code
     print(f"serving the results at {servers[0].url} until Ctrl-C", flush=True)
     seen = len(received)
     for s in (signal.SIGINT, signal.SIGTERM):  # from now on a signal only ends the serving
@@ -178,6 +189,12 @@ def ending(checkpoint) -> tuple[str, str]:
         return "finished", "The run finished; its files are linked above."
     return "interrupted", (f"The run was interrupted at {checkpoint.where}. The images so far, the report and a "
                            "checkpoint are written; run the same command with --resume to continue.")
+
+
+def studio_main(argv: list[str]) -> int:
+    """``jaxstyle studio`` (imported here: a run without it never loads the studio)."""
+    from . import studio
+    return studio.main(argv)
 
 
 def console() -> None:

@@ -1,5 +1,6 @@
-"""The live page (``--serve``): a small HTTP server, in a thread beside the run, that shows the
-variants as they form, their loss curves, the config, the stage, the iteration and the ETA.
+"""The live page (``--serve``): an aiohttp application, in a thread beside the run, that shows the
+variants as they form, their loss curves, the config, the stage, the iteration and the ETA. The
+studio (:mod:`jaxstyle.studio`) shows a running job through the same page and routes.
 
 The run hands :class:`LiveState` each :class:`~jaxstyle.progress.Tick` and history entry; the
 server answers from it. Images are taken from the run at each tick (they live in the run's buffers
@@ -10,24 +11,25 @@ What is served: the page, its state (``/state.json``), the variants' current ima
 (``/live/thumb/<i>.png``, ``/live/full/<i>.png``) and, by exact name, the files this run wrote
 (``/files/<name>``: images, sheet, report, curves). Any other path, a name with a slash, a file
 that has become a symlink or that resolves outside the output folder is 404. The server binds to
-127.0.0.1 unless told otherwise: anyone who can reach the port sees the images and the config.
+127.0.0.1 unless told otherwise: anyone who can reach the port sees the images and the config. A
+request whose Host header names another address than the bound one or localhost is refused, so a
+web page elsewhere cannot read the run through a name it makes resolve to this machine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import threading
 import time
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, Callable, Sequence
 
 import numpy as np
+from aiohttp import web
 from PIL import Image
 
 from .errors import OutputError
@@ -154,65 +156,102 @@ CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp
                  ".json": "application/json", ".mp4": "video/mp4"}
 
 
-class Handler(BaseHTTPRequestHandler):
-    """GET only; every answer is complete (Content-Length) and never cached by the browser."""
-
-    server: "LiveServer"
-
-    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
-        url = urlsplit(self.path)
-        path, query = url.path, parse_qs(url.query)
-        state = self.server.state
-        if path in ("/", "/index.html"):
-            return self.send(page_html(), "text/html; charset=utf-8")
-        if path == "/state.json":
-            since = query.get("since", ["0"])[0]
-            body = json.dumps(state.snapshot(int(since) if since.isdigit() else 0)).encode()
-            return self.send(body, "application/json")
-        for prefix, thumb in (("/live/thumb/", True), ("/live/full/", False)):
-            if path.startswith(prefix) and path.endswith(".png") and path[len(prefix):-4].isdigit():
-                data = state.png(int(path[len(prefix):-4]), thumb)
-                return self.send(data, "image/png") if data is not None else self.missing()
-        if path.startswith("/files/"):
-            found = state.served_file(unquote(path[len("/files/"):]))
-            if found is not None:
-                return self.send(found.read_bytes(), CONTENT_TYPES.get(found.suffix, "application/octet-stream"))
-        return self.missing()
-
-    def send(self, body: bytes, content_type: str) -> None:
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def missing(self) -> None:
-        self.send_error(HTTPStatus.NOT_FOUND)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass  # the run's own output stays readable
+def answer(body: bytes, content_type: str) -> web.Response:
+    """A complete answer the browser never caches (the page polls it)."""
+    return web.Response(body=body, content_type=content_type.split(";")[0],
+                        charset="utf-8" if "charset" in content_type else None, headers={"Cache-Control": "no-store"})
 
 
-class LiveServer(ThreadingHTTPServer):
-    """The server, bound at construction (port 0: a free one), serving from a daemon thread."""
+def host_allowed(request: web.Request, bound: str) -> bool:
+    """Whether the request's Host header names the address the server is bound to or localhost:
+    a page elsewhere that has its own name resolve to this machine (DNS rebinding) is refused."""
+    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+    host = host.strip("[]").lower()
+    return host in {"localhost", "127.0.0.1", "::1", bound.strip("[]").lower()}
 
-    daemon_threads = True
 
-    def __init__(self, state: LiveState, host: str = "127.0.0.1", port: int = 0):
+def live_routes(state: Callable[[web.Request], "LiveState | None"]) -> list[web.RouteDef]:
+    """The run page's routes, relative to where they are mounted: the page, ``state.json``, the
+    variants' images and the run's own files. ``state`` gives the run a request is about (None: 404),
+    so the studio can mount the same routes for the run it is showing."""
+    def found(request: web.Request) -> LiveState:
+        s = state(request)
+        if s is None:
+            raise web.HTTPNotFound()
+        return s
+
+    async def page(request: web.Request) -> web.Response:
+        found(request)
+        return answer(page_html(), "text/html; charset=utf-8")
+
+    async def state_json(request: web.Request) -> web.Response:
+        since = request.query.get("since", "0")
+        body = json.dumps(found(request).snapshot(int(since) if since.isdigit() else 0)).encode()
+        return answer(body, "application/json")
+
+    async def image(request: web.Request) -> web.Response:
+        data = found(request).png(int(request.match_info["index"]), request.match_info["kind"] == "thumb")
+        if data is None:
+            raise web.HTTPNotFound()
+        return answer(data, "image/png")
+
+    async def file(request: web.Request) -> web.Response:
+        path = found(request).served_file(request.match_info["name"])
+        if path is None:
+            raise web.HTTPNotFound()
+        return answer(path.read_bytes(), CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+
+    return [web.get("/", page), web.get("/index.html", page), web.get("/state.json", state_json),
+            web.get(r"/live/{kind:thumb|full}/{index:\d+}.png", image), web.get("/files/{name}", file)]
+
+
+class AppServer:
+    """An aiohttp application served from its own event loop in a daemon thread, bound at
+    construction (port 0: a free one), so a run (or a test) goes on in the calling thread."""
+
+    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0):
+        self.loop = asyncio.new_event_loop()
+        self.runner = web.AppRunner(app, access_log=None)
+        self.loop.run_until_complete(self.runner.setup())
+        site = web.TCPSite(self.runner, host, port)
         try:
-            super().__init__((host, port), Handler)
+            self.loop.run_until_complete(site.start())
         except OSError as exc:
+            self.loop.run_until_complete(self.runner.cleanup())
+            self.loop.close()
             raise OutputError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
-        self.state = state
-        self.thread = threading.Thread(target=self.serve_forever, name="jaxstyle-live", daemon=True)
+        self.server_address = self.runner.addresses[0][:2]
+        self.thread = threading.Thread(target=self.loop.run_forever, name="jaxstyle-server", daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        host, port = self.server_address
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
     def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout=180)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+        self.loop.close()
+
+
+def host_guard(bound: str):
+    """Middleware refusing (403) a request whose Host names neither ``bound`` nor localhost."""
+    @web.middleware
+    async def check_host(request: web.Request, handler):
+        if not host_allowed(request, bound):
+            return web.Response(status=403, text="refused: the Host header names another address")
+        return await handler(request)
+    return check_host
+
+
+class LiveServer(AppServer):
+    """The run page alone (``--serve``). GET only; a request whose Host names another address than
+    the bound one or localhost is refused (403)."""
+
+    def __init__(self, state: LiveState, host: str = "127.0.0.1", port: int = 0):
+        app = web.Application(middlewares=[host_guard(host)])
+        app.add_routes(live_routes(lambda request: state))
+        self.state = state
+        super().__init__(app, host, port)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import datetime
 import json
 import os
@@ -85,9 +86,10 @@ def config(args) -> object:
 
 
 # ---- PyTorch's side -------------------------------------------------------------------------------
-def torch_network(params: dict, deepest: str):
+def torch_network(params: dict, deepest: str, padding: str = "zero", padding_layers: str = "all"):
     """``features(x)``: the same VGG-19 in PyTorch (NCHW), returning every conv layer's rectified
-    responses up to ``deepest``."""
+    responses up to ``deepest``; ``padding`` at every convolution or at the first only, as jaxstyle's
+    ``padding`` and ``padding_layers`` (an explicit pad before an unpadded convolution)."""
     import torch
     import torch.nn.functional as F
 
@@ -96,11 +98,17 @@ def torch_network(params: dict, deepest: str):
                    torch.from_numpy(np.array(params[n]["bias"]))) for n in names if n.startswith("conv")}
     mean = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
 
+    def conv(x, n):
+        mode = padding if padding_layers == "all" or n == "conv1_1" else "zero"
+        if mode == "zero":
+            return F.conv2d(x, *weights[n], padding=1)
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode=mode), *weights[n])  # torch's modes have jaxstyle's names
+
     def features(image):  # image (1, 3, H, W) RGB in [0, 1]
         x = image.flip(1) * 255.0 - mean
         out = {}
         for n in names:
-            x = F.avg_pool2d(x, 2) if n.startswith("pool") else F.relu(F.conv2d(x, *weights[n], padding=1))
+            x = F.avg_pool2d(x, 2) if n.startswith("pool") else F.relu(conv(x, n))
             out[n] = x
         return out
 
@@ -113,7 +121,7 @@ def torch_objective(cfg, params, content: np.ndarray, style: np.ndarray):
     import torch
 
     deepest = max(list(cfg.content_layers) + list(cfg.style_layers), key=LAYER_NAMES.index)
-    features, _ = torch_network(params, deepest)
+    features, _ = torch_network(params, deepest, cfg.padding, cfg.padding_layers)
     nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)[None]))  # noqa: E731
 
     def gram(f):
@@ -215,9 +223,9 @@ def our_schedule(cfg) -> dict:
             "stages": [[*s["shape"], s["iterations"]] for s in r["stages"]]}
 
 
-def schedule_config(args) -> object:
+def schedule_config(args, seed: int = 0) -> object:
     """The default picture at ``--schedule`` px, one seed, as the command line runs it."""
-    cfg = {"content": args.content, "style": args.style, "size": args.schedule, "seeds": [0],
+    cfg = {"content": args.content, "style": args.style, "size": args.schedule, "seeds": [seed],
            "output": "/nonexistent", "print_every": 0, "convolution": args.convolution}
     if args.schedule_history:
         cfg["optimizer"] = {"history_size": args.schedule_history}
@@ -244,7 +252,8 @@ def ours(cfg, params) -> dict:
 
 def paper_objective(cfg, params, content: np.ndarray, style: np.ndarray):
     """jaxstyle's objective with the config's weights and its targets: ``loss(x)`` and the parts."""
-    o = Objective(tuple(cfg.content_layers), tuple(cfg.style_layers), cfg.pooling, losses="paper")
+    o = Objective(tuple(cfg.content_layers), tuple(cfg.style_layers), cfg.pooling, losses="paper",
+                  padding=cfg.padding, padding_layers=cfg.padding_layers)
     f32 = jnp.float32
     w = LossWeights(f32(cfg.alpha), f32(cfg.beta), {l: f32(v) for l, v in cfg.content_layers.items()},
                     {l: f32(v) for l, v in cfg.style_layers.items()}, {})
@@ -352,9 +361,14 @@ def main() -> int:
                     help="also run the default picture at PX px (its whole coarse-to-fine schedule) on both sides")
     ap.add_argument("--schedule-history", type=int, default=0,
                     help="jaxstyle's L-BFGS history in the schedule (default: the config's default)")
+    ap.add_argument("--schedule-seeds", default="0", help="comma-separated seeds, one schedule each per round")
     ap.add_argument("--skip-layers", action="store_true")
     ap.add_argument("--json", help="write everything measured here")
     args = ap.parse_args()
+    try:
+        seeds = [int(s) for s in args.schedule_seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"--schedule-seeds must be comma-separated integers, not {args.schedule_seeds!r}") from None
     try:
         import torch
     except ImportError:
@@ -383,11 +397,11 @@ def main() -> int:
               f"({t['evaluations']} evaluations, final loss {t['final_loss']:.5g}); ratio {rounds[-1]['ratio']:.2f}")
     schedule = []
     if args.schedule:
-        sc = schedule_config(args)
-        for r in range(args.rounds):
+        for r, seed in itertools.product(range(args.rounds), seeds):
+            sc = schedule_config(args, seed)
             t, j = torch_schedule(sc), our_schedule(sc)
-            schedule.append({"jaxstyle": j, "torch": t, "ratio": j["s"] / t["s"]})
-            print(f"default picture at {args.schedule} px, round {r + 1} (stages {j['stages']}): jaxstyle {j['s']:.1f} s "
+            schedule.append({"seed": seed, "jaxstyle": j, "torch": t, "ratio": j["s"] / t["s"]})
+            print(f"default picture at {args.schedule} px, seed {seed}, round {r + 1} (stages {j['stages']}): jaxstyle {j['s']:.1f} s "
                   f"(+ {j['compile_s']:.1f} s compiling; {j['evaluations']} evaluations, final loss "
                   f"{j['final_loss']:.4g}); PyTorch {t['s']:.1f} s ({t['evaluations']} evaluations, final loss "
                   f"{t['final_loss']:.4g}); ratio {schedule[-1]['ratio']:.2f}", flush=True)

@@ -127,3 +127,71 @@ def test_the_page_shows_every_variant_and_refreshes_itself_as_the_run_goes(tmp_p
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_the_studio_uploads_runs_and_gives_a_runs_settings_back(tmp_path):
+    """Upload a photo and an artwork through the file inputs, start a 32 px run, see it finish in
+    the history, fill the form from its card, and get the same image bytes from its config.yaml on
+    the command line; a refused upload shows its message on the page."""
+    from jaxstyle import cli, studio as st
+    from jaxstyle.live import AppServer
+
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    photo, art, bad = tmp_path / "my photo.png", tmp_path / "my art.jpg", tmp_path / "bad.png"
+    Image.open(EXAMPLES / "leuvenA.jpg").convert("RGB").resize((48, 36)).save(photo)
+    Image.open(EXAMPLES / "starry_night.jpg").convert("RGB").resize((40, 32)).save(art)
+    bad.write_text("<html>not an image</html>")
+    studio = st.Studio(tmp_path / "runs", examples)
+    server = AppServer(st.make_app(studio, "tok", "127.0.0.1"))
+    driver = _browser()
+    js = driver.execute_script
+    try:
+        driver.get(server.url + "?token=tok")
+        _wait(lambda: js("return window.studio && window.studio.polls > 0"), 30, "the page's first poll")
+        driver.find_element("id", "photo-file").send_keys(str(photo))
+        _wait(lambda: driver.find_element("id", "photo").get_attribute("value").startswith("uploads/"), 30,
+              "the photo's upload")
+        driver.find_element("id", "artwork-file").send_keys(str(art))
+        selected = "return [...document.getElementById('artworks').selectedOptions].map(o => o.value)"
+        _wait(lambda: [v for v in js(selected) if v.startswith("uploads/") and v.endswith(".jpg")], 30,
+              "the artwork's upload")
+        content, styles = driver.find_element("id", "photo").get_attribute("value"), js(selected)
+        for field, value in (("size", "32"), ("seeds", "0")):
+            driver.find_element("id", field).clear()
+            driver.find_element("id", field).send_keys(value)
+        driver.find_element("css selector", "details summary").click()
+        driver.find_element("id", "advanced").send_keys("optimizer: {iterations: 3}\nprint_every: 0")
+        driver.find_element("id", "start").click()
+        _wait(lambda: "queued" in driver.find_element("id", "message").text, 30, "the run to be queued")
+        card = "#history .card[data-state=finished]"
+        _wait(lambda: driver.find_elements("css selector", card), 180, "the run's card to say finished")
+        name = driver.find_element("css selector", card).get_attribute("data-name")
+        assert driver.find_element("css selector", card + " img.sheet").get_attribute("naturalWidth") != "0"
+
+        # Change the form, then take the run's settings back from its card.
+        driver.find_element("id", "seeds").clear()
+        driver.find_element("id", "seeds").send_keys("7")
+        driver.find_element("id", "advanced").clear()
+        driver.find_element("css selector", card + " button[data-do=use]").click()
+        assert driver.find_element("id", "seeds").get_attribute("value") == "0"
+        assert driver.find_element("id", "photo").get_attribute("value") == content and js(selected) == styles
+        assert yaml.safe_load(driver.find_element("id", "advanced").get_attribute("value")) == \
+            {"optimizer": {"iterations": 3}, "print_every": 0}
+
+        # Its config.yaml, from the card's link, on the command line: the same image bytes.
+        href = driver.find_element("css selector", card + " a.config").get_attribute("href")
+        request = urllib.request.Request(href, headers={"Cookie": f"{st.COOKIE}=tok"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            (tmp_path / "config.yaml").write_bytes(r.read())
+        assert cli.main(["--config", str(tmp_path / "config.yaml"), "--set", f"output={tmp_path / 'again'}"]) == 0
+        image = json.loads((studio.folder / name / "report.json").read_text())["variants"][0]["image"]
+        assert (tmp_path / "again" / image).read_bytes() == (studio.folder / name / image).read_bytes()
+
+        # A refused upload says why on the page.
+        driver.find_element("id", "photo-file").send_keys(str(bad))
+        _wait(lambda: "not an image" in driver.find_element("id", "message").text, 30, "the refusal")
+        assert driver.find_element("id", "message").get_attribute("class") == "error"
+    finally:
+        driver.quit()
+        server.stop()
