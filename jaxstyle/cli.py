@@ -36,7 +36,7 @@ from .config import Config, load_config
 from .errors import ConfigError, JaxstyleError
 from .live import LiveServer, LiveState
 from .outputs import run_and_save
-from .progress import Meter, Watchers
+from .progress import Meter, Watchers, pause_watchers
 from .variants import expand_variants, variant_labels
 
 EXIT_USAGE = 2
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.serve is not None and jax.process_index() == 0:  # several hosts: process 0 serves
             return serve_run(cfg, args, meter, received)
         result = run_and_save(cfg, log=meter.log, should_stop=lambda: bool(received), resume=args.resume,
-                              watch=Watchers((meter.tick,)))
+                              watch=Watchers((meter.tick, *pause_watchers())))
     finally:  # the caller's handlers again (main may be called from Python, not only as a command)
         meter.close()
         for s, handler in previous.items():
@@ -159,7 +159,7 @@ def serve_run(cfg: Config, args: argparse.Namespace, meter: Meter, received: lis
         meter.log(f"live page: {servers[0].url}")
     try:
         result = run_and_save(cfg, log=meter.log, should_stop=lambda: bool(received), resume=args.resume,
-                              watch=Watchers((meter.tick, state.tick), (state.record,)), on_start=start)
+                              watch=Watchers((meter.tick, state.tick, *pause_watchers()), (state.record,)), on_start=start)
     except JaxstyleError as exc:
         if not servers:
             raise

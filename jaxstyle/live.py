@@ -23,7 +23,6 @@ import io
 import json
 import os
 import threading
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -38,9 +37,6 @@ from .progress import Tick
 
 #: Longest side of the thumbnails in the page's grid.
 THUMB = 320
-#: A test-only pause: while the file this environment variable names exists, the run waits after
-#: each chunk, so a test can look at the page between two chunks without racing the run.
-PAUSE_ENV = "JAXSTYLE_TEST_PAUSE_FILE"
 
 
 class LiveState:
@@ -61,7 +57,6 @@ class LiveState:
         self.files: dict[str, str] = {}  # what the page links: {"report": "report.json", ...}
         self.variant_files: list[str | None] = [None] * len(self.labels)
         self._encoded: dict[tuple, bytes] = {}
-        self._pause = os.environ.get(PAUSE_ENV)
 
     # ---- written by the run ----------------------------------------------------------------------
     def record(self, entry: dict) -> None:
@@ -86,8 +81,6 @@ class LiveState:
                 self.image_version += 1
                 self._encoded.clear()
             self.version += 1
-        while self._pause and os.path.exists(self._pause):
-            time.sleep(0.02)
 
     def end(self, status: str, message: str, images: np.ndarray | None = None, report: dict | None = None) -> None:
         """The run is over: ``status`` is ``finished``, ``interrupted`` or ``failed``; ``report``

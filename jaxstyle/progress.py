@@ -8,7 +8,9 @@ the time to come is the work to come at the rate measured so far, compilation le
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, TextIO
 
@@ -84,6 +86,24 @@ class Watchers:
     def record(self, entry: dict) -> None:
         for f in self.records:
             f(entry)
+
+
+#: A test-only pause: while the file this environment variable names exists, a command-line run
+#: waits after each chunk (its progress line and live page already updated), so a test can act
+#: between two chunks, signal the run or look at its page, without racing it.
+PAUSE_ENV = "JAXSTYLE_TEST_PAUSE_FILE"
+
+
+def pause_watchers() -> tuple[Callable[[Tick], None], ...]:
+    """The watcher that holds a run while :data:`PAUSE_ENV`'s file exists; none when it is unset."""
+    path = os.environ.get(PAUSE_ENV)
+    if not path:
+        return ()
+
+    def hold(tick: Tick) -> None:
+        while os.path.exists(path):
+            time.sleep(0.02)
+    return (hold,)
 
 
 def lines(write: Callable[[str], None]) -> Watchers:

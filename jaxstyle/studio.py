@@ -263,6 +263,7 @@ class Studio:
         self.watch_port: int | None = None
         self.wake = asyncio.Event()
         self.closing = False
+        self._views: dict[str, tuple] = {}
 
     # -- the queue, kept in the folder --
     def _load_queue(self) -> list[dict]:
@@ -440,8 +441,7 @@ class Studio:
         cards = []
         for name in names:
             folder, job = self.folder / name, self.job(name)
-            report = self.report(folder) if folder.is_dir() else {}
-            config = report.get("config") or self.config_of(name) or {}
+            report, view = self._view(name)
             if job is not None and job["state"] in ("waiting", "running"):
                 state = job["state"]
             elif (folder / CHECKPOINT).exists():
@@ -457,14 +457,31 @@ class Studio:
                 "name": name, "state": state, "message": (job or {}).get("message", ""),
                 "time": (job or {}).get("submitted") or (folder.stat().st_mtime if folder.is_dir() else 0),
                 "seconds": (report.get("timing") or {}).get("run_s"),
-                "content": self.input_id(config.get("content")), "styles": [
-                    self.input_id(s) for s in (config.get("style") if isinstance(config.get("style"), list)
-                                               else [config.get("style")])],
-                "settings": differing_settings(config) if config else {},
                 "sheet": report.get("sheet") if report.get("sheet") in files else (images[0] if images else None),
-                "images": [i for i in images if i in files], "files": files, "form": self.form_of(config),
+                "images": [i for i in images if i in files], "files": files, **view,
             })
         return sorted(cards, key=lambda c: -c["time"])
+
+    def _view(self, name: str) -> tuple[dict, dict]:
+        """A run's report and what its card shows of its config (inputs, settings, the form), read
+        again only when its report or its studio config changes: the page asks every second."""
+        stamps = []
+        for path in (self.folder / name / "report.json", self.jobs_dir / f"{name}.yaml"):
+            try:
+                st_ = path.stat()
+                stamps.append((st_.st_mtime_ns, st_.st_size))
+            except OSError:
+                stamps.append(None)
+        cached = self._views.get(name)
+        if cached is not None and cached[0] == stamps:
+            return cached[1], cached[2]
+        report = self.report(self.folder / name)
+        config = report.get("config") or self.config_of(name) or {}
+        styles = config.get("style") if isinstance(config.get("style"), list) else [config.get("style")]
+        view = {"content": self.input_id(config.get("content")), "styles": [self.input_id(s) for s in styles],
+                "settings": differing_settings(config) if config else {}, "form": self.form_of(config)}
+        self._views[name] = (stamps, report, view)
+        return report, view
 
     def input_id(self, path: Any) -> str | None:
         """The id of an input path the studio may show (examples, uploads, runs), else None."""

@@ -20,7 +20,8 @@ from PIL import Image
 
 from conftest import EXAMPLES
 from jaxstyle import cli, studio as st
-from jaxstyle.live import AppServer, PAUSE_ENV
+from jaxstyle.live import AppServer
+from jaxstyle.progress import PAUSE_ENV
 
 TOKEN = "test-token-123"
 #: A run that takes a few seconds at most: 32 px, one stage, 3 iterations.
