@@ -159,7 +159,8 @@ def serve_run(cfg: Config, args: argparse.Namespace, meter: Meter, received: lis
         meter.log(f"live page: {servers[0].url}")
     try:
         result = run_and_save(cfg, log=meter.log, should_stop=lambda: bool(received), resume=args.resume,
-                              watch=Watchers((meter.tick, state.tick, *pause_watchers()), (state.record,)), on_start=start)
+                              watch=Watchers((meter.tick, state.tick, *pause_watchers()), (state.record,)),
+                              on_start=start)
     except JaxstyleError as exc:
         if not servers:
             raise

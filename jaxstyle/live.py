@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ipaddress
 import json
 import os
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from aiohttp import web
@@ -156,40 +157,41 @@ def answer(body: bytes, content_type: str) -> web.Response:
 
 
 def host_allowed(request: web.Request, bound: str) -> bool:
-    """Whether the request's Host header names the address the server is bound to or localhost:
-    a page elsewhere that has its own name resolve to this machine (DNS rebinding) is refused."""
-    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
-    host = host.strip("[]").lower()
-    return host in {"localhost", "127.0.0.1", "::1", bound.strip("[]").lower()}
+    """Whether the request's Host header names localhost or the address the server is bound to (any
+    IP address of this machine when bound to all of them, ``0.0.0.0`` or ``::``). A name other than
+    localhost is refused: a page elsewhere that makes its own name resolve to this machine (DNS
+    rebinding) cannot reach the server through it."""
+    host = request.host
+    host = host[1:host.index("]")] if host.startswith("[") and "]" in host else host.rsplit(":", 1)[0]
+    host, bound = host.lower(), bound.strip("[]").lower()
+    if host in {"localhost", "127.0.0.1", "::1", bound}:
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return bound in ("0.0.0.0", "::", "")
 
 
-def live_routes(state: Callable[[web.Request], "LiveState | None"]) -> list[web.RouteDef]:
-    """The run page's routes, relative to where they are mounted: the page, ``state.json``, the
-    variants' images and the run's own files. ``state`` gives the run a request is about (None: 404),
-    so the studio can mount the same routes for the run it is showing."""
-    def found(request: web.Request) -> LiveState:
-        s = state(request)
-        if s is None:
-            raise web.HTTPNotFound()
-        return s
-
+def live_routes(state: LiveState) -> list[web.RouteDef]:
+    """The run page's routes: the page, ``state.json``, the variants' images and the run's own
+    files. The page asks for everything by relative address, so the studio can relay it from
+    under ``/watch/``."""
     async def page(request: web.Request) -> web.Response:
-        found(request)
         return answer(page_html(), "text/html; charset=utf-8")
 
     async def state_json(request: web.Request) -> web.Response:
         since = request.query.get("since", "0")
-        body = json.dumps(found(request).snapshot(int(since) if since.isdigit() else 0)).encode()
-        return answer(body, "application/json")
+        return answer(json.dumps(state.snapshot(int(since) if since.isdigit() else 0)).encode(), "application/json")
 
     async def image(request: web.Request) -> web.Response:
-        data = found(request).png(int(request.match_info["index"]), request.match_info["kind"] == "thumb")
+        data = state.png(int(request.match_info["index"]), request.match_info["kind"] == "thumb")
         if data is None:
             raise web.HTTPNotFound()
         return answer(data, "image/png")
 
     async def file(request: web.Request) -> web.Response:
-        path = found(request).served_file(request.match_info["name"])
+        path = state.served_file(request.match_info["name"])
         if path is None:
             raise web.HTTPNotFound()
         return answer(path.read_bytes(), CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
@@ -245,6 +247,6 @@ class LiveServer(AppServer):
 
     def __init__(self, state: LiveState, host: str = "127.0.0.1", port: int = 0):
         app = web.Application(middlewares=[host_guard(host)])
-        app.add_routes(live_routes(lambda request: state))
+        app.add_routes(live_routes(state))
         self.state = state
         super().__init__(app, host, port)

@@ -207,3 +207,29 @@ def test_a_sweeps_later_program_counts_the_earlier_ones_in_its_eta():
     # 150 s of optimisation for 1500 units: 2100 units to come take 210 s.
     assert eta_seconds(t.elapsed_s, t.compile_s, t.work, t.work_total) == pytest.approx(210.0)
     assert records == [{"iteration": 3, "program": 1, "first": 4}]
+
+
+def _get_host(server: LiveServer, path: str, host: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+    conn.putheader("Host", host)
+    conn.endheaders()
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+@pytest.mark.parametrize("bound", ["127.0.0.1", "0.0.0.0"])
+def test_a_host_header_naming_another_site_is_refused(bound):
+    """DNS rebinding: a page on evil.example whose name resolves to this machine is refused; the
+    bound address and localhost are served, and any IP address of the machine when bound to all."""
+    server = LiveServer(LiveState(["a"], {}, "."), bound, 0)
+    port = server.server_address[1]
+    try:
+        for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1.nip.io:{port}"):
+            assert _get_host(server, "/state.json", host) == 403
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost"):
+            assert _get_host(server, "/state.json", host) == 200
+        assert _get_host(server, "/state.json", f"192.0.2.10:{port}") == (200 if bound == "0.0.0.0" else 403)
+    finally:
+        server.stop()

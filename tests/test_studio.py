@@ -369,3 +369,47 @@ def test_a_running_run_stops_cleanly_and_resumes_from_its_card(working):
     c.wait(lambda: c.card(name)["state"] == "finished", 120, "the resumed run to finish")
     report = json.loads((working.studio.folder / name / "report.json").read_text())
     assert report["iterations"] == 40 and not (working.studio.folder / name / "checkpoint.npz").exists()
+
+
+# ---- the command ----------------------------------------------------------------------------------
+def test_jaxstyle_studio_prints_its_address_serves_and_stops_on_ctrl_c(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "jaxstyle.cli", "studio", "--port", "0", "--folder",
+                             str(tmp_path / "runs"), "--examples", str(_examples(tmp_path / "examples"))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("studio: http://127.0.0.1:") and "/?token=" in line, line
+        address = line.split()[-1]
+        port, token = int(address.split(":")[2].split("/")[0]), address.split("token=")[1]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", f"/?token={token}")
+        r = conn.getresponse()
+        assert r.status == 302 and token in r.getheader("Set-Cookie")
+        conn.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert (tmp_path / "runs" / st.STATE_DIR / "uploads").is_dir()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--folder", "{file}"], "exists and is not a directory"),
+    (["--port", "{busy}"], "cannot serve on 127.0.0.1:"),
+    (["--host", "203.0.113.7"], "cannot serve on 203.0.113.7:"),  # an address this machine does not have
+])
+def test_jaxstyle_studio_bad_options_are_one_line_and_exit_2(tmp_path, args, message):
+    import socket
+    import subprocess
+    import sys
+    (tmp_path / "file").write_text("x")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        args = [a.format(file=tmp_path / "file", busy=busy.getsockname()[1]) for a in args]
+        r = subprocess.run([sys.executable, "-m", "jaxstyle.cli", "studio", "--folder", str(tmp_path / "runs"), *args],
+                           capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
