@@ -251,7 +251,8 @@ class Studio:
     """The folder's runs, the queue and the worker. Used from the server's event loop only."""
 
     def __init__(self, folder: Path, examples: Path, allow_terms: bool = False, python: str = sys.executable):
-        self.folder, self.examples, self.allow_terms, self.python = folder.resolve(), examples.resolve(), allow_terms, python
+        self.folder, self.examples = folder.resolve(), examples.resolve()
+        self.allow_terms, self.python = allow_terms, python
         self.state_dir = self.folder / STATE_DIR
         self.uploads = self.state_dir / "uploads"
         self.jobs_dir = self.state_dir / "jobs"
@@ -550,7 +551,8 @@ class Studio:
         elif code == 3:
             job.update(state="interrupted", message="stopped: a checkpoint was written; resume continues it")
         else:
-            job.update(state="failed", message=errors[-1][len("error: "):] if errors else f"the run ended with status {code}")
+            message = errors[-1][len("error: "):] if errors else f"the run ended with status {code}"
+            job.update(state="failed", message=message)
         job.pop("stopping", None)
         self.save_queue()
 
@@ -650,7 +652,8 @@ def make_app(studio: Studio, token: str, bound: str, run_queue: bool = True) -> 
             config = studio.config_of(name) if RUN_NAME.match(name) else None
             if config is None:
                 raise web.HTTPNotFound()
-            return web.Response(body=yaml.safe_dump(config, sort_keys=False).encode(), content_type="application/x-yaml",
+            return web.Response(body=yaml.safe_dump(config, sort_keys=False).encode(),
+                                content_type="application/x-yaml",
                                 headers={"Content-Disposition": f'attachment; filename="{name}.yaml"'})
         try:
             folder = studio.run_folder(name)

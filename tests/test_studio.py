@@ -288,7 +288,8 @@ def test_a_run_going_when_the_studio_died_shows_as_interrupted_or_failed(tmp_pat
 
 
 @pytest.mark.parametrize("path", [
-    "/runs/../runs/x/report.json", "/runs/%2e%2e/report.json", "/runs/.studio/queue.json", "/runs/done/..%2f..%2fsecret.png",
+    "/runs/../runs/x/report.json", "/runs/%2e%2e/report.json", "/runs/.studio/queue.json",
+    "/runs/done/..%2f..%2fsecret.png",
     "/runs/done/checkpoint.npz", "/runs/done/link.png", "/inputs/examples/..%2f..%2fsecret.png",
     "/inputs/uploads/../../secret.png", "/inputs/other/photo.png", "/runs/done/%2e%2e", "/runs//etc/passwd",
 ])
@@ -413,3 +414,12 @@ def test_jaxstyle_studio_bad_options_are_one_line_and_exit_2(tmp_path, args, mes
         r = subprocess.run([sys.executable, "-m", "jaxstyle.cli", "studio", "--folder", str(tmp_path / "runs"), *args],
                            capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_shows_the_command_lines_one_line_message_on_its_card(working):
+    c = working.client
+    name = c.json("POST", "/api/runs", _form(advanced="max_pixels: 100"))[1]["name"]  # valid, but the photo is larger
+    card = c.wait(lambda: (lambda x: x if x["state"] == "failed" else None)(c.card(name)), 120, "the run to fail")
+    assert "pixels" in card["message"] and "\n" not in card["message"]
+    assert c.state()["running"] is None
