@@ -38,7 +38,7 @@ from aiohttp import web
 from PIL import Image
 
 from .checkpoint import FILENAME as CHECKPOINT
-from .config import COLOR_MODES, KEYS, validate, yaml_load
+from .config import COLOR_MODES, validate, yaml_load
 from .errors import ConfigError, JaxstyleError
 from .live import CONTENT_TYPES, answer, host_guard
 from .style_losses import STYLE_LOSSES
@@ -79,7 +79,7 @@ class StudioError(JaxstyleError):
 def form_config(form: Mapping[str, Any], resolve_input) -> dict:
     """The raw config a submitted form asks for (before the path rules and the output are applied).
 
-    ``form``: ``content`` and ``styles`` (input ids, see :meth:`Studio.resolve_input`), ``size``,
+    ``form``: ``content`` and ``styles`` (input ids, see :meth:`Studio.input_path`), ``size``,
     ``balance`` (log10 of Eq. 7's alpha/beta, -3..1, or absent for the default), ``seeds``,
     ``style_loss``, ``preserve_colors``, ``style_scale``, ``preset`` and ``advanced`` (YAML for any
     other key; the form's own knobs win over it). ``resolve_input(id) -> absolute path``.
@@ -119,7 +119,9 @@ def form_config(form: Mapping[str, Any], resolve_input) -> dict:
             raise StudioError(f"balance must be a number, not {form['balance']!r}") from None
         if not -3.0 <= balance <= 1.0:
             raise StudioError(f"balance (log10 alpha/beta) must be between -3 and 1, not {balance:g}")
-        alpha = float(raw.get("alpha", 1.0))
+        alpha = raw.get("alpha", 1.0)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+            raise StudioError(f"alpha must be a number to set the balance, not {alpha!r}")
         raw["beta"] = alpha / 10.0 ** balance
     preset = form.get("preset") or "default"
     if preset not in PRESETS:
@@ -144,9 +146,6 @@ def studio_rules(raw: dict, inside, allow_terms: bool) -> tuple[dict, list[str]]
         if key in raw:
             raw.pop(key)
             notes.append(f"{key} from the page is ignored: every studio run writes a new folder")
-    unknown = [k for k in raw if k not in KEYS]
-    if unknown:
-        validate(raw)  # the config module's own one-line message for an unknown key
     if raw.get("weights") is not None:
         raise StudioError("weights cannot be set from the studio: runs use the installed weights")
     paths = [("content", raw.get("content"))]
@@ -396,17 +395,18 @@ class Studio:
         self.process.send_signal(signal.SIGINT)  # the command line's clean interrupt
 
     def delete(self, name: str) -> None:
-        folder = self.run_folder(name)
+        """A run's folder and the studio's records of it (a run that failed before it made its
+        folder has only the records)."""
         job = self.job(name)
         if job is not None and job["state"] in ("waiting", "running"):
             raise StudioError(f"{name} is {job['state']}: remove or stop it first")
-        if folder.is_symlink():
-            raise StudioError(f"{name} is not a run folder")
-        shutil.rmtree(folder)
+        if job is None or (self.folder / name).exists():
+            shutil.rmtree(self.run_folder(name))
         if job is not None:
             self.jobs.remove(job)
             self.save_queue()
         (self.jobs_dir / f"{name}.yaml").unlink(missing_ok=True)
+        (self.state_dir / "logs" / f"{name}.log").unlink(missing_ok=True)
 
     def run_folder(self, name: str) -> Path:
         if not isinstance(name, str) or not RUN_NAME.match(name) or name == STATE_DIR:

@@ -207,6 +207,7 @@ def test_an_upload_over_the_byte_cap_is_refused(held):
     (_form(advanced="- a list"), "must be a YAML mapping"),
     (_form(size=-5), "size"),
     (_form(balance=4), "between -3 and 1"),
+    (_form(balance=-1, advanced="alpha: lots"), "alpha must be a number"),
     (_form(seeds="one two"), "seeds must be whole numbers"),
     (_form(preset="slow"), "preset must be one of"),
     (_form(content="examples/../../secret.png"), "unknown input"),
@@ -423,3 +424,6 @@ def test_a_run_that_fails_shows_the_command_lines_one_line_message_on_its_card(w
     card = c.wait(lambda: (lambda x: x if x["state"] == "failed" else None)(c.card(name)), 120, "the run to fail")
     assert "pixels" in card["message"] and "\n" not in card["message"]
     assert c.state()["running"] is None
+    assert not (working.studio.folder / name).exists()  # it failed before making its folder
+    assert c.json("POST", f"/api/runs/{name}/delete")[0] == 200  # its card goes all the same
+    assert name not in [x["name"] for x in c.state()["cards"]] and working.studio.jobs == []
