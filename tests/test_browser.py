@@ -167,7 +167,8 @@ def test_the_studio_uploads_runs_and_gives_a_runs_settings_back(tmp_path):
         card = "#history .card[data-state=finished]"
         _wait(lambda: driver.find_elements("css selector", card), 180, "the run's card to say finished")
         name = driver.find_element("css selector", card).get_attribute("data-name")
-        assert driver.find_element("css selector", card + " img.sheet").get_attribute("naturalWidth") != "0"
+        _wait(lambda: js(f"const i = document.querySelector('{card} img.sheet'); return i && i.complete "
+                         "&& i.naturalWidth > 0"), 30, "the card's picture")
 
         # Change the form, then take the run's settings back from its card.
         driver.find_element("id", "seeds").clear()
