@@ -427,3 +427,22 @@ def test_a_run_that_fails_shows_the_command_lines_one_line_message_on_its_card(w
     assert not (working.studio.folder / name).exists()  # it failed before making its folder
     assert c.json("POST", f"/api/runs/{name}/delete")[0] == 200  # its card goes all the same
     assert name not in [x["name"] for x in c.state()["cards"]] and working.studio.jobs == []
+
+
+@pytest.mark.slow
+def test_a_command_line_run_interrupted_elsewhere_resumes_from_its_card(working):
+    """A run the command line started in the studio's folder and that was interrupted there: its
+    card offers resume, which continues it from its checkpoint through its report's config."""
+    from jaxstyle.config import validate
+    from jaxstyle.outputs import run_and_save
+    folder = working.studio.folder / "from-the-command-line"
+    cfg = validate({"content": str(working.studio.examples / "photo.png"), "style": str(working.studio.examples /
+                    "art.png"), "size": 32, "output": str(folder), "print_every": 4, "optimizer": {"iterations": 12}})
+    cut = run_and_save(cfg, log=lambda line: None, should_stop=lambda: True)
+    assert cut.checkpoint is not None and (folder / "checkpoint.npz").exists()
+    c = working.client
+    assert c.card(folder.name)["state"] == "interrupted"
+    assert c.json("POST", f"/api/runs/{folder.name}/resume")[0] == 200
+    c.wait(lambda: c.card(folder.name)["state"] == "finished", 120, "the resumed run to finish")
+    report = json.loads((folder / "report.json").read_text())
+    assert report["iterations"] == 12 and report["resumed_from"].startswith("stage 1")
