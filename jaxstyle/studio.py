@@ -598,9 +598,7 @@ def make_app(studio: Studio, token: str, bound: str, run_queue: bool = True) -> 
             return web.Response(status=403, text="refused: open the address the studio printed (it carries the token)")
         try:
             return await handler(request)
-        except StudioError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        except ConfigError as exc:
+        except JaxstyleError as exc:  # the studio's refusals and the config module's messages
             return web.json_response({"error": str(exc)}, status=400)
 
     async def page(request: web.Request) -> web.Response:
