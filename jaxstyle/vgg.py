@@ -97,6 +97,12 @@ PADDINGS = ("zero", "reflect", "replicate")
 PADDING_LAYERS = ("all", "first")
 
 
+def layer_padding(name: str, padding: str, padding_layers: str) -> str:
+    """The padding convolution ``name`` gets: ``padding`` at every layer or at conv1_1 only
+    (``padding_layers``), zeros elsewhere."""
+    return padding if padding_layers == "all" or name == "conv1_1" else "zero"
+
+
 def pad_edges(x: jax.Array, padding: str, width: int = 1) -> jax.Array:
     """``(..., H, W, C)`` padded by ``width`` on each side of H and W in the given mode; ``reflect``
     mirrors about the edge pixel (as numpy's ``reflect``), and on a side of one pixel repeats it."""
@@ -432,8 +438,7 @@ def vgg19_features(
             for name in block:
                 x = pool2x2(x, pooling) if name.startswith("pool") else \
                     jax.nn.relu(conv3x3(x, p[name]["kernel"], p[name]["bias"], p[name].get("flipped"),
-                                        p[name].get("winograd"),
-                                        padding if padding_layers == "all" or name == "conv1_1" else "zero"))
+                                        p[name].get("winograd"), layer_padding(name, padding, padding_layers)))
                 if name in wanted:
                     kept[name] = x
             return x, kept

@@ -53,8 +53,8 @@ from jaxstyle.variants import expand_variants  # noqa: E402
 from jaxstyle.losses import LossWeights, Objective  # noqa: E402
 from jaxstyle.pipeline import run, uses_winograd  # noqa: E402
 from jaxstyle.progress import Watchers  # noqa: E402
-from jaxstyle.vgg import (LAYER_NAMES, LAYERS, _conv_hwio, conv3x3, prepare_kernels, winograd_conv,  # noqa: E402
-                          winograd_pays)
+from jaxstyle.vgg import (LAYER_NAMES, LAYERS, _conv_hwio, conv3x3, layer_padding, prepare_kernels,  # noqa: E402
+                          winograd_conv, winograd_pays)
 from jaxstyle.weights import load_vgg19  # noqa: E402
 
 #: CPU flags that decide which kernels the libraries can use.
@@ -99,7 +99,7 @@ def torch_network(params: dict, deepest: str, padding: str = "zero", padding_lay
     mean = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
 
     def conv(x, n):
-        mode = padding if padding_layers == "all" or n == "conv1_1" else "zero"
+        mode = layer_padding(n, padding, padding_layers)
         if mode == "zero":
             return F.conv2d(x, *weights[n], padding=1)
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode=mode), *weights[n])  # torch's modes have jaxstyle's names
