@@ -425,10 +425,9 @@ class Studio:
 
     def config_of(self, name: str) -> dict | None:
         """The config a run ran with (its report), or was submitted with (the studio's copy)."""
-        folder = self.folder / name
-        config = self.report(folder).get("config") if folder.is_dir() else None
-        if config:
-            return config
+        return self.report(self.folder / name).get("config") or self._job_config(name)
+
+    def _job_config(self, name: str) -> dict | None:
         try:
             return yaml_load((self.jobs_dir / f"{name}.yaml").read_text())
         except (OSError, yaml.YAMLError):
@@ -477,7 +476,7 @@ class Studio:
         if cached is not None and cached[0] == stamps:
             return cached[1], cached[2]
         report = self.report(self.folder / name)
-        config = report.get("config") or self.config_of(name) or {}
+        config = report.get("config") or self._job_config(name) or {}
         styles = config.get("style") if isinstance(config.get("style"), list) else [config.get("style")]
         view = {"content": self.input_id(config.get("content")), "styles": [self.input_id(s) for s in styles],
                 "settings": differing_settings(config) if config else {}, "form": self.form_of(config)}

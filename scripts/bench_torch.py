@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import datetime
+import itertools
 import json
 import os
 import platform
