@@ -47,10 +47,13 @@ NOISE_DISTRIBUTIONS = ("normal", "uniform")
 DEFAULT_NOISE_AMPLITUDE = {"normal": 0.02, "uniform": 0.5}
 UPSAMPLE_METHODS = ("nearest", "linear", "cubic", "lanczos3")
 COLOR_MODES = ("none", "luminance", "histogram", "chroma")
-SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms", "style_loss", "temporal")
+SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms", "style_loss", "temporal", "lattice")
 #: ``temporal``'s default with ``losses: mean`` (docs/video.md: how it was measured); with ``paper``
 #: the content term grows with the image's area, so the same weight ties frames less.
 DEFAULT_TEMPORAL = 5.0
+#: ``lattice``'s default: with ``losses: mean`` it removes the 2-px lattice at a yardstick loss within
+#: 1 % (docs/highres.md); with ``paper`` the objective stays the paper's, so it is off.
+DEFAULT_LATTICE = {"paper": 0.0, "mean": 1000.0}
 VIDEO_MODES = ("sequential", "multipass")
 #: ``scales: auto``: coarser stages halve the long side while it stays at least this many pixels,
 #: so the coarsest stage has a long side from 128 to 255 px ...
@@ -175,6 +178,8 @@ def _terms(name: str, value: Any) -> dict[str, float]:
     for k in value:
         if k == "temporal":
             raise ConfigError(f"the temporal term is set by the top-level key 'temporal' (clips only), not in {name}")
+        if k == "lattice":
+            raise ConfigError(f"the lattice term is set by the top-level key 'lattice', not in {name}")
         if is_file_term(str(k)) and k not in TERMS:
             load_term(str(k))  # a missing file or function is reported now, before any work
         elif k not in TERMS:
@@ -579,9 +584,12 @@ class Config:
     seeds: list[int] = key([0], seeds, "one variant per seed, in one batch")
     terms: dict[str, float] = key({}, terms, "extra loss terms by name -> weight; built in: `tv` (squared total "
                                   "variation); your own: `path/to/file.py:function` (docs/loss-lab.md)")
+    lattice: float = key(Computed(lambda c: DEFAULT_LATTICE[c["losses"]]), number,
+                         "weight of the lattice term, the energy of a 2-px grid in phase over tens of pixels "
+                         "(docs/highres.md); 0: off", "1000 with `mean`, 0 with `paper`")
     sweep: dict[str, list] = key({}, sweep, "lists of values for `alpha`, `beta`, `content_layers`, `style_layers`, "
-                                 "`terms`, `style_loss`; every combination (x every seed) is a variant of the "
-                                 "same batch (each style loss its own program)")
+                                 "`terms`, `style_loss`, `lattice` (a clip's `temporal` too); every combination "
+                                 "(x every seed) is a variant of the same batch (each style loss its own program)")
     scales: list[int] = key("auto", scales,
                             "coarse-to-fine: long sides of coarser stages, run first; `auto`: halve `size` while the "
                             "half is at least 128 px (512 -> `[128, 256]`), else from 127 px one half-size stage (200 -> `[100]`; "

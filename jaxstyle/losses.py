@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .errors import ConfigError
 from .style_losses import DEFAULT_WEIGHTS, LAYER_LOSSES, STYLE_LOSSES, statistics
@@ -140,6 +141,54 @@ def total_variation(image: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(dy), axis=(-3, -2, -1)) + jnp.sum(jnp.square(dx), axis=(-3, -2, -1))
 
 
+#: :func:`lattice_energy`'s Gaussian, in pixels: its passband around the 2-px periods is about
+#: 1/(2 pi 6) = 0.027 cycles per pixel wide, so a lattice in phase over tens of pixels falls in it
+#: while fine texture, whose phase wanders, mostly does not (docs/highres.md).
+LATTICE_SIGMA = 6.0
+#: The energy is taken on 4 x 4 means (the Gaussian at a quarter of the size): 1/16 of the work,
+#: and the means' own passband (first zero at 1/4 cycle per pixel) is far wider than the Gaussian's.
+LATTICE_POOL = 4
+
+
+def lattice_energy(image: jax.Array, sigma: float = LATTICE_SIGMA) -> jax.Array:
+    """The energy of a 2-px lattice in phase over a neighbourhood: the image's 2-px periods
+    (columns, rows, a chequer) moved to zero frequency by multiplying with (-1)^x, (-1)^y or
+    (-1)^(x+y), each blurred by a Gaussian of ``sigma`` px (valid positions only), squared and
+    averaged over positions and channels; the three summed. A lattice of amplitude a scores a^2.
+    Computed on 4 x 4 means of the flipped image, after [-1, 2, -1] / 4 along the flipped axes;
+    an image too small for one Gaussian there (under 38 px a side at ``sigma`` 6) scores 0.
+
+    Not in the paper. Its average pooling cancels exactly such patterns (every 2 x 2 cell sums them to
+    0), so only the first layers see them: the optimiser adds them where conv1_1's Gram matrix asks
+    for fine detail, and the paper's loss hardly removes them (docs/highres.md). A mean, like
+    ``losses: mean``'s terms, so its weight means the same at every size and in every tile.
+    ``(H, W, 3) -> ()``.
+    """
+    q = LATTICE_POOL
+    # The 2-px period along x (or y) is first isolated by [-1, 2, -1] / 4 (1 there, 0 for a flat or
+    # linear run of pixels): the 4 x 4 means pass a trace of the low frequencies the sign flip moves
+    # next to 0, and a photograph's low frequencies are strong.
+    hx = lambda a: (2 * a[:, 1:-1] - a[:, :-2] - a[:, 2:]) / 4  # noqa: E731
+    hy = lambda a: (2 * a[1:-1] - a[:-2] - a[2:]) / 4  # noqa: E731
+    s = sigma / q
+    g = np.exp(-0.5 * (np.arange(-int(3 * s), int(3 * s) + 1) / s) ** 2)
+    taps = [float(v) for v in g / g.sum()]
+    n = len(taps)
+    total = jnp.zeros((), image.dtype)
+    # Columns (the sign flips along x), rows (along y), chequer (both).
+    for a, fx, fy in ((hx(image[1:-1]), 1, 0), (hy(image[:, 1:-1]), 0, 1), (hx(hy(image)), 1, 1)):
+        h, w = a.shape[0] // q * q, a.shape[1] // q * q
+        if h // q < n or w // q < n:
+            return jnp.zeros((), image.dtype)
+        sx = jnp.where(jnp.arange(w) % 2 * fx == 1, -1.0, 1.0).astype(image.dtype)[None, :, None]
+        sy = jnp.where(jnp.arange(h) % 2 * fy == 1, -1.0, 1.0).astype(image.dtype)[:, None, None]
+        m = (a[:h, :w] * sx * sy).reshape(h // q, q, w // q, q, -1).mean(axis=(1, 3))
+        m = sum(t * m[i:i + h // q - n + 1] for i, t in enumerate(taps))
+        m = sum(t * m[:, i:i + w // q - n + 1] for i, t in enumerate(taps))
+        total = total + jnp.mean(jnp.square(m))
+    return total
+
+
 def temporal_loss(image: jax.Array, prior: jax.Array, weight: jax.Array) -> jax.Array:
     """Ruder, Dosovitskiy and Brox (GCPR 2016), Eq. 7, mean-normalised: the temporal term
     1 / (3 H W) sum_k c_k (x_k - w_k)^2, over pixels k and channels.
@@ -246,6 +295,8 @@ LossTerm = Callable[[jax.Array, Mapping[str, jax.Array], Targets], jax.Array]
 #: as a mapping passed to :class:`Objective`.
 TERMS: Mapping[str, LossTerm] = MappingProxyType({
     "tv": lambda image, feats, targets: total_variation(image),
+    # The config's top-level ``lattice`` weight (on by default with ``losses: mean``).
+    "lattice": lambda image, feats, targets: lattice_energy(image),
     # A clip's frames only (the config's top-level ``temporal`` weight): 0 without a prior.
     # Several priors (a leading axis: the previous frame, the first) each count in full.
     "temporal": lambda image, feats, targets: (jnp.zeros((), image.dtype) if targets.prior is None else

@@ -19,7 +19,10 @@ from .images import fit_shape, to_uint8
 def _pil_rgb(image: np.ndarray | Image.Image) -> Image.Image:
     if isinstance(image, Image.Image):
         return image.convert("RGB")
-    return Image.fromarray(to_uint8(image))
+    a = np.asarray(image)
+    # 8-bit arrays (a file read with numpy) are levels already; read as floats in [0, 1] they would
+    # clip to a black-and-white picture of the zeros.
+    return Image.fromarray(a if a.dtype == np.uint8 else to_uint8(a))
 
 
 def speckle_index(image: np.ndarray | Image.Image) -> float:
@@ -60,6 +63,10 @@ def straight_line_index(image: np.ndarray | Image.Image) -> float:
 LATTICE_PERIODS = (2, 4, 8, 16)
 #: :func:`lattice_index`'s window side: the spectrum is averaged over windows of this size.
 LATTICE_WINDOW = 128
+#: :func:`lattice_windows`' square side: two windows, so each square's spectrum averages 9.
+LATTICE_REGION = 256
+#: The share of a crop's squares :func:`lattice_tail` averages: its worst tenth.
+LATTICE_TAIL = 0.1
 
 
 def lattice_index(image: np.ndarray | Image.Image, periods: Sequence[int] = LATTICE_PERIODS,
@@ -77,21 +84,59 @@ def lattice_index(image: np.ndarray | Image.Image, periods: Sequence[int] = LATT
     periods. Noise and texture score near 0 (their spectrum is locally flat or falls smoothly); a
     grid scores its peaks' height above the background, whatever its direction.
 
-    ``image``: ``(H, W, 3)`` floats in [0, 1] (clipped, rounded to 8 bits) or a Pillow image, at
-    least ``window`` px on each side.
+    ``image``: ``(H, W, 3)`` floats in [0, 1] (clipped, rounded to 8 bits), 8-bit levels
+    (``uint8``) or a Pillow image, at least ``window`` px on each side.
     """
-    a = np.asarray(_pil_rgb(image), np.float64)
-    y = a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
+    return _index(_luma(image, window), periods, window)
+
+
+def lattice_windows(image: np.ndarray | Image.Image, region: int = LATTICE_REGION,
+                    periods: Sequence[int] = LATTICE_PERIODS, window: int = LATTICE_WINDOW) -> np.ndarray:
+    """:func:`lattice_index` of every ``region`` x ``region`` square of a 1:1 crop, the squares
+    overlapping by half: ``(rows, cols)``. A grid confined to part of a crop (a dark, flat area) is
+    diluted in the whole crop's averaged spectrum; in its own squares it is not. Each square's
+    spectrum still averages 9 windows (``region`` = 2 ``window``), so noise stays near 0."""
+    y = _luma(image, region)
+    hop = region // 2
+    return np.array([[_index(y[r:r + region, c:c + region], periods, window)
+                      for c in range(0, y.shape[1] - region + 1, hop)]
+                     for r in range(0, y.shape[0] - region + 1, hop)])
+
+
+def lattice_tail(image: np.ndarray | Image.Image, fraction: float = LATTICE_TAIL, region: int = LATTICE_REGION,
+                 periods: Sequence[int] = LATTICE_PERIODS, window: int = LATTICE_WINDOW) -> float:
+    """The mean :func:`lattice_windows` score of the worst ``fraction`` of a crop's squares (at
+    least one): how strong a lattice is where it is strongest. ``image`` as :func:`lattice_index`."""
+    scores = np.sort(lattice_windows(image, region, periods, window).ravel())[::-1]
+    return float(scores[:max(1, int(round(fraction * scores.size)))].mean())
+
+
+def _luma(image: np.ndarray | Image.Image, window: int) -> np.ndarray:
+    """Rec. 601 luminance in 8-bit levels ``(H, W)``, refused below ``window`` px a side."""
+    y = np.asarray(_pil_rgb(image), np.float64) @ np.array([0.299, 0.587, 0.114])
     if min(y.shape) < window:
-        raise ValueError(f"lattice_index needs at least {window} x {window} px, got {y.shape[1]} x {y.shape[0]}")
+        raise ValueError(f"the lattice measures need at least {window} x {window} px, got {y.shape[1]} x {y.shape[0]}")
+    return y
+
+
+def _index(y: np.ndarray, periods: Sequence[int], window: int) -> float:
+    """:func:`lattice_index` of the luminance ``y`` ``(H, W)``: Welch's average, then the peaks."""
     hop = window // 2
-    taper = np.outer(np.hanning(window), np.hanning(window))
-    power = np.zeros((window, window))
-    starts = [(r, c) for r in range(0, y.shape[0] - window + 1, hop) for c in range(0, y.shape[1] - window + 1, hop)]
-    for r, c in starts:
-        tile = y[r:r + window, c:c + window]
-        power += np.abs(np.fft.fft2((tile - tile.mean()) * taper)) ** 2
-    power /= len(starts)
+    power = np.mean([_power(y[r:r + window, c:c + window]) for r in range(0, y.shape[0] - window + 1, hop)
+                     for c in range(0, y.shape[1] - window + 1, hop)], axis=0)
+    return _peak_score(power, periods)
+
+
+def _power(square: np.ndarray) -> np.ndarray:
+    """The power spectrum of one square, its mean removed and a 2-D Hann taper applied."""
+    n = square.shape[0]
+    return np.abs(np.fft.fft2((square - square.mean()) * np.outer(np.hanning(n), np.hanning(n)))) ** 2
+
+
+def _peak_score(power: np.ndarray, periods: Sequence[int]) -> float:
+    """The mean over ``periods`` of the highest peak-over-ring ratio minus 1 at a period's bins
+    (see :func:`lattice_index`)."""
+    window = power.shape[0]
     d = np.arange(-5, 6)
     scores = []
     for p in periods:

@@ -41,12 +41,14 @@ class Variant:
         if "content_layers" in swept:
             parts.append("+".join(l for l, w in self.content_layers.items() if w) or "no content")
         if "terms" in swept:
-            parts.append(" ".join(f"{Path(k).name if is_file_term(k) else k} {v:g}" for k, v in self.terms.items())
-                         or "no terms")
+            parts.append(" ".join(f"{Path(k).name if is_file_term(k) else k} {v:g}" for k, v in self.terms.items()
+                                  if k not in ("temporal", "lattice")) or "no terms")
         if "style_loss" in swept:
             parts.append(self.style_loss)
         if "temporal" in swept:
             parts.append(f"temporal {self.terms.get('temporal', 0.0):g}")
+        if "lattice" in swept:
+            parts.append(f"lattice {self.terms.get('lattice', 0.0):g}")
         return ", ".join(parts)
 
 
@@ -59,7 +61,8 @@ def variant_labels(variants: Sequence[Variant], sweep: Mapping[str, Any]) -> lis
 def expand_variants(cfg: Config) -> list[Variant]:
     """Every combination of the sweep's values, each with every seed (seeds vary fastest, a sweep's
     ``style_loss`` slowest: each style loss runs as a program of its own, on consecutive variants).
-    A clip's variants carry its ``temporal`` weight as the term of that name."""
+    A clip's variants carry its ``temporal`` weight as the term of that name, and every variant its
+    ``lattice`` weight, where not 0."""
     keys = sorted(cfg.sweep, key=lambda k: k != "style_loss")
     combos = itertools.product(*(cfg.sweep[k] for k in keys)) if keys else [()]
     out = []
@@ -71,7 +74,8 @@ def expand_variants(cfg: Config) -> list[Variant]:
                 content_layers=dict(setting.get("content_layers", cfg.content_layers)),
                 style_layers=dict(setting.get("style_layers", cfg.style_layers)),
                 terms={**setting.get("terms", cfg.terms),
-                       **({"temporal": setting.get("temporal", cfg.temporal)} if cfg.is_clip else {})},
+                       **({"temporal": setting.get("temporal", cfg.temporal)} if cfg.is_clip else {}),
+                       **({"lattice": lattice} if (lattice := setting.get("lattice", cfg.lattice)) else {})},
                 style_loss=setting.get("style_loss", cfg.style_loss)))
     return out
 

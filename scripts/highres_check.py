@@ -5,7 +5,9 @@ The output is reduced to the style image's own size before the speckle index is 
 :func:`jaxstyle.metrics.comparison_shape`), since at 2048 px a brush stroke is many pixels wide
 and the index, a 3 x 3 median's residual, would see none of the painting's own pixel-scale grain.
 Also reported: the index of the output's 640 x 640 centre at full resolution (the 1:1 crop) and
-of the same crop of the style image enlarged to the output's size, for reference.
+of the same crop of the style image enlarged to the output's size, for reference; and the lattice
+measures (:func:`jaxstyle.metrics.lattice_index` and :func:`~jaxstyle.metrics.lattice_tail`) of
+that crop and of the whole output, at 1:1, the index also per period.
 
     python scripts/highres_check.py outputs/highres/000_seed0.png examples/starry_night.jpg \\
         --docs docs/highres.jpg
@@ -26,7 +28,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from figures import write_docs_jpeg  # noqa: E402
 
-from jaxstyle.metrics import speckle_index, speckle_pair  # noqa: E402
+from jaxstyle.metrics import (LATTICE_PERIODS, LATTICE_REGION, LATTICE_WINDOW, lattice_index,  # noqa: E402
+                              lattice_tail, speckle_index, speckle_pair)
 
 CROP = 640
 
@@ -34,6 +37,16 @@ CROP = 640
 def centre(im: Image.Image, side: int = CROP) -> Image.Image:
     left, top = (im.width - side) // 2, (im.height - side) // 2
     return im.crop((left, top, left + side, top + side))
+
+
+def lattice(im: Image.Image) -> dict | None:
+    """The lattice index (also per period) and tail of ``im`` at 1:1 (None below the measures' size;
+    the tail None below its square's)."""
+    if min(im.size) < LATTICE_WINDOW:
+        return None
+    return {"index": round(lattice_index(im), 2),
+            "tail": round(lattice_tail(im), 2) if min(im.size) >= LATTICE_REGION else None,
+            "per_period": {p: round(lattice_index(im, periods=(p,)), 2) for p in LATTICE_PERIODS}}
 
 
 def main() -> None:
@@ -49,7 +62,8 @@ def main() -> None:
                       "speckle_at_style_size": round(ours, 2), "style_speckle": round(theirs, 2),
                       "passes": ours <= theirs,
                       "crop_speckle_1to1": round(speckle_index(centre(out)), 2),
-                      "style_enlarged_crop_speckle": round(speckle_index(centre(enlarged)), 2)}))
+                      "style_enlarged_crop_speckle": round(speckle_index(centre(enlarged)), 2),
+                      "lattice_crop_1to1": lattice(centre(out, min(CROP, *out.size))), "lattice_whole": lattice(out)}))
     if args.docs:
         whole = out.resize((CROP, round(CROP * out.height / out.width)), Image.Resampling.LANCZOS)
         sheet = Image.new("RGB", (2 * CROP + 16, max(whole.height, CROP)), "white")

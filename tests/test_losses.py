@@ -16,7 +16,7 @@ import pytest
 from conftest import EXAMPLES
 from helpers import np_vgg19
 from jaxstyle.images import load_image
-from jaxstyle.losses import (LossWeights, Objective, content_loss, gram_matrix, mean_content_loss,
+from jaxstyle.losses import (LossWeights, Objective, content_loss, gram_matrix, lattice_energy, mean_content_loss,
                              mean_style_layer_loss, style_layer_loss, total_loss, total_variation)
 
 rng = np.random.default_rng(0)
@@ -84,6 +84,78 @@ def test_total_loss_eq7_and_tv():
     img = np.zeros((3, 3, 1), np.float32)
     img[1, 1, 0] = 1.0  # four neighbours differ by 1
     assert float(total_variation(jnp.asarray(img))) == 4.0
+
+
+def _lattice_energy_float64(image: np.ndarray, sigma: float = 6.0) -> float:
+    """The lattice term's definition at full resolution: the image times (-1)^x, (-1)^y and
+    (-1)^(x+y), each blurred by a Gaussian (valid positions), squared, averaged; summed."""
+    r = int(3 * sigma)
+    g = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    g /= g.sum()
+    h, w = image.shape[:2]
+    sx, sy = (-1.0) ** np.arange(w)[None, :, None], (-1.0) ** np.arange(h)[:, None, None]
+    total = 0.0
+    for sign in (sx, sy, sx * sy):
+        a = image * sign
+        a = sum(g[i] * a[i:h - 2 * r + i] for i in range(2 * r + 1))
+        a = sum(g[i] * a[:, i:w - 2 * r + i] for i in range(2 * r + 1))
+        total += float(np.mean(a ** 2))
+    return total
+
+
+def test_lattice_energy_hand_made_and_against_the_full_resolution_definition():
+    yy, xx = np.mgrid[0:96, 0:128]
+    flat = np.full((96, 128, 3), 0.5)
+    smooth = 0.5 + 0.2 * np.sin(xx / 7.3) * np.cos(yy / 5.1)
+    # A lattice of amplitude a scores a^2, in each of its three forms; flat, a ramp and a smooth
+    # texture score (nearly) 0.
+    for sign in ((-1.0) ** xx, (-1.0) ** yy, (-1.0) ** (xx + yy)):
+        img = flat + 0.01 * sign[..., None]
+        np.testing.assert_allclose(float(lattice_energy(jnp.asarray(img, jnp.float32))), 1e-4, rtol=1e-3)
+    assert float(lattice_energy(jnp.asarray(flat, jnp.float32))) == 0.0
+    assert abs(float(lattice_energy(jnp.asarray(np.dstack([xx / 128.0] * 3), jnp.float32)))) < 1e-12
+    assert float(lattice_energy(jnp.asarray(np.dstack([smooth] * 3), jnp.float32))) < 1e-8
+    # A lattice whose amplitude varies smoothly over the image, on a texture with noise: the
+    # computed form (4 x 4 means, a quarter-size Gaussian) is within 10 % of the definition.
+    envelope = 0.01 + 0.02 * np.exp(-((xx - 64) ** 2 + (yy - 48) ** 2) / (2 * 30.0 ** 2))
+    noise = np.random.default_rng(3).normal(0, 0.02, (96, 128, 3))
+    img = np.dstack([smooth] * 3) + noise + (envelope * (-1.0) ** xx)[..., None]
+    expected = _lattice_energy_float64(img)
+    np.testing.assert_allclose(float(lattice_energy(jnp.asarray(img, jnp.float32))), expected, rtol=0.1)
+    assert expected > 3e-4  # the lattice, not the noise, is what both measure
+    # Too small for one Gaussian: 0, not an error (a tiny tile or image).
+    assert float(lattice_energy(jnp.zeros((32, 32, 3)))) == 0.0
+
+
+def test_lattice_energy_gradient_matches_finite_differences():
+    rng64 = np.random.default_rng(4)
+    x = rng64.random((48, 48, 3))
+    grad = np.asarray(jax.grad(lambda a: lattice_energy(a))(jnp.asarray(x, jnp.float32)), np.float64)
+    np.testing.assert_allclose(float(lattice_energy(jnp.asarray(x, jnp.float32))), _quadratic(x), rtol=1e-4)
+    eps = 1e-2  # the energy is quadratic in the image: central differences are exact up to rounding
+    for idx in [(20, 20, 0), (24, 17, 1), (10, 30, 2), (0, 0, 0)]:
+        up, down = x.copy(), x.copy()
+        up[idx] += eps
+        down[idx] -= eps
+        fd = (_quadratic(up) - _quadratic(down)) / (2 * eps)
+        np.testing.assert_allclose(grad[idx], fd, rtol=2e-3, atol=1e-9)
+
+
+def _quadratic(x: np.ndarray) -> float:
+    """lattice_energy's own arithmetic (4 x 4 means after [-1, 2, -1] / 4) in float64."""
+    g = np.exp(-0.5 * (np.arange(-4, 5) / 1.5) ** 2)
+    g /= g.sum()
+    hx = lambda a: (2 * a[:, 1:-1] - a[:, :-2] - a[:, 2:]) / 4  # noqa: E731
+    hy = lambda a: (2 * a[1:-1] - a[:-2] - a[2:]) / 4  # noqa: E731
+    total = 0.0
+    for a, fx, fy in ((hx(x[1:-1]), 1, 0), (hy(x[:, 1:-1]), 0, 1), (hx(hy(x)), 1, 1)):
+        h, w = a.shape[0] // 4 * 4, a.shape[1] // 4 * 4
+        a = a[:h, :w] * ((-1.0) ** (np.arange(w) * fx))[None, :, None] * ((-1.0) ** (np.arange(h) * fy))[:, None, None]
+        m = a.reshape(h // 4, 4, w // 4, 4, -1).mean(axis=(1, 3))
+        m = sum(g[i] * m[i:h // 4 - 8 + i] for i in range(9))
+        m = sum(g[i] * m[:, i:w // 4 - 8 + i] for i in range(9))
+        total += float(np.mean(m ** 2))
+    return total
 
 
 def test_objective_matches_float64_numpy(vgg_params):

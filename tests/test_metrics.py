@@ -1,10 +1,15 @@
-"""The speckle index on made images whose answer is known."""
+"""Image measures on made images whose answer is known."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
 
+from conftest import ROOT
 from jaxstyle.metrics import comparison_shape, speckle_index, speckle_pair
 
 
@@ -156,3 +161,52 @@ def test_lattice_index_sees_a_faint_grid_of_each_period_and_not_noise_or_texture
     # The windows are averaged, so the grid scores wherever it lies; a larger crop scores the same.
     tiled = np.tile(np.clip(noise + grids[0][..., None] / 255.0, 0, 1), (2, 2, 1))
     assert abs(lattice_index(tiled) - lattice_index(np.clip(noise + grids[0][..., None] / 255.0, 0, 1))) < 1.5
+
+
+def test_lattice_windows_find_a_grid_in_one_corner_that_the_whole_crop_dilutes():
+    from jaxstyle.metrics import lattice_index, lattice_tail, lattice_windows
+    rng = np.random.default_rng(5)
+    noise = rng.normal(0.5, 0.02, (512, 512, 1)).repeat(3, axis=-1)  # 5 levels of noise
+    yy, xx = np.mgrid[0:512, 0:512]
+    assert lattice_windows(noise).shape == (3, 3)  # 256 px squares overlapping by half
+    assert lattice_tail(noise) < 1.0
+    # Lines every 4 px, 2 levels deep, in the bottom-left 256 px quarter only.
+    grid = np.where((yy >= 256) & (xx < 256), (xx % 4 == 0) * 2.0, 0.0)
+    img = np.clip(noise + grid[..., None] / 255.0, 0, 1)
+    scores = lattice_windows(img)
+    assert np.unravel_index(np.argmax(scores), scores.shape) == (2, 0)  # the square that holds it
+    assert scores[0].max() < 1.0  # squares away from it score like noise
+    # The tail (the worst tenth: one square of nine) is the grid's own square: higher than the
+    # whole crop's index, where three quarters of the spectrum are noise.
+    assert lattice_tail(img) == scores.max() > 2 * lattice_index(img) > 2.0
+
+
+def test_lattice_index_reads_8_bit_arrays_as_levels():
+    from jaxstyle.metrics import lattice_index
+    rng = np.random.default_rng(6)
+    levels = np.clip(rng.normal(100, 5, (128, 128, 3)) + (np.arange(128) % 2 == 0)[None, :, None], 0, 255)
+    levels = levels.astype(np.uint8)
+    as_float = lattice_index(levels.astype(np.float32) / 255.0)
+    assert as_float > 2.0  # the 1-level column lattice is there
+    assert lattice_index(levels) == as_float == lattice_index(Image.fromarray(levels))
+
+
+def test_lattice_sheet_shows_where_the_grid_was_and_refuses_bad_pairs(tmp_path):
+    rng = np.random.default_rng(7)
+    after = np.clip(rng.normal(120, 5, (384, 384, 3)), 0, 255)
+    before = after.copy()
+    before[256:, 256:] += 3.0 * (-1.0) ** np.arange(128)[None, :, None]  # a grid in one corner only
+    paths = []
+    for name, a in (("before.png", before), ("after.png", after)):
+        Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(tmp_path / name)
+        paths.append(str(tmp_path / name))
+    script = [sys.executable, "scripts/lattice_sheet.py"]
+    done = subprocess.run(script + [":".join(paths), "--out", str(tmp_path / "sheet.jpg")], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    crop = json.loads(done.stdout.splitlines()[0])["crop"]
+    assert crop == [176, 176, 336, 336]  # the centre of the square that holds the corner
+    assert Image.open(tmp_path / "sheet.jpg").size == (4 * 320 + 36, 320)
+    bad = subprocess.run(script + [paths[0], "--out", str(tmp_path / "x.jpg")], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and not (tmp_path / "x.jpg").exists()
