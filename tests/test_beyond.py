@@ -169,10 +169,10 @@ def test_the_lattice_term_removes_a_planted_2px_lattice_that_the_paper_loss_keep
     kept = _run(vgg_params, lattice=0, **kw)
     removed = _run(vgg_params, **kw)  # the default weight
     energy = lambda r: float(lattice_energy(jnp.asarray(r.raw[0])))  # noqa: E731
-    # Average pooling cancels the lattice, so only the first layers see it: the paper's loss takes
-    # away about half of it in 15 iterations (measured: 52 %) ...
+    # Average pooling cancels the lattice, so only the first layers see it: under the paper's loss
+    # about half of it is left after 15 iterations (measured: 52 %) ...
     assert energy(kept) > 0.3 * planted
-    # ... the lattice term nearly all (measured: 99 %).
+    # ... under the lattice term almost none (measured: 1 %).
     assert energy(removed) < 0.05 * planted
     assert "lattice" in removed.report["variants"][0]["final_loss"]
 
