@@ -33,10 +33,12 @@ from typing import Callable
 import jax
 
 from .config import Config, load_config
-from .errors import ConfigError, JaxstyleError
+from .errors import ConfigError, JaxstyleError, OutputError
+from .fileio import atomic_write
 from .live import LiveServer, LiveState
 from .outputs import run_and_save
 from .progress import Meter, Watchers, pause_watchers
+from .terms import resolve_terms, used_terms
 from .variants import expand_variants, variant_labels
 
 EXIT_USAGE = 2
@@ -91,8 +93,55 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+#: ``-o NAME.png`` (quick form): the image is written to that file; these endings name an image.
+IMAGE_OUTPUT = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff"}
+
+
+def check_port(flag: str, port: int | None) -> None:
+    """A TCP port (0: a free one), checked before any folder is made."""
+    if port is not None and not 0 <= port <= 65535:
+        raise ConfigError(f"{flag} must be a port from 0 to 65535 (0: a free one), not {port}")
+
+
+def check_distributed(args: argparse.Namespace) -> None:
+    """``--coordinator``, ``--num-processes`` and ``--process-id`` agree, checked without contacting
+    anything (``--distributed`` leaves them to the cluster's own settings)."""
+    given = [args.coordinator is not None, args.num_processes is not None, args.process_id is not None]
+    if not any(given) or (args.distributed and not all(given)):
+        return
+    if not all(given):
+        raise ConfigError("a multi-host run needs --coordinator HOST:PORT, --num-processes N and --process-id I "
+                          "together (or --distributed for the cluster's own settings)")
+    host, _, port = args.coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"--coordinator must be HOST:PORT (process 0's address), not {args.coordinator!r}")
+    if args.num_processes < 1:
+        raise ConfigError(f"--num-processes must be at least 1, not {args.num_processes}")
+    if not 0 <= args.process_id < args.num_processes:
+        raise ConfigError(f"--process-id must be from 0 to {args.num_processes - 1} "
+                          f"(--num-processes {args.num_processes}), not {args.process_id}")
+
+
+def start_distributed(args: argparse.Namespace) -> None:
+    """``jax.distributed.initialize``; its failure (an unreachable coordinator, a refused id) is one line."""
+    try:
+        jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                                   process_id=args.process_id)
+    except (RuntimeError, ValueError) as exc:  # what jax raises for a setting or a connection it cannot use
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot start the multi-host run: {first}") from None
+
+
+def image_output(args: argparse.Namespace) -> Path | None:
+    """The file ``-o NAME.png`` names (the quick form), else None."""
+    if args.images and args.output and Path(args.output).suffix.lower() in IMAGE_OUTPUT:
+        return Path(args.output)
+    return None
+
+
 def quick_overrides(args: argparse.Namespace) -> list[str]:
-    """The quick form's ``--set`` equivalents (before the user's own)."""
+    """The quick form's ``--set`` equivalents (before the user's own). ``-o NAME.png`` writes the
+    run's other files to the folder ``NAME`` (its stem) beside it."""
     if not args.images:
         if args.output or args.size or args.seeds:
             raise ConfigError("-o, --size and --seeds belong to the quick form: jaxstyle PHOTO ARTWORK ...")
@@ -102,8 +151,11 @@ def quick_overrides(args: argparse.Namespace) -> list[str]:
     if args.config:
         raise ConfigError("give either --config or PHOTO ARTWORK, not both")
     photo, art = (Path(p) for p in args.images)
-    sets = [f"content={photo}", f"style={art}",
-            f"output={args.output or Path('outputs') / f'{photo.stem}-in-{art.stem}'}"]
+    target = image_output(args)
+    output = target.with_suffix("") if target else args.output or Path("outputs") / f"{photo.stem}-in-{art.stem}"
+    sets = [f"content={photo}", f"style={art}", f"output={output}"]
+    if target:
+        sets.append(f"image_format={IMAGE_OUTPUT[target.suffix.lower()]}")
     if args.size:
         sets.append(f"size={args.size}")
     if args.seeds:
@@ -118,10 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["studio"]:
         return studio_main(argv[1:])
     args = parser().parse_args(argv)
+    check_port("--serve", args.serve)
+    check_distributed(args)
     cfg = load_config(args.config, quick_overrides(args) + args.overrides)
+    # Term files are imported here, where the run happens (validation only checks that they exist):
+    # a mistake in one is still one line before anything is written.
+    resolve_terms(used_terms(cfg.terms, cfg.sweep))
+    target = image_output(args)
+    if target is not None:
+        check_image_output(cfg, target)
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
-        jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
-                                   process_id=args.process_id)
+        start_distributed(args)
     received: list[int] = []
 
     def on_signal(signum, frame):
@@ -142,7 +201,33 @@ def main(argv: list[str] | None = None) -> int:
         meter.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
+    return finish(cfg, args, result, meter.log)
+
+
+def finish(cfg: Config, args: argparse.Namespace, result, log: Callable[[str], None]) -> int:
+    """After a run: ``-o NAME.png``'s copy of a finished image; the exit status (0, or 3 interrupted)."""
+    target = image_output(args)
+    if target is not None and result.checkpoint is None:
+        copy_image_output(cfg, result, target, log)
     return EXIT_INTERRUPTED if result.checkpoint is not None else 0
+
+
+def check_image_output(cfg: Config, target: Path) -> None:
+    """``-o NAME.png`` takes a run of one image, and does not replace a file unless told to."""
+    n = len(expand_variants(cfg))
+    if n != 1 or cfg.is_clip:
+        raise ConfigError(f"-o {target} names one image, and this run makes {n} variant(s)"
+                          f"{' of a clip' if cfg.is_clip else ''}: give -o a folder instead")
+    if target.is_dir() or (target.exists() and not cfg.overwrite):
+        raise OutputError(f"{target} already exists; choose another output or set overwrite: true")
+
+
+def copy_image_output(cfg: Config, result, target: Path, log: Callable[[str], None]) -> None:
+    """The finished run's image, copied to the file ``-o`` named (atomically)."""
+    name = result.report["variants"][0]["image"]
+    data = (Path(cfg.output) / name).read_bytes()
+    atomic_write(target, lambda tmp: Path(tmp).write_bytes(data))
+    log(f"wrote {target} (the run's report and curves are in {cfg.output})")
 
 
 def serve_run(cfg: Config, args: argparse.Namespace, meter: Meter, received: list[int]) -> int:
@@ -168,7 +253,7 @@ def serve_run(cfg: Config, args: argparse.Namespace, meter: Meter, received: lis
         state.end("failed", f"The run failed: {exc}")
         code = EXIT_USAGE
     else:
-        code = EXIT_INTERRUPTED if result.checkpoint is not None else 0
+        code = finish(cfg, args, result, meter.log)
         state.end(*ending(result.checkpoint), result.images, result.report)
     meter.close()
     if args.serve_exit:

@@ -27,11 +27,11 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, quote
 from .images import DEFAULT_MAX_PIXELS
 from .losses import NORMALISATIONS, TERMS
 from .style_losses import STYLE_LOSSES
-from .terms import is_file_term, load_term
+from .terms import check_term_file, is_file_term
 from .program import STRATEGIES
 from .solvers import REGISTRY, non_negative, one_of, whole
 from .vgg import check_layers
@@ -72,9 +72,41 @@ IMAGE_FORMATS = ("png", "jpg", "webp", "tiff")
 
 
 # ---- YAML ---------------------------------------------------------------------------------------
+#: A config is a few dozen values: text, nesting and nodes past these are refused, so no YAML (a
+#: file, a ``--set`` value, the studio's box) can stall a run or a server or exhaust its memory.
+MAX_YAML_CHARS, MAX_YAML_DEPTH, MAX_YAML_NODES = 1_000_000, 32, 20_000
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """YAML refused by a bound (an alias, the nesting, the node count, the length); one line."""
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1's float syntax needs a dot and a signed exponent (``1.0e+3``); accept ``1e3`` and
-    ``1e-4`` too, as everyone writes loss weights that way."""
+    """PyYAML's safe loader with two changes.
+
+    YAML 1.1's float syntax needs a dot and a signed exponent (``1.0e+3``); ``1e3`` and ``1e-4`` are
+    accepted too, as everyone writes loss weights that way. Aliases (``*name``) are refused, and
+    nesting and the node count are bounded: a few hundred bytes of nested aliases expand to
+    gigabytes, and deep nesting overflows Python's stack.
+    """
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = self._nodes = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise YAMLLimitError(f"YAML aliases (*name) are not accepted (line {mark.line + 1}): write the value out")
+        self._depth, self._nodes = self._depth + 1, self._nodes + 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise YAMLLimitError(f"YAML nested more than {MAX_YAML_DEPTH} levels deep")
+        if self._nodes > MAX_YAML_NODES:
+            raise YAMLLimitError(f"YAML of more than {MAX_YAML_NODES:,} values")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _Loader.add_implicit_resolver(
@@ -88,8 +120,18 @@ _Loader.add_implicit_resolver(
 
 
 def yaml_load(text: str):
-    """Parse YAML with the float syntax above."""
+    """Parse YAML with the float syntax and the bounds above; :class:`YAMLLimitError` past a bound."""
+    if len(text) > MAX_YAML_CHARS:
+        raise YAMLLimitError(f"YAML of more than {MAX_YAML_CHARS:,} characters")
     return yaml.load(text, Loader=_Loader)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: a bound's own message, or ``invalid YAML at line N``."""
+    if isinstance(exc, YAMLLimitError):
+        return str(exc)
+    mark = getattr(exc, "problem_mark", None)
+    return "invalid YAML" + (f" at line {mark.line + 1}" if mark else "")
 
 
 # ---- checks: (name, value, keys checked so far) -> the checked value -----------------------------
@@ -103,17 +145,17 @@ def _suggest(key: str, valid) -> str:
 
 def _number(name: str, value: Any, minimum: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, not {value!r}")
+        raise ConfigError(f"{name} must be a finite number, not {quote(value)}")
     if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum:g}, not {value!r}")
+        raise ConfigError(f"{name} must be at least {minimum:g}, not {quote(value)}")
     return float(value)
 
 
 def _whole(name: str, value: Any, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be a whole number, not {value!r}")
+        raise ConfigError(f"{name} must be a whole number, not {quote(value)}")
     if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, not {value!r}")
+        raise ConfigError(f"{name} must be at least {minimum}, not {quote(value)}")
     return value
 
 
@@ -124,7 +166,7 @@ def number(name: str, value: Any, c: dict) -> float:
 def positive(name: str, value: Any, c: dict) -> float:
     value = _number(name, value)
     if value <= 0:
-        raise ConfigError(f"{name} must be greater than 0, not {value!r}")
+        raise ConfigError(f"{name} must be greater than 0, not {quote(value)}")
     return value
 
 
@@ -132,35 +174,48 @@ def count(minimum: int = 0, maximum: int | None = None) -> Check:
     def check(name: str, value: Any, c: dict) -> int:
         value = _whole(name, value, minimum)
         if maximum is not None and value > maximum:
-            raise ConfigError(f"{name} must be at most {maximum}, not {value!r}")
+            raise ConfigError(f"{name} must be at most {maximum}, not {quote(value)}")
         return value
     return check
 
 
 def boolean(name: str, value: Any, c: dict) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be true or false, not {value!r}")
+        raise ConfigError(f"{name} must be true or false, not {quote(value)}")
     return value
 
 
 def choice(*options: str) -> Check:
     def check(name: str, value: Any, c: dict) -> str:
         if value not in options:
-            raise ConfigError(f"{name} must be one of {', '.join(options)}, not {value!r}")
+            raise ConfigError(f"{name} must be one of {', '.join(options)}, not {quote(value)}")
         return value
     return check
+
+
+def _path_text(name: str, value: str) -> str:
+    """A path the file system can be asked about: no NUL, at most 4096 characters and 255 bytes a
+    part (beyond these the OS raises instead of answering "no such file")."""
+    if "\0" in value or len(value) > 4096 or any(len(part.encode("utf-8", "surrogatepass")) > 255
+                                                  for part in value.split("/")):
+        raise ConfigError(f"'{name}' is not a usable path: {quote(value)}")
+    return value
 
 
 def path(what: str) -> Check:
     def check(name: str, value: Any, c: dict) -> str:
         if not isinstance(value, (str, Path)) or not str(value):
             raise ConfigError(f"'{name}' must be {what}")
-        return str(value)
+        return _path_text(name, str(value))
     return check
 
 
 def optional_path(name: str, value: Any, c: dict) -> str | None:
-    return None if value is None else str(value)
+    if value is None:
+        return None
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise ConfigError(f"'{name}' must be a path, or null")
+    return _path_text(name, str(value))
 
 
 def _layer_weights(name: str, value: Any) -> dict[str, float]:
@@ -181,7 +236,9 @@ def _terms(name: str, value: Any) -> dict[str, float]:
         if k == "lattice":
             raise ConfigError(f"the lattice term is set by the top-level key 'lattice', not in {name}")
         if is_file_term(str(k)) and k not in TERMS:
-            load_term(str(k))  # a missing file or function is reported now, before any work
+            # Its file must exist; it is imported only where it runs (terms.resolve_terms), never to
+            # validate: the studio validates configs it may not run.
+            check_term_file(str(k))
         elif k not in TERMS:
             raise ConfigError(f"unknown loss term '{k}' in {name}{_suggest(str(k), TERMS)}; "
                               f"known terms: {', '.join(sorted(TERMS))}, or 'path/to/file.py:function'")
@@ -200,7 +257,7 @@ def size(name: str, value: Any, c: dict) -> int | list[int]:
     """The long side in pixels, or an exact ``[height, width]``."""
     if isinstance(value, list):
         if len(value) != 2:
-            raise ConfigError(f"size must be the long side in pixels or [height, width], not {value!r}")
+            raise ConfigError(f"size must be the long side in pixels or [height, width], not {quote(value)}")
         return [_whole("size[]", v, 1) for v in value]
     return _whole(name, value, 1)
 
@@ -213,6 +270,8 @@ def style(name: str, value: Any, c: dict) -> str | list[str]:
     if not (isinstance(value, str) and value) and not (
             isinstance(value, list) and value and all(isinstance(x, str) and x for x in value)):
         raise ConfigError("'style' must be the path of an image file, or a list of them")
+    for p in [value] if isinstance(value, str) else value:
+        _path_text(name, p)
     # A video or a folder of frames is refused; an animated GIF counts as its first frame, as for
     # any image.
     clip = next((p for p in ([value] if isinstance(value, str) else value)
@@ -244,6 +303,8 @@ def masks(name: str, value: Any, c: dict) -> list[str] | None:
     n = _n_styles(c)
     if not isinstance(value, list) or len(value) != n or not all(isinstance(m, str) for m in value):
         raise ConfigError(f"masks must be a list of {n} mask image path(s), one per style image")
+    for m in value:
+        _path_text(name, m)
     if c["style_blend"] is not None:
         raise ConfigError("masks and style_blend cannot be combined: masks give each region one "
                           "style, style_blend mixes styles everywhere")
@@ -282,7 +343,7 @@ def sweep(name: str, value: Any, c: dict) -> dict[str, list]:
 
 def _style_loss(name: str, value: Any) -> str:
     if value not in STYLE_LOSSES:
-        raise ConfigError(f"{name} must be one of {', '.join(STYLE_LOSSES)}, not {value!r}"
+        raise ConfigError(f"{name} must be one of {', '.join(STYLE_LOSSES)}, not {quote(value)}"
                           f"{_suggest(str(value), STYLE_LOSSES)}")
     return value
 
@@ -702,8 +763,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     name, value = text.split("=", 1)
     try:
         parsed = yaml_load(value) if value.strip() else None
+    except YAMLLimitError as exc:
+        raise ConfigError(f"--set {name}: {exc}") from None
     except yaml.YAMLError:
-        raise ConfigError(f"--set {name}: cannot parse value '{value}'") from None
+        raise ConfigError(f"--set {name}: cannot parse value {quote(value)}") from None
     return name.strip().split("."), parsed
 
 
@@ -715,11 +778,11 @@ def load_config(source: str | Path | None, overrides: list[str] = ()) -> Config:
         if not source.is_file():
             raise ConfigError(f"config file not found: {source}")
         try:
+            if source.stat().st_size > MAX_YAML_CHARS * 4:  # UTF-8: at most 4 bytes a character
+                raise YAMLLimitError(f"a config file of more than {MAX_YAML_CHARS:,} characters")
             raw = yaml_load(source.read_text()) or {}
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{source}: invalid YAML{where}") from None
+            raise ConfigError(f"{source}: {yaml_problem(exc)}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read config {source}: {exc}") from None
         if not isinstance(raw, dict):

@@ -19,10 +19,13 @@ web page elsewhere cannot read the run through a name it makes resolve to this m
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import io
 import ipaddress
 import json
 import os
+import re
 import threading
 from importlib import resources
 from pathlib import Path
@@ -150,10 +153,46 @@ CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp
                  ".json": "application/json", ".mp4": "video/mp4"}
 
 
+#: What any answer but a page may do in a browser: nothing (an image or JSON opened on its own runs
+#: no script and cannot be framed).
+BARE_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
+
+
+def page_csp(html: bytes) -> str:
+    """The Content-Security-Policy of one of our pages: its own inline scripts by their SHA-256 (no
+    ``'unsafe-inline'`` for scripts, so an injected one never runs), everything else from this
+    origin only, never framed."""
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(m).digest()).decode()}'"
+                      for m in _SCRIPT.findall(html))
+    return (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; img-src 'self' blob: data:; "
+            "media-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
 def answer(body: bytes, content_type: str) -> web.Response:
-    """A complete answer the browser never caches (the page polls it)."""
+    """A complete answer the browser never caches (the page polls it); a page carries its CSP."""
+    headers = {"Cache-Control": "no-store"}
+    if content_type.startswith("text/html"):
+        headers["Content-Security-Policy"] = page_csp(body)
     return web.Response(body=body, content_type=content_type.split(";")[0],
-                        charset="utf-8" if "charset" in content_type else None, headers={"Cache-Control": "no-store"})
+                        charset="utf-8" if "charset" in content_type else None, headers=headers)
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer (errors too): no type sniffing, no framing, no referrer; :data:`BARE_CSP` where
+    the answer is not a page with its own policy."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers.setdefault("Content-Security-Policy", BARE_CSP)
+
+
+def secure_app(middlewares: list, **options: Any) -> web.Application:
+    """An application (``options``: :class:`aiohttp.web.Application`'s) with :func:`security_headers`
+    on every answer."""
+    app = web.Application(middlewares=middlewares, **options)
+    app.on_response_prepare.append(security_headers)
+    return app
 
 
 def host_allowed(request: web.Request, bound: str) -> bool:
@@ -246,7 +285,7 @@ class LiveServer(AppServer):
     the bound one or localhost is refused (403)."""
 
     def __init__(self, state: LiveState, host: str = "127.0.0.1", port: int = 0):
-        app = web.Application(middlewares=[host_guard(host)])
+        app = secure_app([host_guard(host)])
         app.add_routes(live_routes(state))
         self.state = state
         super().__init__(app, host, port)

@@ -126,9 +126,9 @@ def write_json(data: Any, path: Path) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
 
 
-def write_outputs(cfg: Config, result: RunResult) -> Path:
+def write_outputs(cfg: Config, result: RunResult, also: list[str] = ()) -> Path:
     """The images, the contact sheet (more than one variant), the loss curves and report.json
-    (written last)."""
+    (written last, with the manifest of every file the run wrote: these and ``also``)."""
     out = Path(cfg.output)
     for i, (v, img) in enumerate(zip(result.variants, result.images)):
         name = image_name(i, v, image_format=cfg.image_format)
@@ -141,10 +141,11 @@ def write_outputs(cfg: Config, result: RunResult) -> Path:
         result.report["sheet"] = sheet_name(cfg.image_format)
     if write_loss_curves(result.report.get("history", []), labels, out / CURVES) is not None:
         result.report["curves"] = CURVES
+    result.report["files"] = manifest(result.report, also)
     return write_json(result.report, out / "report.json")
 
 
-def write_clip_outputs(cfg: Config, result: ClipResult) -> Path:
+def write_clip_outputs(cfg: Config, result: ClipResult, also: list[str] = ()) -> Path:
     """Per variant its frames (``frames/<name>/000000.png`` ...) and, once the clip is finished, its
     video (``<name>.mp4``, H.264); a sheet of evenly spaced frames of the first variant, the loss
     curves and report.json (written last)."""
@@ -173,7 +174,72 @@ def write_clip_outputs(cfg: Config, result: ClipResult) -> Path:
     labels = variant_labels(result.variants, cfg.sweep)
     if write_loss_curves(result.report.get("history", []), labels, out / CURVES) is not None:
         result.report["curves"] = CURVES
+    frames = [f"frames/{clip_name(i, v)}/{t:06d}.{suffix}" for i, v in enumerate(result.variants)
+              for t in range(result.frames.shape[1])]
+    result.report["files"] = manifest(result.report, [*also, *frames])
     return write_json(result.report, out / "report.json")
+
+
+REPORT = "report.json"
+
+
+def manifest(report: dict, also: list[str] = ()) -> list[str]:
+    """Every file a run wrote, relative to its folder: ``also`` (intermediate images, frames), each
+    variant's image and video, the sheet, the curves and report.json."""
+    names = [*also]
+    for v in report.get("variants", []):
+        names += [v[k] for k in ("image", "video") if v.get(k)]
+    names += [report[k] for k in ("sheet", "curves") if report.get(k)]
+    return list(dict.fromkeys([*names, REPORT]))
+
+
+def recorded_files(out: Path, resume: bool = False) -> tuple[list[str], list[str]]:
+    """``(own, stale)``: what a run in ``out`` starts from. Resumed, its own files so far (its
+    interrupted report's manifest) and the overwritten run's files it still owes to remove;
+    otherwise nothing of its own, and every file the run it may overwrite recorded. Reports from
+    before manifests count their images, sheet, curves, videos and frames. Nothing else in the folder
+    is ever counted as a run's."""
+    try:
+        report = json.loads((out / REPORT).read_text())
+    except (OSError, ValueError):
+        report = None
+    if not isinstance(report, dict):
+        return [], []
+    names = report.get("files")
+    if not isinstance(names, list):  # a report written before manifests
+        variants = [v for v in report.get("variants") or [] if isinstance(v, dict)]
+        names = manifest({**{k: report.get(k) for k in ("sheet", "curves")}, "variants": variants})
+        for v in variants:
+            folder = v.get("frames_folder")
+            if isinstance(folder, str) and _inside(out, folder) and (out / folder).is_dir():
+                names += [f"{folder}/{p.name}" for p in sorted((out / folder).iterdir())]
+    replaces = report.get("replaces")
+    clean = lambda xs: [n for n in dict.fromkeys(xs) if isinstance(n, str) and _inside(out, n)]  # noqa: E731
+    replaces = clean(replaces if isinstance(replaces, list) else [])
+    return (clean(names), replaces) if resume else ([], clean([*names, *replaces]))
+
+
+def _inside(out: Path, name: str) -> bool:
+    """Whether ``name`` is a relative path that stays inside ``out`` (a foreign report may say anything)."""
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and ".." not in parts and "\0" not in name
+
+
+def remove_stale(out: Path, earlier: list[str], current: list[str]) -> list[str]:
+    """Remove the files of ``earlier`` (an overwritten run's manifest) that the new run did not write
+    again, and the frame folders that leaves empty; files a user put there are never in a manifest,
+    so they stay. Returns what was removed."""
+    removed = []
+    for name in sorted(set(earlier) - set(current)):
+        path = out / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            removed.append(name)
+            parent = path.parent
+            while parent != out and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+    return removed
 
 
 def clip_sheet(frames: np.ndarray, clip: Clip, count: int = 8):
@@ -260,38 +326,56 @@ def _run_locked(cfg: Config, out: Path, record: dict, checkpoint: Checkpoint | N
         if clip is not None:
             return _clip_locked(cfg, out, record, checkpoint, log, should_stop, watch, clip)
 
+        # Read before any file is replaced: this run's own files so far, and those it replaces.
+        written, earlier = recorded_files(out, resume=checkpoint is not None)
+
         def save_intermediate(stage: str, images: np.ndarray, start: int = 0) -> None:
             for i, (v, img) in enumerate(zip(variants[start:], images), start):
-                write_image(img, out / image_name(i, v, stage, cfg.image_format), cfg.image_format,
-                            cfg.image_quality, cfg.image_bits)
+                name = image_name(i, v, stage, cfg.image_format)
+                write_image(img, out / name, cfg.image_format, cfg.image_quality, cfg.image_bits)
+                written.append(name)
 
         result = run(cfg, log=log, save_intermediate=save_intermediate, should_stop=should_stop,
                      resume=checkpoint, watch=watch)
-        path = write_outputs(cfg, result)
+        owed(result.report, result.checkpoint, earlier, written)
+        path = write_outputs(cfg, result, written)
         settle(result.checkpoint, out, record, log, f"wrote the images so far, {path}",
-               f"wrote {len(result.variants)} image(s) and {path}")
+               f"wrote {len(result.variants)} image(s) and {path}", earlier, result.report["files"])
         return result
 
 
+def owed(report: dict, checkpoint: Checkpoint | None, earlier: list[str], written: list[str]) -> None:
+    """An interrupted run's report keeps the overwritten run's files it has not yet removed
+    (``replaces``), so the finished run removes them; a finished run owes nothing."""
+    if checkpoint is not None and earlier:
+        report["replaces"] = [n for n in earlier if n not in written]
+
+
 def settle(checkpoint: Checkpoint | None, out: Path, record: dict, log: Callable[[str], None], so_far: str,
-           done: str) -> None:
+           done: str, earlier: list[str] = (), current: list[str] = ()) -> None:
     """After the outputs: an interrupted run's checkpoint saved, or a finished run's stale one
-    removed; and one line saying which."""
+    removed with the files of the run it replaced that it did not write again; and one line saying
+    which."""
     if checkpoint is not None:
         checkpoint.save(out / CHECKPOINT, record)
         log(f"interrupted at {checkpoint.where}: {so_far} and {out / CHECKPOINT}; continue with --resume")
     else:
         (out / CHECKPOINT).unlink(missing_ok=True)
+        remove_stale(out, earlier, current)
         log(done)
 
 
 def _clip_locked(cfg: Config, out: Path, record: dict, checkpoint: Checkpoint | None, log: Callable[[str], None],
                  should_stop: Callable[[], bool] | None, watch: Watchers | None, clip: Clip) -> RunResult | ClipResult:
     """A clip's run and its outputs; a clip of one frame is an image run and writes an image's."""
+    _, earlier = recorded_files(out, resume=checkpoint is not None)
     result = run_clip(cfg, clip, log=log, should_stop=should_stop, resume=checkpoint, watch=watch)
     single = len(clip.frames) == 1
-    path = write_outputs(cfg, image_result(result)) if single else write_clip_outputs(cfg, result)
+    owed(result.report, result.checkpoint, earlier, [])
+    shown = image_result(result) if single else result
+    path = write_outputs(cfg, shown) if single else write_clip_outputs(cfg, result)
     settle(result.checkpoint, out, record, log, f"wrote the frames so far, {path}",
            f"wrote {len(result.variants)} image(s) and {path}" if single else
-           f"wrote {len(result.variants)} clip(s) of {result.frames.shape[1]} frame(s) and {path}")
+           f"wrote {len(result.variants)} clip(s) of {result.frames.shape[1]} frame(s) and {path}",
+           earlier, shown.report["files"])
     return result

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -30,7 +31,7 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import aiohttp
 import yaml
@@ -38,19 +39,29 @@ from aiohttp import web
 from PIL import Image
 
 from .checkpoint import FILENAME as CHECKPOINT
-from .config import COLOR_MODES, validate, yaml_load
-from .errors import ConfigError, JaxstyleError
-from .live import CONTENT_TYPES, answer, host_guard
+from .config import COLOR_MODES, Config, validate, yaml_load, yaml_problem
+from .errors import ConfigError, JaxstyleError, quote
+from .live import CONTENT_TYPES, answer, host_guard, secure_app
 from .style_losses import STYLE_LOSSES
 from .terms import is_file_term
-from .video import VIDEO_SUFFIXES
+from .variants import expand_variants
+from .video import VIDEO_SUFFIXES, count_selected
 
 #: The largest upload, in bytes, and in pixels (checked from the header, before decoding).
 UPLOAD_BYTES = 64 * 1024 * 1024
 UPLOAD_PIXELS = 40_000_000
 #: Where the studio keeps its own state inside its folder.
 STATE_DIR = ".studio"
+#: The token's cookie is named per port (``jaxstyle_studio_8765``): cookies do not separate the ports
+#: of one host, so two studios on one machine would otherwise replace each other's.
 COOKIE = "jaxstyle_studio"
+#: The header the page sends with every request. A page of another origin can send it only after a
+#: CORS preflight, which the studio refuses; a plain form or ``text/plain`` post cannot send it.
+STUDIO_HEADER = "X-Jaxstyle-Studio"
+#: A JSON request's largest body and deepest nesting (a form is a few hundred bytes, two levels).
+JSON_BYTES, JSON_DEPTH = 256 * 1024, 16
+#: The states a job in the queue file may have.
+JOB_STATES = ("waiting", "running", "finished", "interrupted", "failed")
 #: The image formats an upload may be, by what decoding it says (never by its name).
 UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif"}
 #: Clips by their container (FFmpeg's demuxer names), in the order they are matched.
@@ -75,21 +86,40 @@ class StudioError(JaxstyleError):
     """A request the studio refuses; its message is shown on the page as it is."""
 
 
+class Caps(NamedTuple):
+    """What one studio accepts (``jaxstyle studio --max-...``); a request past a cap is one line."""
+
+    queue: int = 100          # runs waiting at once
+    variants: int = 16        # images one submission makes (seeds x sweep)
+    size: int = 2048          # the long side, in pixels
+    iterations: int = 5000    # iterations of one run, all stages together
+    frames: int = 300         # frames of one clip
+    uploads_mb: int = 2048    # all uploads together, in MiB
+
+
+def cookie_name(port: int) -> str:
+    """The token cookie of the studio on ``port``."""
+    return f"{COOKIE}_{port}"
+
+
 # ---- the form -> a config ------------------------------------------------------------------------
 def form_config(form: Mapping[str, Any], resolve_input) -> dict:
     """The raw config a submitted form asks for (before the path rules and the output are applied).
 
     ``form``: ``content`` and ``styles`` (input ids, see :meth:`Studio.input_path`), ``size``,
     ``balance`` (log10 of Eq. 7's alpha/beta, -3..1, or absent for the default), ``seeds``,
-    ``style_loss``, ``preserve_colors``, ``style_scale``, ``preset`` and ``advanced`` (YAML for any
-    other key; the form's own knobs win over it). ``resolve_input(id) -> absolute path``.
+    ``style_loss``, ``preserve_colors``, ``style_scale``, ``preset`` (its name is checked here, its
+    iterations applied by :func:`apply_preset`) and ``advanced`` (YAML for any other key; the form's
+    own knobs win over it). ``resolve_input(id) -> absolute path``. Nothing here validates the config
+    or touches a path the form names: the studio's rules come first.
     """
     advanced = form.get("advanced") or ""
+    if not isinstance(advanced, str):
+        raise StudioError("advanced settings must be YAML text")
     try:
         raw = yaml_load(advanced) if advanced.strip() else {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise StudioError("advanced settings: invalid YAML" + (f" at line {mark.line + 1}" if mark else "")) from None
+        raise StudioError(f"advanced settings: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise StudioError("advanced settings must be a YAML mapping of config keys to values")
     if not form.get("content"):
@@ -97,7 +127,7 @@ def form_config(form: Mapping[str, Any], resolve_input) -> dict:
     styles = form.get("styles") or []
     if isinstance(styles, str):
         styles = [styles]
-    if not styles:
+    if not isinstance(styles, list) or not styles:
         raise StudioError("choose at least one artwork")
     raw["content"] = resolve_input(form["content"])
     raw["style"] = [resolve_input(s) for s in styles] if len(styles) > 1 else resolve_input(styles[0])
@@ -108,33 +138,39 @@ def form_config(form: Mapping[str, Any], resolve_input) -> dict:
         seeds = form["seeds"]
         if isinstance(seeds, str):
             try:
-                seeds = [int(s) for s in seeds.replace(",", " ").split()]
+                seeds = [int(s) for s in seeds.replace(",", " ").split()[:1000]]
             except ValueError:
-                raise StudioError(f"seeds must be whole numbers separated by spaces, not {form['seeds']!r}") from None
+                raise StudioError(f"seeds must be whole numbers separated by spaces, not {quote(form['seeds'])}") from None
         raw["seeds"] = seeds
     if form.get("balance") not in (None, ""):
         try:
             balance = float(form["balance"])
         except (TypeError, ValueError):
-            raise StudioError(f"balance must be a number, not {form['balance']!r}") from None
-        if not -3.0 <= balance <= 1.0:
+            raise StudioError(f"balance must be a number, not {quote(form['balance'])}") from None
+        if not math.isfinite(balance) or not -3.0 <= balance <= 1.0:
             raise StudioError(f"balance (log10 alpha/beta) must be between -3 and 1, not {balance:g}")
         alpha = raw.get("alpha", 1.0)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-            raise StudioError(f"alpha must be a number to set the balance, not {alpha!r}")
+            raise StudioError(f"alpha must be a number to set the balance, not {quote(alpha)}")
         raw["beta"] = alpha / 10.0 ** balance
     preset = form.get("preset") or "default"
     if preset not in PRESETS:
-        raise StudioError(f"preset must be one of {', '.join(PRESETS)}, not {preset!r}")
-    if preset != "default":
-        optimizer = dict(raw.get("optimizer") or {})
-        if preset == "quick":
-            optimizer["iterations"] = QUICK_ITERATIONS
-        else:  # fine: twice the iterations the default would give this size
-            base = validate({**raw, "output": "/nonexistent", "optimizer": {**optimizer, "iterations": None}})
-            optimizer["iterations"] = 2 * base.optimizer.iterations
-        raw["optimizer"] = optimizer
+        raise StudioError(f"preset must be one of {', '.join(PRESETS)}, not {quote(preset)}")
     return raw
+
+
+def apply_preset(raw: dict, preset: str) -> dict:
+    """``raw`` with the iterations of ``preset`` (``quick``: the main job's; ``fine``: twice what the
+    default gives that size). Called after :func:`studio_rules`: it validates ``raw``."""
+    if preset in (None, "", "default"):
+        return raw
+    optimizer = dict(raw.get("optimizer") or {}) if isinstance(raw.get("optimizer"), Mapping) else {}
+    if preset == "quick":
+        optimizer["iterations"] = QUICK_ITERATIONS
+    else:  # fine: twice the iterations the default would give this size
+        base = validate({**raw, "output": "/nonexistent", "optimizer": {**optimizer, "iterations": None}})
+        optimizer["iterations"] = 2 * base.optimizer.iterations
+    return {**raw, "optimizer": optimizer}
 
 
 def studio_rules(raw: dict, inside, allow_terms: bool) -> tuple[dict, list[str]]:
@@ -160,10 +196,9 @@ def studio_rules(raw: dict, inside, allow_terms: bool) -> tuple[dict, list[str]]
             continue
         if not isinstance(value, str) or not inside(value):
             raise StudioError(f"{key}: {value} is not an example, an upload or an earlier run's file")
-    terms = dict(raw.get("terms") or {}) if isinstance(raw.get("terms"), Mapping) else {}
-    for entry in (raw.get("sweep") or {}).get("terms", []) if isinstance(raw.get("sweep"), Mapping) else []:
-        terms.update(entry if isinstance(entry, Mapping) else {})
-    files = [t for t in terms if isinstance(t, str) and is_file_term(t)]
+    sweep = raw.get("sweep") if isinstance(raw.get("sweep"), Mapping) else {}
+    entries = [raw.get("terms"), *(sweep.get("terms") if isinstance(sweep.get("terms"), list) else [])]
+    files = [str(t) for e in entries if isinstance(e, Mapping) for t in e if is_file_term(str(t))]
     if files and not allow_terms:
         raise StudioError(f"term file {files[0]} refused: term files are code; start the studio with --allow-terms")
     return raw, notes
@@ -246,12 +281,21 @@ def clip_suffix(data: bytes, max_pixels: int) -> str | None:
 
 
 # ---- the studio's state --------------------------------------------------------------------------
+def valid_job(job: Any) -> bool:
+    """Whether a queue file's entry has the shape the studio writes."""
+    return (isinstance(job, dict) and isinstance(job.get("name"), str) and RUN_NAME.match(job["name"]) is not None
+            and job["name"] != STATE_DIR and job.get("state") in JOB_STATES
+            and isinstance(job.get("message", ""), str) and isinstance(job.get("resume", False), bool)
+            and all(isinstance(job.get(k, 0.0), (int, float)) for k in ("submitted", "started")))
+
+
 class Studio:
     """The folder's runs, the queue and the worker. Used from the server's event loop only."""
 
-    def __init__(self, folder: Path, examples: Path, allow_terms: bool = False, python: str = sys.executable):
+    def __init__(self, folder: Path, examples: Path, allow_terms: bool = False, python: str = sys.executable,
+                 caps: Caps = Caps()):
         self.folder, self.examples = folder.resolve(), examples.resolve()
-        self.allow_terms, self.python = allow_terms, python
+        self.allow_terms, self.python, self.caps = allow_terms, python, caps
         self.state_dir = self.folder / STATE_DIR
         self.uploads = self.state_dir / "uploads"
         self.jobs_dir = self.state_dir / "jobs"
@@ -267,15 +311,32 @@ class Studio:
 
     # -- the queue, kept in the folder --
     def _load_queue(self) -> list[dict]:
+        """The queue file's jobs. One that cannot be read (not JSON, or not a list of jobs) is moved
+        aside with one warning line, never read as empty and overwritten."""
         try:
-            jobs = json.loads(self.queue_file.read_text())
-        except (OSError, ValueError):
+            text = self.queue_file.read_text()
+        except FileNotFoundError:
             return []
+        except (OSError, UnicodeDecodeError) as exc:
+            return self._set_aside(f"cannot be read ({getattr(exc, 'strerror', None) or exc})")
+        try:
+            jobs = json.loads(text)
+        except (ValueError, RecursionError):
+            return self._set_aside("is not JSON")
+        if not isinstance(jobs, list) or not all(valid_job(j) for j in jobs):
+            return self._set_aside("is not a list of the studio's jobs")
         for job in jobs:
             if job.get("state") == "running":  # the studio stopped while it ran
                 job["state"] = "interrupted" if (self.folder / job["name"] / CHECKPOINT).exists() else "failed"
                 job["message"] = "the studio stopped while this run was going"
         return jobs
+
+    def _set_aside(self, why: str) -> list[dict]:
+        aside = self.queue_file.with_name(f"queue.unreadable-{time.strftime('%Y%m%d-%H%M%S')}.json")
+        os.replace(self.queue_file, aside)
+        print(f"warning: {self.queue_file} {why}; moved to {aside.name}, starting with an empty queue",
+              file=sys.stderr, flush=True)
+        return []
 
     def save_queue(self) -> None:
         tmp = self.queue_file.with_suffix(".tmp")
@@ -305,9 +366,9 @@ class Studio:
         elif len(parts) == 3 and parts[0] == "runs" and RUN_NAME.match(parts[1]) and INPUT_NAME.match(parts[2]):
             path = self.folder / parts[1] / parts[2]
         else:
-            raise StudioError(f"unknown input {ident!r}")
+            raise StudioError(f"unknown input {quote(ident)}")
         if not path.is_file() or not self.inside(str(path)):
-            raise StudioError(f"unknown input {ident!r}")
+            raise StudioError(f"unknown input {quote(ident)}")
         return path
 
     def inside(self, value: str) -> bool:
@@ -323,6 +384,10 @@ class Studio:
                 and RUN_NAME.match(parts[0]) is not None and os.path.isfile(real))
 
     def store_upload(self, data: bytes) -> str:
+        held = sum(p.stat().st_size for p in self.uploads.iterdir() if p.is_file())
+        if held + len(data) > self.caps.uploads_mb * 2 ** 20:
+            raise StudioError(f"the uploads would pass the studio's {self.caps.uploads_mb} MiB "
+                              "(--max-uploads-mb); delete some from the uploads folder")
         suffix = check_upload(data)
         name = f"{secrets.token_hex(8)}{suffix}"
         tmp = self.uploads / f".{name}.part"
@@ -342,18 +407,47 @@ class Studio:
         return name
 
     def submit(self, form: Mapping[str, Any]) -> tuple[dict, list[str]]:
-        """Check a form and queue its run; the job and notes for the page."""
+        """Check a form and queue its run; the job and notes for the page. The studio's rules come
+        before anything reads the config's paths or validates it."""
+        self.check_queue()
         raw = form_config(form, lambda ident: str(self.input_path(ident)))
         raw, notes = studio_rules(raw, self.inside, self.allow_terms)
+        raw = apply_preset(raw, form.get("preset"))
         name = self.new_name(raw)
         raw["output"] = str(self.folder / name)
         cfg = validate(raw)  # the command line's checks and messages, before anything is queued
+        self.check_caps(cfg)
         job = {"name": name, "state": "waiting", "submitted": time.time(), "resume": False, "message": ""}
         (self.jobs_dir / f"{name}.yaml").write_text(yaml.safe_dump(cfg.source, sort_keys=False))
         self.jobs.append(job)
         self.save_queue()
         self.wake.set()
         return job, notes
+
+    def check_queue(self) -> None:
+        waiting = sum(j["state"] == "waiting" for j in self.jobs)
+        if waiting >= self.caps.queue:
+            raise StudioError(f"{waiting} runs are waiting, the studio's most (--max-queue): wait or remove some")
+
+    def check_caps(self, cfg: Config) -> None:
+        """Refuse a run past the studio's caps (:class:`Caps`), in one line naming the option."""
+        caps, n = self.caps, len(expand_variants(cfg))
+        if n > caps.variants:
+            raise StudioError(f"this run makes {n} images (seeds x sweep); the studio's most is {caps.variants} "
+                              "(--max-variants)")
+        side = max(cfg.size) if isinstance(cfg.size, list) else cfg.size
+        if side > caps.size:
+            raise StudioError(f"size {side} px is more than the studio's {caps.size} px (--max-size)")
+        iterations = cfg.optimizer.iterations + sum(cfg.scale_iterations)
+        if iterations > caps.iterations:
+            raise StudioError(f"this run has {iterations} iterations in all; the studio's most is "
+                              f"{caps.iterations} (--max-iterations)")
+        if cfg.is_clip:
+            frames = count_selected(cfg.content, cfg.video)
+            if frames is None or frames > caps.frames:
+                raise StudioError(f"this clip has {'an unknown number of' if frames is None else frames} frames "
+                                  f"in its selection; the studio's most is {caps.frames} (--max-frames; "
+                                  "video.frames or video.every choose fewer)")
 
     def resume(self, name: str) -> dict:
         folder = self.run_folder(name)
@@ -362,12 +456,17 @@ class Studio:
         job = self.job(name)
         if job is not None and job["state"] in ("waiting", "running"):
             raise StudioError(f"{name} is already {job['state']}")
+        self.check_queue()
         config_file = self.jobs_dir / f"{name}.yaml"
-        if not config_file.exists():  # a command-line run: its report holds the config it ran with
-            config = self.report(folder).get("config")
-            if not config:
-                raise StudioError(f"{name} has no report.json to resume from")
-            config_file.write_text(yaml.safe_dump({**config, "output": str(folder)}, sort_keys=False))
+        # A studio run's config, or a command-line run's (its report holds the config it ran with):
+        # either way it passes the studio's rules and caps again before it is queued.
+        config = self._job_config(name) if config_file.exists() else self.report(folder).get("config")
+        if not isinstance(config, dict) or not config:
+            raise StudioError(f"{name} has no config the studio can read to resume from")
+        raw, _ = studio_rules(config, self.inside, self.allow_terms)
+        cfg = validate({**raw, "output": str(folder)})
+        self.check_caps(cfg)
+        config_file.write_text(yaml.safe_dump(cfg.source, sort_keys=False))
         if job is None:
             job = {"name": name, "submitted": time.time()}
             self.jobs.append(job)
@@ -410,28 +509,47 @@ class Studio:
 
     def run_folder(self, name: str) -> Path:
         if not isinstance(name, str) or not RUN_NAME.match(name) or name == STATE_DIR:
-            raise StudioError(f"no run named {name!r}")
+            raise StudioError(f"no run named {quote(name)}")
         folder = self.folder / name
         if not folder.is_dir() or folder.is_symlink():
-            raise StudioError(f"no run named {name!r}")
+            raise StudioError(f"no run named {quote(name)}")
         return folder
 
     @staticmethod
     def report(folder: Path) -> dict:
+        """A run's report.json as far as the studio reads it: a mapping whose ``config`` is a
+        mapping, ``variants`` a list of mappings, ``timing`` a mapping and ``sheet`` a name; a
+        report of any other shape (a foreign file, a half-written one) is ``{"unreadable": True}``;
+        none at all is ``{}``."""
         try:
-            return json.loads((folder / "report.json").read_text())
-        except (OSError, ValueError):
+            report = json.loads((folder / "report.json").read_text())
+        except FileNotFoundError:
             return {}
+        except (OSError, ValueError, RecursionError):
+            return {"unreadable": True}
+        shapes = {"config": dict, "variants": list, "timing": dict, "sheet": str}
+        if not isinstance(report, dict) or any(k in report and not isinstance(report[k], t) for k, t in shapes.items()) \
+                or not all(isinstance(v, dict) for v in report.get("variants", [])):
+            return {"unreadable": True}
+        return report
 
     def config_of(self, name: str) -> dict | None:
-        """The config a run ran with (its report), or was submitted with (the studio's copy)."""
-        return self.report(self.folder / name).get("config") or self._job_config(name)
+        """The config a run ran with (its report), or was submitted with (the studio's copy),
+        validated (resolved); None if it has none that validates."""
+        config = self.report(self.folder / name).get("config") or self._job_config(name)
+        if not isinstance(config, dict):
+            return None
+        try:
+            return validate({**config, "output": str(self.folder / name)}).to_dict()
+        except ConfigError:
+            return None
 
     def _job_config(self, name: str) -> dict | None:
         try:
-            return yaml_load((self.jobs_dir / f"{name}.yaml").read_text())
-        except (OSError, yaml.YAMLError):
+            config = yaml_load((self.jobs_dir / f"{name}.yaml").read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
             return None
+        return config if isinstance(config, dict) else None
 
     def cards(self) -> list[dict]:
         """Every run in the folder, command-line runs included, and every queued one, newest first."""
@@ -442,8 +560,11 @@ class Studio:
         for name in names:
             folder, job = self.folder / name, self.job(name)
             report, view = self._view(name)
+            message = (job or {}).get("message", "")
             if job is not None and job["state"] in ("waiting", "running"):
                 state = job["state"]
+            elif report.get("unreadable"):
+                state, message = "unreadable", "its report.json is not one the studio can read"
             elif (folder / CHECKPOINT).exists():
                 state = "interrupted"
             elif report.get("variants"):
@@ -452,11 +573,14 @@ class Studio:
                 state = job["state"] if job is not None else "failed"
             files = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.is_symlink()
                            and p.suffix in SERVED_SUFFIXES) if folder.is_dir() else []
-            images = [v.get("image") for v in report.get("variants", []) if v.get("image")]
+            images = [v["image"] for v in report.get("variants", []) if isinstance(v.get("image"), str)]
+            seconds = (report.get("timing") or {}).get("run_s")
+            submitted = (job or {}).get("submitted")
             cards.append({
-                "name": name, "state": state, "message": (job or {}).get("message", ""),
-                "time": (job or {}).get("submitted") or (folder.stat().st_mtime if folder.is_dir() else 0),
-                "seconds": (report.get("timing") or {}).get("run_s"),
+                "name": name, "state": state, "message": message,
+                "time": submitted if isinstance(submitted, (int, float)) else
+                (folder.stat().st_mtime if folder.is_dir() else 0),
+                "seconds": seconds if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None,
                 "sheet": report.get("sheet") if report.get("sheet") in files else (images[0] if images else None),
                 "images": [i for i in images if i in files], "files": files, **view,
             })
@@ -476,7 +600,7 @@ class Studio:
         if cached is not None and cached[0] == stamps:
             return cached[1], cached[2]
         report = self.report(self.folder / name)
-        config = report.get("config") or self._job_config(name) or {}
+        config = self.config_of(name) or {}
         styles = config.get("style") if isinstance(config.get("style"), list) else [config.get("style")]
         view = {"content": self.input_id(config.get("content")), "styles": [self.input_id(s) for s in styles],
                 "settings": differing_settings(config) if config else {}, "form": self.form_of(config)}
@@ -586,15 +710,20 @@ def make_app(studio: Studio, token: str, bound: str, run_queue: bool = True) -> 
 
     @web.middleware
     async def guard(request: web.Request, handler):
+        cookie = cookie_name(local_port(request))
         given = request.query.get("token")
-        if given is not None and secrets.compare_digest(given, token):
+        if given is not None and same_secret(given, token):
             if request.method == "GET" and request.path == "/":
                 # The address printed at start: keep the token in a cookie and drop it from the bar.
                 response = web.HTTPFound("/")
-                response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+                response.set_cookie(cookie, token, httponly=True, samesite="Strict")
                 raise response
-        elif not secrets.compare_digest(request.cookies.get(COOKIE, ""), token):
+        elif not same_secret(request.cookies.get(cookie, ""), token):
             return web.Response(status=403, text="refused: open the address the studio printed (it carries the token)")
+        if request.method not in ("GET", "HEAD"):
+            refused = cross_site(request)
+            if refused:
+                return web.Response(status=403, text=f"refused: {refused}")
         try:
             return await handler(request)
         except JaxstyleError as exc:  # the studio's refusals and the config module's messages
@@ -629,10 +758,7 @@ def make_app(studio: Studio, token: str, bound: str, run_queue: bool = True) -> 
         return web.json_response({"id": studio.store_upload(bytes(data))})
 
     async def submit(request: web.Request) -> web.Response:
-        try:
-            form = await request.json()
-        except ValueError:
-            raise StudioError("the request is not JSON") from None
+        form = await json_body(request)
         if not isinstance(form, dict):
             raise StudioError("the request is not a form")
         job, notes = studio.submit(form)
@@ -672,13 +798,16 @@ def make_app(studio: Studio, token: str, bound: str, run_queue: bool = True) -> 
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
                 async with session.get(url, params=request.query) as r:
-                    return web.Response(body=await r.read(), status=r.status, headers={
-                        "Content-Type": r.headers.get("Content-Type", "application/octet-stream"),
-                        "Cache-Control": "no-store"})
+                    headers = {"Content-Type": r.headers.get("Content-Type", "application/octet-stream"),
+                               "Cache-Control": "no-store"}
+                    if "Content-Security-Policy" in r.headers:  # the live page's own, its script by hash
+                        headers["Content-Security-Policy"] = r.headers["Content-Security-Policy"]
+                    return web.Response(body=await r.read(), status=r.status, headers=headers)
         except (aiohttp.ClientError, asyncio.TimeoutError):
             raise web.HTTPServiceUnavailable(text="the run's page is not up yet") from None
 
-    app = web.Application(middlewares=[host_guard(bound), guard], client_max_size=UPLOAD_BYTES + (1 << 20))
+    # client_max_size: an upload's body; JSON bodies are read with their own cap (json_body).
+    app = secure_app([host_guard(bound), guard], client_max_size=UPLOAD_BYTES + (1 << 20))
     app.add_routes([web.get("/", page), web.get("/api/state", state), web.post("/api/upload", upload),
                     web.post("/api/runs", submit),
                     web.post(r"/api/runs/{name}/{action:remove|stop|resume|delete}", action),
@@ -696,6 +825,64 @@ def make_app(studio: Studio, token: str, bound: str, run_queue: bool = True) -> 
         app.on_startup.append(start_worker)
         app.on_cleanup.append(stop_worker)
     return app
+
+
+def local_port(request: web.Request) -> int:
+    """The port the request came in on (the socket's, not what the Host header says)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return int(sockname[1]) if sockname else 0
+
+
+def same_secret(given: str, token: str) -> bool:
+    """Whether ``given`` is the token, in constant time; any text (non-ASCII too) is only refused."""
+    return secrets.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode())
+
+
+def cross_site(request: web.Request) -> str | None:
+    """Why a state-changing request is refused as possibly sent by another page, or None.
+
+    As Jupyter's server does: the ``Origin`` must be the studio's own (scheme, host and port: another
+    port of this host is another origin, although the browser calls it same-site and sends the
+    cookie), ``Sec-Fetch-Site`` where the browser sends it must be ``same-origin``, and the request
+    must carry :data:`STUDIO_HEADER`, which no form and no "simple" cross-origin request can send.
+    """
+    port = local_port(request)
+    host = request.host or ""
+    host_port = host.rsplit(":", 1)[1] if host.rsplit(":", 1)[-1].isdigit() and not host.endswith("]") else "80"
+    if request.headers.get("Origin") != f"http://{host}" or host_port != str(port):
+        return "this request does not come from the studio's own page (Origin)"
+    if request.headers.get("Sec-Fetch-Site", "same-origin") != "same-origin":
+        return "this request does not come from the studio's own page (Sec-Fetch-Site)"
+    if request.headers.get(STUDIO_HEADER) != "1":
+        return f"this request lacks the studio's {STUDIO_HEADER} header"
+    return None
+
+
+async def json_body(request: web.Request) -> Any:
+    """A request's JSON body, at most :data:`JSON_BYTES` and :data:`JSON_DEPTH` deep; one line else."""
+    if request.content_length is not None and request.content_length > JSON_BYTES:
+        raise StudioError(f"the request is larger than {JSON_BYTES // 1024} KiB")
+    data = await request.content.read(JSON_BYTES + 1)
+    if len(data) > JSON_BYTES:
+        raise StudioError(f"the request is larger than {JSON_BYTES // 1024} KiB")
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        raise StudioError("the request is not JSON") from None
+    if nesting(value) > JSON_DEPTH:
+        raise StudioError(f"the request is nested more than {JSON_DEPTH} levels deep")
+    return value
+
+
+def nesting(value: Any) -> int:
+    """How deep lists and mappings nest in ``value`` (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            stack.extend((x, depth + 1) for x in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def serve_file(folder: Path, name: str) -> web.Response:
@@ -716,6 +903,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--examples", default="examples", help="the folder of example images offered (default examples/)")
     ap.add_argument("--allow-terms", action="store_true",
                     help="accept term files (terms: file.py:function) in submitted configs: they are code")
+    defaults = Caps()
+    for name, meaning in (("queue", "runs waiting at once"), ("variants", "images of one run (seeds x sweep)"),
+                          ("size", "long side of a run, px"), ("iterations", "iterations of a run, all stages"),
+                          ("frames", "frames of a clip"), ("uploads_mb", "all uploads together, MiB")):
+        ap.add_argument(f"--max-{name.replace('_', '-')}", dest=name, type=int, default=getattr(defaults, name),
+                        metavar="N", help=f"most {meaning} (default {getattr(defaults, name)})")
     return ap
 
 
@@ -731,16 +924,24 @@ async def start_server(app: web.Application, host: str, port: int) -> tuple[web.
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``jaxstyle studio``: serve until Ctrl-C; a running job is stopped cleanly first."""
+    """``jaxstyle studio``: serve until Ctrl-C; a running job is stopped cleanly first. Every option
+    is checked, and the port tried, before the folder is made."""
     args = parser().parse_args(argv)
     folder, examples = Path(args.folder), Path(args.examples)
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be from 0 to 65535 (0: a free one), not {args.port}")
+    caps = Caps(*(getattr(args, name) for name in Caps._fields))
+    small = next((name for name in Caps._fields if getattr(caps, name) < 1), None)
+    if small is not None:
+        raise ConfigError(f"--max-{small.replace('_', '-')} must be at least 1, not {getattr(caps, small)}")
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--folder {folder} exists and is not a directory")
+    try_bind(args.host, args.port)
     folder.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(24)
 
     async def serve() -> None:
-        studio = Studio(folder, examples, args.allow_terms)
+        studio = Studio(folder, examples, args.allow_terms, caps=caps)
         runner, (host, port) = await start_server(make_app(studio, token, args.host), args.host, args.port)
         shown = f"[{host}]" if ":" in host else host
         print(f"studio: http://{shown}:{port}/?token={token}", flush=True)
@@ -753,3 +954,16 @@ def main(argv: list[str] | None = None) -> int:
         await runner.cleanup()
     asyncio.run(serve())
     return 0
+
+
+def try_bind(host: str, port: int) -> None:
+    """Refuse, in one line, an address this machine cannot serve on (busy, not its own), before
+    anything is made; the server binds it again right after."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror included
+        raise StudioError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None

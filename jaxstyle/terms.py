@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, quote
 from .losses import TERMS, LossTerm
 from .vgg import check_layers
 
@@ -32,6 +32,16 @@ FILE_TERM = re.compile(r"^(?P<path>.+\.py):(?P<function>[A-Za-z_]\w*)$")
 def is_file_term(name: str) -> bool:
     """Whether a term name is a ``file.py:function`` reference rather than a built-in term."""
     return FILE_TERM.match(name) is not None
+
+
+def check_term_file(name: str) -> None:
+    """Refuse (:class:`ConfigError`) a ``file.py:function`` name whose file does not exist, without
+    importing it: validating a config never runs its code."""
+    m = FILE_TERM.match(name)
+    if m is None or "\0" in name:
+        raise ConfigError(f"term {quote(name)} is not 'path/to/file.py:function'")
+    if not Path(m["path"]).is_file():
+        raise ConfigError(f"term {name}: file {m['path']} not found")
 
 
 def load_term(name: str) -> LossTerm:
@@ -50,7 +60,7 @@ def load_term(name: str) -> LossTerm:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # whatever the file does wrong, the user gets one line
+    except (Exception, SystemExit) as exc:  # whatever the file does wrong (exit() too), the user gets one line
         raise ConfigError(f"term {name}: cannot load {path}: {type(exc).__name__}: {exc}") from None
     fn = getattr(module, function, None)
     if not callable(fn):

@@ -173,6 +173,29 @@ def _read_video(path: Path, sel: Selection, size, max_pixels: int):
     return frames, numbers, source_fps / sel.every, audio, source_fps
 
 
+def count_selected(path: str | Path, sel: Selection) -> int | None:
+    """How many frames ``sel`` keeps of the clip at ``path``, from its folder's listing or its
+    container's header (nothing is decoded); None where the header does not say."""
+    path = Path(path)
+    av = None if path.is_dir() else _av()
+    failures = (ImageError, OSError, ValueError, IndexError) + ((av.FFmpegError,) if av else ())
+    try:
+        if av is None:
+            total, fps = len(frame_files(path)), sel.fps
+        else:
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+                fps = float(rate) if rate else 24.0
+                total = stream.frames or (int(float(stream.duration * stream.time_base) * fps)
+                                          if stream.duration and stream.time_base else 0)
+    except failures:  # IndexError: no video stream
+        return None
+    if not total:
+        return None
+    return sum(1 for _ in select(((i, None) for i in range(total)), fps, sel))
+
+
 def _count_frames(path: Path) -> int:
     av = _av()
     try:
@@ -227,12 +250,18 @@ def _read_folder(folder: Path, sel: Selection, size, max_pixels: int):
     for _, p in files:  # every frame's size from its header, before any is decoded
         try:
             with Image.open(p) as img:
+                w, h = img.size
+                if w * h > max_pixels:  # the cap images have, from the header (a bomb is never decoded)
+                    raise ImageError(f"{p}: {w}x{h} pixels exceeds the limit of {max_pixels} "
+                                     "(raise max_pixels to allow it)")
                 if first_size is None:
                     first_size = img.size
                 elif img.size != first_size:
-                    raise ImageError(f"{folder}: frame {p.name} is {img.size[0]}x{img.size[1]} px, the first "
+                    raise ImageError(f"{folder}: frame {p.name} is {w}x{h} px, the first "
                                      f"is {first_size[0]}x{first_size[1]} px; every frame must have one size")
-        except (OSError, ValueError) as exc:
+        except Image.DecompressionBombError as exc:  # past Pillow's own cap, refused before our check
+            raise ImageError(f"{p}: refused as too large: {exc}") from None
+        except (OSError, ValueError, SyntaxError) as exc:
             raise ImageError(f"cannot read frame {p}: {exc}") from None
     frames, numbers = [], []
     indexed = ((n - first_number, p) for n, p in files)

@@ -182,7 +182,7 @@ def test_the_studio_uploads_runs_and_gives_a_runs_settings_back(tmp_path):
 
         # Its config.yaml, from the card's link, on the command line: the same image bytes.
         href = driver.find_element("css selector", card + " a.config").get_attribute("href")
-        request = urllib.request.Request(href, headers={"Cookie": f"{st.COOKIE}=tok"})
+        request = urllib.request.Request(href, headers={"Cookie": f"{st.cookie_name(server.server_address[1])}=tok"})
         with urllib.request.urlopen(request, timeout=30) as r:
             (tmp_path / "config.yaml").write_bytes(r.read())
         assert cli.main(["--config", str(tmp_path / "config.yaml"), "--set", f"output={tmp_path / 'again'}"]) == 0

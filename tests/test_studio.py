@@ -58,11 +58,14 @@ class Client:
         self.host, self.port = server.server_address
 
     def __call__(self, method: str, path: str, body=None, *, token: str | None = TOKEN, host: str | None = None,
-                 content_type: str | None = None) -> tuple[int, dict, bytes]:
+                 content_type: str | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
+        """``headers`` replace the page's own (for a POST: its Origin and the studio's header)."""
         conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
-        headers = {"Host": host or f"127.0.0.1:{self.port}"}
+        host = host or f"127.0.0.1:{self.port}"
+        own = {"Origin": f"http://{host}", st.STUDIO_HEADER: "1"} if method == "POST" else {}
+        headers = {"Host": host, **(own if headers is None else headers)}
         if token is not None:
-            headers["Cookie"] = f"{st.COOKIE}={token}"
+            headers["Cookie"] = f"{st.cookie_name(self.port)}={token}"
         if isinstance(body, (dict, list)):
             body, content_type = json.dumps(body).encode(), "application/json"
         if content_type:
@@ -141,7 +144,7 @@ def test_every_request_needs_the_token_and_a_host_naming_this_address(held):
     status, headers, _ = c("GET", f"/?token={TOKEN}", token=None)
     assert status == 302 and headers["Location"] == "/"
     cookie = headers["Set-Cookie"]
-    assert f"{st.COOKIE}={TOKEN}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert f"{st.cookie_name(c.port)}={TOKEN}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
     status, _, page = c("GET", "/")
     assert status == 200 and b"jaxstyle studio" in page and b"https://" not in page and b"http://" not in page
     # DNS rebinding: another name for this machine is refused even with the token.
@@ -237,16 +240,16 @@ def test_the_output_always_goes_to_a_new_folder_inside_the_studio_folder(held):
 
 def test_the_form_knobs_make_the_config_they_name(held):
     resolve = lambda ident: "/x/" + ident  # noqa: E731
-    raw = st.form_config({"content": "a.png", "styles": ["b.png", "c.png"], "balance": -2, "seeds": "3, 5",
-                          "preset": "quick", "style_loss": "mean_cov", "advanced": "alpha: 4"}, resolve)
+    raw = st.apply_preset(st.form_config({"content": "a.png", "styles": ["b.png", "c.png"], "balance": -2,
+                                          "seeds": "3, 5", "style_loss": "mean_cov", "advanced": "alpha: 4"},
+                                         resolve), "quick")
     assert raw["beta"] == pytest.approx(400.0) and raw["alpha"] == 4  # alpha/beta = 10^-2
     assert raw["style"] == ["/x/b.png", "/x/c.png"] and raw["seeds"] == [3, 5]
     assert raw["optimizer"] == {"iterations": st.QUICK_ITERATIONS} and raw["style_loss"] == "mean_cov"
     # fine: twice the default's iterations for that size (60 after coarser stages, 500 for one stage)
-    assert st.form_config({"content": "a", "styles": ["b"], "size": 512, "preset": "fine"}, resolve)["optimizer"] \
-        == {"iterations": 120}
-    assert st.form_config({"content": "a", "styles": ["b"], "size": 64, "preset": "fine"}, resolve)["optimizer"] \
-        == {"iterations": 1000}
+    fine = lambda size: st.apply_preset(st.form_config({"content": "a", "styles": ["b"], "size": size}, resolve),  # noqa: E731
+                                        "fine")["optimizer"]
+    assert fine(512) == {"iterations": 120} and fine(64) == {"iterations": 1000}
 
 
 def test_term_files_are_accepted_with_allow_terms(tmp_path):
