@@ -668,7 +668,9 @@ class Config:
                           "result (several stages)")
     print_every: int = key(50, count(), "progress line every N iterations (0: none; the history and the live "
                                         "page still see about 20 chunks a tile)")
-    overwrite: bool = key(False, boolean, "existing outputs are never replaced unless this is true")
+    overwrite: bool = key(False, boolean, "existing outputs are never replaced unless this is true; then the earlier "
+                          "run's files (its report's `files`) that this run does not write again are removed once "
+                          "its outputs are complete, and no other file")
     image_format: str = key("png", choice(*IMAGE_FORMATS), "file type of the images: `png`, `jpg`, `webp`, `tiff`")
     image_quality: int = key(95, count(1, 100), "quality of `jpg` and `webp` images")
     image_bits: int = key(8, bits, "bits per channel: 8, or 16 for print (`png` and `tiff` only)")
