@@ -862,9 +862,11 @@ async def json_body(request: web.Request) -> Any:
     """A request's JSON body, at most :data:`JSON_BYTES` and :data:`JSON_DEPTH` deep; one line else."""
     if request.content_length is not None and request.content_length > JSON_BYTES:
         raise StudioError(f"the request is larger than {JSON_BYTES // 1024} KiB")
-    data = await request.content.read(JSON_BYTES + 1)
-    if len(data) > JSON_BYTES:
-        raise StudioError(f"the request is larger than {JSON_BYTES // 1024} KiB")
+    data = bytearray()
+    while chunk := await request.content.read(1 << 16):  # to the end of the body, which may come in pieces
+        data += chunk
+        if len(data) > JSON_BYTES:
+            raise StudioError(f"the request is larger than {JSON_BYTES // 1024} KiB")
     try:
         value = json.loads(data)
     except (ValueError, RecursionError):
