@@ -229,10 +229,12 @@ def remove_stale(out: Path, earlier: list[str], current: list[str]) -> list[str]
     """Remove the files of ``earlier`` (an overwritten run's manifest) that the new run did not write
     again, and the frame folders that leaves empty; files a user put there are never in a manifest,
     so they stay. Returns what was removed."""
-    removed = []
+    removed, root = [], os.path.realpath(out)
     for name in sorted(set(earlier) - set(current)):
         path = out / name
-        if path.is_file() and not path.is_symlink():
+        # Never through a link: a folder of the run's that became a link could point anywhere.
+        if path.is_file() and os.path.commonpath([os.path.realpath(path), root]) == root \
+                and os.path.realpath(path) == os.path.join(root, os.path.normpath(name)):
             path.unlink()
             removed.append(name)
             parent = path.parent
