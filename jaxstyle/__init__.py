@@ -2,25 +2,25 @@
 
 The modules, in the order data flows through a run:
 
-* :mod:`~jaxstyle.config`: the run's settings, each key declared once (default, check, meaning);
-* :mod:`~jaxstyle.weights` and :mod:`~jaxstyle.vgg`: the mean-normalised VGG-19 as a pure function
+* :mod:`~jaxstyle.engine.config`: the run's settings, each key declared once (default, check, meaning);
+* :mod:`~jaxstyle.model.weights` and :mod:`~jaxstyle.model.vgg`: the mean-normalised VGG-19 as a pure function
   of its weights (:func:`load_vgg19`, :func:`vgg19_features`);
-* :mod:`~jaxstyle.losses`: the paper's equations, one small function each, and the objective;
-* :mod:`~jaxstyle.variants`: seeds x sweep -> the batch and its loss weights as arrays;
-* :mod:`~jaxstyle.plan`: stages (coarse to fine) and tiles; a direct run is one stage, one tile;
-* :mod:`~jaxstyle.inputs`: the images at each stage's size and the start images;
-* :mod:`~jaxstyle.solvers`: optimisers as (init, step) pairs in a registry, vmapped over the batch;
-* :mod:`~jaxstyle.program` and :mod:`~jaxstyle.loop`: compiled chunks of iterations, the one chunk loop;
-* :mod:`~jaxstyle.pipeline`: the whole run, top to bottom (:func:`~jaxstyle.pipeline.run`);
-* :mod:`~jaxstyle.video`, :mod:`~jaxstyle.flow` and :mod:`~jaxstyle.clip`: a clip in and out, its
+* :mod:`~jaxstyle.model.losses`: the paper's equations, one small function each, and the objective;
+* :mod:`~jaxstyle.engine.variants`: seeds x sweep -> the batch and its loss weights as arrays;
+* :mod:`~jaxstyle.engine.plan`: stages (coarse to fine) and tiles; a direct run is one stage, one tile;
+* :mod:`~jaxstyle.engine.inputs`: the images at each stage's size and the start images;
+* :mod:`~jaxstyle.engine.solvers`: optimisers as (init, step) pairs in a registry, vmapped over the batch;
+* :mod:`~jaxstyle.engine.program` and :mod:`~jaxstyle.engine.loop`: compiled chunks of iterations, the one chunk loop;
+* :mod:`~jaxstyle.engine.pipeline`: the whole run, top to bottom (:func:`~jaxstyle.engine.pipeline.run`);
+* :mod:`~jaxstyle.media.video`, :mod:`~jaxstyle.media.flow` and :mod:`~jaxstyle.driver.clip`: a clip in and out, its
   optical flow and consistency weights, and its frames as batch slots tied by the temporal term;
-* :mod:`~jaxstyle.checkpoint`, :mod:`~jaxstyle.report`, :mod:`~jaxstyle.outputs`: what a run leaves;
+* :mod:`~jaxstyle.engine.checkpoint`, :mod:`~jaxstyle.driver.report`, :mod:`~jaxstyle.driver.outputs`: what a run leaves;
 * :mod:`~jaxstyle.cli`: the ``jaxstyle`` command.
 """
 
-from .errors import ConfigError, ImageError, JaxstyleError, OutputError, WeightsError
-from .vgg import CONV_NAMES, LAYER_NAMES, preprocess, vgg19_features
-from .weights import load_vgg19
+from .core.errors import ConfigError, ImageError, JaxstyleError, OutputError, WeightsError
+from .model.vgg import CONV_NAMES, LAYER_NAMES, preprocess, vgg19_features
+from .model.weights import load_vgg19
 
 __all__ = [
     "CONV_NAMES", "LAYER_NAMES", "ConfigError", "ImageError", "JaxstyleError", "OutputError",

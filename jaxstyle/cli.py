@@ -32,14 +32,14 @@ from typing import Callable
 
 import jax
 
-from .config import Config, load_config
-from .errors import ConfigError, JaxstyleError, OutputError
-from .fileio import atomic_write
-from .live import LiveServer, LiveState
-from .outputs import run_and_save
-from .progress import Meter, Watchers, pause_watchers
-from .terms import resolve_terms, used_terms
-from .variants import expand_variants, variant_labels
+from .engine.config import Config, load_config
+from .core.errors import ConfigError, JaxstyleError, OutputError
+from .core.fileio import atomic_write
+from .serve.live import LiveServer, LiveState
+from .driver.outputs import run_and_save
+from .engine.progress import Meter, Watchers, pause_watchers
+from .model.terms import resolve_terms, used_terms
+from .engine.variants import expand_variants, variant_labels
 
 EXIT_USAGE = 2
 #: A run stopped by SIGINT/SIGTERM after saving its progress (resumable).
@@ -165,7 +165,7 @@ def quick_overrides(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run, write; the exit status (0, or 3 when interrupted).
-    ``jaxstyle studio ...`` starts the studio (:mod:`jaxstyle.studio`)."""
+    ``jaxstyle studio ...`` starts the studio (:mod:`jaxstyle.serve.studio`)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["studio"]:
         return studio_main(argv[1:])
@@ -279,7 +279,7 @@ def ending(checkpoint) -> tuple[str, str]:
 
 def studio_main(argv: list[str]) -> int:
     """``jaxstyle studio`` (imported here: a run without it never loads the studio)."""
-    from . import studio
+    from .serve import studio
     return studio.main(argv)
 
 

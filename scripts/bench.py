@@ -2,7 +2,7 @@
 """Measure jaxstyle's speed and memory; print a table and write JSON.
 
 For each image size and batch size, through the same code path as the command line (the config's
-default optimiser, :func:`jaxstyle.pipeline.prepare`, :class:`jaxstyle.program.Program`, one stage):
+default optimiser, :func:`jaxstyle.engine.pipeline.prepare`, :class:`jaxstyle.engine.program.Program`, one stage):
 compile time, one L-BFGS iteration (``Program.advance``), and, alternating with it in the same
 process, one plain loss-and-gradient evaluation of the same objective (``jax.jit`` of
 ``jax.value_and_grad``, no ``vmap``, one image), each iteration followed by one evaluation; the
@@ -34,13 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jaxstyle.cli import run_main  # noqa: E402
-from jaxstyle.config import parse_override, validate  # noqa: E402
-from jaxstyle.errors import ConfigError  # noqa: E402
-from jaxstyle.losses import Objective  # noqa: E402
-from jaxstyle.memory import peak_rss_bytes  # noqa: E402
-from jaxstyle.pipeline import prepare  # noqa: E402
-from jaxstyle.program import Program  # noqa: E402
-from jaxstyle.vgg import LAYER_NAMES, LAYERS  # noqa: E402
+from jaxstyle.engine.config import parse_override, validate  # noqa: E402
+from jaxstyle.core.errors import ConfigError  # noqa: E402
+from jaxstyle.model.losses import Objective  # noqa: E402
+from jaxstyle.engine.memory import peak_rss_bytes  # noqa: E402
+from jaxstyle.engine.pipeline import prepare  # noqa: E402
+from jaxstyle.engine.program import Program  # noqa: E402
+from jaxstyle.model.vgg import LAYER_NAMES, LAYERS  # noqa: E402
 
 
 def conv_flops(h: int, w: int, deepest: str) -> float:

@@ -7,7 +7,7 @@ conv1_1..conv5_1 style, the config's alpha and beta):
 
 * **Iterations**: ``torch.optim.LBFGS`` (``history_size=100``, ``max_iter`` = the iterations,
   tolerances -1, no line search) against jaxstyle's default L-BFGS through the command line's
-  path (:func:`jaxstyle.pipeline.run`, one stage, ``history_size: 100`` or ``--history``), both from the
+  path (:func:`jaxstyle.engine.pipeline.run`, one stage, ``history_size: 100`` or ``--history``), both from the
   photograph. jaxstyle's time per iteration is the difference between runs of n + 1 and of 1
   iterations, compilation left out; PyTorch's is its ``step``, after one warm-up evaluation. Both
   sides' loss at the photograph is printed: they must agree.
@@ -45,17 +45,17 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxstyle.cli import run_main  # noqa: E402
-from jaxstyle.config import validate  # noqa: E402
-from jaxstyle.errors import ConfigError  # noqa: E402
-from jaxstyle.inputs import prepare_images, start_images  # noqa: E402
-from jaxstyle.plan import plan_stages, upsample  # noqa: E402
-from jaxstyle.variants import expand_variants  # noqa: E402
-from jaxstyle.losses import LossWeights, Objective  # noqa: E402
-from jaxstyle.pipeline import run, uses_winograd  # noqa: E402
-from jaxstyle.progress import Watchers  # noqa: E402
-from jaxstyle.vgg import (LAYER_NAMES, LAYERS, _conv_hwio, conv3x3, layer_padding, prepare_kernels,  # noqa: E402
+from jaxstyle.engine.config import validate  # noqa: E402
+from jaxstyle.core.errors import ConfigError  # noqa: E402
+from jaxstyle.engine.inputs import prepare_images, start_images  # noqa: E402
+from jaxstyle.engine.plan import plan_stages, upsample  # noqa: E402
+from jaxstyle.engine.variants import expand_variants  # noqa: E402
+from jaxstyle.model.losses import LossWeights, Objective  # noqa: E402
+from jaxstyle.engine.pipeline import run, uses_winograd  # noqa: E402
+from jaxstyle.engine.progress import Watchers  # noqa: E402
+from jaxstyle.model.vgg import (LAYER_NAMES, LAYERS, _conv_hwio, conv3x3, layer_padding, prepare_kernels,  # noqa: E402
                           winograd_conv, winograd_pays)
-from jaxstyle.weights import load_vgg19  # noqa: E402
+from jaxstyle.model.weights import load_vgg19  # noqa: E402
 
 #: CPU flags that decide which kernels the libraries can use.
 FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")

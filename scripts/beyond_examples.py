@@ -18,9 +18,9 @@ from PIL import Image
 
 from jaxstyle import load_vgg19
 from jaxstyle.cli import run_main
-from jaxstyle.config import validate
-from jaxstyle.images import contact_sheet, load_image, save_png
-from jaxstyle.pipeline import run
+from jaxstyle.engine.config import validate
+from jaxstyle.media.images import contact_sheet, load_image, save_png
+from jaxstyle.engine.pipeline import run
 
 PHOTO, ART, GRAF = "examples/leuvenA.jpg", "examples/starry_night.jpg", "examples/graf1.png"
 

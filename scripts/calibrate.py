@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 from jaxstyle import load_vgg19  # noqa: E402
 from jaxstyle.cli import run_main  # noqa: E402
-from jaxstyle.config import DEFAULT_BETA, validate  # noqa: E402
-from jaxstyle.errors import ConfigError  # noqa: E402
-from jaxstyle.images import contact_sheet, save_png  # noqa: E402
-from jaxstyle.metrics import speckle_pair  # noqa: E402
-from jaxstyle.pipeline import run  # noqa: E402
+from jaxstyle.engine.config import DEFAULT_BETA, validate  # noqa: E402
+from jaxstyle.core.errors import ConfigError  # noqa: E402
+from jaxstyle.media.images import contact_sheet, save_png  # noqa: E402
+from jaxstyle.media.metrics import speckle_pair  # noqa: E402
+from jaxstyle.engine.pipeline import run  # noqa: E402
 from figures import write_docs_jpeg  # noqa: E402  (scripts/ is on the path of a script run)
 
 PAIRS = ("leuvenA.jpg:starry_night.jpg", "home.jpg:graf1.png", "fruits.jpg:starry_night.jpg")

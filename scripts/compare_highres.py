@@ -21,9 +21,9 @@ from pathlib import Path
 import jax
 
 from jaxstyle import load_vgg19
-from jaxstyle.config import validate
-from jaxstyle.memory import peak_rss_bytes
-from jaxstyle.pipeline import run
+from jaxstyle.engine.config import validate
+from jaxstyle.engine.memory import peak_rss_bytes
+from jaxstyle.engine.pipeline import run
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The optimisers of jaxstyle's registry against jaxopt's default L-BFGS: same loss, same starts.
 
-* jaxstyle (``--runs NAME[/HISTORY]``): any entry of ``jaxstyle.solvers.REGISTRY`` with its
+* jaxstyle (``--runs NAME[/HISTORY]``): any entry of ``jaxstyle.engine.solvers.REGISTRY`` with its
   defaults (``lbfgs``: the unit step, one evaluation per iteration; ``lbfgs-retry``;
   ``jaxopt-lbfgs``: jaxopt's zoom line search with the L-BFGS step as first trial; ``optax-lbfgs``:
   optax's L-BFGS and zoom line search; ``adam``), and its history size where it has one; run through
@@ -38,11 +38,11 @@ import numpy as np
 
 from jaxstyle import load_vgg19
 from jaxstyle.cli import run_main
-from jaxstyle.config import PAPER_STYLE_LAYERS
-from jaxstyle.errors import ConfigError
-from jaxstyle.images import load_image
-from jaxstyle.losses import LossWeights, Objective
-from jaxstyle.solvers import REGISTRY, Solver
+from jaxstyle.engine.config import PAPER_STYLE_LAYERS
+from jaxstyle.core.errors import ConfigError
+from jaxstyle.media.images import load_image
+from jaxstyle.model.losses import LossWeights, Objective
+from jaxstyle.engine.solvers import REGISTRY, Solver
 
 ROOT = Path(__file__).resolve().parent.parent
 

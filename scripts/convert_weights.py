@@ -12,9 +12,9 @@ import argparse
 import time
 from pathlib import Path
 
-from jaxstyle import weights
+from jaxstyle.model import weights
 from jaxstyle.cli import run_main
-from jaxstyle.errors import WeightsError
+from jaxstyle.core.errors import WeightsError
 
 
 def main() -> int:

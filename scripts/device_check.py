@@ -11,13 +11,13 @@ There (nothing downloaded; jaxopt as a carried wheel, see docs/performance.md):
     python scripts/device_check.py --weights .device/vgg19_conv5_1_f16.npz --out "$OUT"
 
 It measures, on the default device, through the command line's code (``scripts/bench.py``'s
-``bench_case`` and :func:`jaxstyle.pipeline.run`):
+``bench_case`` and :func:`jaxstyle.engine.pipeline.run`):
 
 * seconds per L-BFGS iteration at ``--size`` (512 px, the photograph's aspect) for each batch in
   ``--batches`` (1 and 8), evaluations per iteration, compile seconds;
 * achieved FLOP/s (the convolutions' FLOPs, forward and input gradient) against the card's peak
   (float32 and TF32, from a table of known cards);
-* peak device memory against :func:`jaxstyle.memory.estimate_peak_bytes`;
+* peak device memory against :func:`jaxstyle.engine.memory.estimate_peak_bytes`;
 * the default 512 px picture end to end (the automatic pyramid, default iterations): wall
   seconds with compilation, final losses, speckle index; its PNG is written to ``--out``.
 
@@ -43,15 +43,15 @@ import numpy as np  # noqa: E402
 
 from bench import bench_case, conv_flops, peak_memory_mb  # noqa: E402
 from jaxstyle.cli import run_main  # noqa: E402
-from jaxstyle.config import validate  # noqa: E402
-from jaxstyle.errors import ConfigError  # noqa: E402
-from jaxstyle.images import to_uint8  # noqa: E402
-from jaxstyle.memory import estimate_peak_bytes  # noqa: E402
-from jaxstyle.metrics import speckle_index  # noqa: E402
-from jaxstyle.pipeline import run  # noqa: E402
-from jaxstyle.progress import Watchers  # noqa: E402
-from jaxstyle.vgg import LAYER_NAMES, PARAM_SHAPES  # noqa: E402
-from jaxstyle.weights import load_vgg19  # noqa: E402
+from jaxstyle.engine.config import validate  # noqa: E402
+from jaxstyle.core.errors import ConfigError  # noqa: E402
+from jaxstyle.media.images import to_uint8  # noqa: E402
+from jaxstyle.engine.memory import estimate_peak_bytes  # noqa: E402
+from jaxstyle.media.metrics import speckle_index  # noqa: E402
+from jaxstyle.engine.pipeline import run  # noqa: E402
+from jaxstyle.engine.progress import Watchers  # noqa: E402
+from jaxstyle.model.vgg import LAYER_NAMES, PARAM_SHAPES  # noqa: E402
+from jaxstyle.model.weights import load_vgg19  # noqa: E402
 
 #: The deepest layer of the paper's losses (conv4_2 content, conv1_1..conv5_1 style).
 DEEPEST = "conv5_1"
@@ -108,7 +108,7 @@ def main() -> int:
     print(f"{datetime.date.today().isoformat()}; {dev.platform}: {dev.device_kind}; jax {jax.__version__}")
     content, style = str(ROOT / "examples" / "leuvenA.jpg"), str(ROOT / "examples" / "starry_night.jpg")
     shape = validate({"content": content, "style": style, "size": args.size, "output": "/nonexistent"})
-    from jaxstyle.inputs import prepare_images
+    from jaxstyle.engine.inputs import prepare_images
     h, w = np.asarray(prepare_images(shape, ("conv5_1",)).content).shape[:2]
     peak = peak_of(dev.device_kind)
     print("| what | batch | value |")

@@ -27,12 +27,12 @@ from PIL import Image
 
 from jaxstyle import load_vgg19
 from jaxstyle.cli import run_main
-from jaxstyle.config import Config, validate
-from jaxstyle.errors import ConfigError
-from jaxstyle.fileio import atomic_write
-from jaxstyle.images import contact_sheet, save_png
-from jaxstyle.outputs import write_json, write_outputs
-from jaxstyle.pipeline import RunResult, run
+from jaxstyle.engine.config import Config, validate
+from jaxstyle.core.errors import ConfigError
+from jaxstyle.core.fileio import atomic_write
+from jaxstyle.media.images import contact_sheet, save_png
+from jaxstyle.driver.outputs import write_json, write_outputs
+from jaxstyle.engine.pipeline import RunResult, run
 
 EX = "examples"
 PHOTO, ART = f"{EX}/leuvenA.jpg", f"{EX}/starry_night.jpg"

@@ -2,11 +2,11 @@
 """Check a print-size result: its speckle index against the style image's, and the docs picture.
 
 The output is reduced to the style image's own size before the speckle index is taken (both at
-:func:`jaxstyle.metrics.comparison_shape`), since at 2048 px a brush stroke is many pixels wide
+:func:`jaxstyle.media.metrics.comparison_shape`), since at 2048 px a brush stroke is many pixels wide
 and the index, a 3 x 3 median's residual, would see none of the painting's own pixel-scale grain.
 Also reported: the index of the output's 640 x 640 centre at full resolution (the 1:1 crop) and
 of the same crop of the style image enlarged to the output's size, for reference; and the lattice
-measures (:func:`jaxstyle.metrics.lattice_index` and :func:`~jaxstyle.metrics.lattice_tail`) of
+measures (:func:`jaxstyle.media.metrics.lattice_index` and :func:`~jaxstyle.media.metrics.lattice_tail`) of
 that crop and of the whole output, at 1:1, the index also per period.
 
     python scripts/highres_check.py outputs/highres/000_seed0.png examples/starry_night.jpg \\
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from figures import write_docs_jpeg  # noqa: E402
 
-from jaxstyle.metrics import (LATTICE_PERIODS, LATTICE_REGION, LATTICE_WINDOW, lattice_index,  # noqa: E402
+from jaxstyle.media.metrics import (LATTICE_PERIODS, LATTICE_REGION, LATTICE_WINDOW, lattice_index,  # noqa: E402
                               lattice_tail, speckle_index, speckle_pair)
 
 CROP = 640

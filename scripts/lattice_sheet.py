@@ -2,7 +2,7 @@
 """Before and after, where the lattice was worst: a docs picture for a change against the lattice.
 
 Each pair is two renders of the same config at the same size (``before.png:after.png``). The
-256 x 256 square of ``before`` with the highest lattice score (:func:`jaxstyle.metrics.lattice_windows`)
+256 x 256 square of ``before`` with the highest lattice score (:func:`jaxstyle.media.metrics.lattice_windows`)
 is found, and the 160 x 160 pixels at its centre are shown from both images, enlarged 2 x without
 smoothing (a JPEG at 1:1 would blur a 2-px grid away), then the 2-px grid each holds there, alone
 and amplified (:func:`grid_part`): one row per pair, before left of after.
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from figures import write_docs_jpeg  # noqa: E402
 
-from jaxstyle.metrics import LATTICE_REGION, lattice_windows  # noqa: E402
+from jaxstyle.media.metrics import LATTICE_REGION, lattice_windows  # noqa: E402
 
 CROP, ZOOM, GAP, GAIN = 160, 2, 12, 20.0
 

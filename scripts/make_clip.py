@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jaxstyle.video import write_mp4  # noqa: E402
+from jaxstyle.media.video import write_mp4  # noqa: E402
 
 
 def frame(photo: Image.Image, disc: Image.Image, mask: Image.Image, t: float, size: tuple[int, int],

@@ -12,7 +12,7 @@ For each photograph/artwork pair, two whole commands of ``scripts/transfer.py`` 
 
 The table gives, per run: wall seconds of the whole command, the full-size total, content and
 style loss of the result (from its report.json), and the speckle index
-(:func:`jaxstyle.metrics.speckle_pair`) of the output, of the style image and of the photograph,
+(:func:`jaxstyle.media.metrics.speckle_pair`) of the output, of the style image and of the photograph,
 all at the same comparison size. A side-by-side sheet (photo, artwork, paper, default) is written.
 
 The paper's procedure takes many minutes per pair on a CPU, so its results are kept in
@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jaxstyle.cli import run_main  # noqa: E402
-from jaxstyle.errors import ConfigError  # noqa: E402
-from jaxstyle.images import contact_sheet, load_image, save_png  # noqa: E402
-from jaxstyle.metrics import comparison_shape, speckle_index, speckle_pair  # noqa: E402
+from jaxstyle.core.errors import ConfigError  # noqa: E402
+from jaxstyle.media.images import contact_sheet, load_image, save_png  # noqa: E402
+from jaxstyle.media.metrics import comparison_shape, speckle_index, speckle_pair  # noqa: E402
 from figures import write_docs_jpeg  # noqa: E402  (scripts/ is on the path of a script run)
 
 PAIRS = ("leuvenA.jpg:starry_night.jpg", "home.jpg:graf1.png", "fruits.jpg:starry_night.jpg")

@@ -11,7 +11,7 @@ the factor that makes its pull as strong as the Gram loss's there. It does so at
 the default start image (grey plus faint noise); the photograph, where only the style pulls; and,
 with ``--results``, the default Gram run's result for the pair (``<pair folder>/000_seed0.png``
 as ``scripts/quality.py`` writes them). These ratios are a first guess only: the default weights
-(``jaxstyle.style_losses.DEFAULT_WEIGHTS``) come from whole runs, matched on their final content
+(``jaxstyle.model.style_losses.DEFAULT_WEIGHTS``) come from whole runs, matched on their final content
 loss (docs/loss-lab.md), and differ from every one of them.
 Timings: jit-compiled loss and gradient of the whole objective (content + style, one image), the
 median of ``--repeats`` calls after one warm-up; "all" evaluates every style loss in one program,
@@ -31,11 +31,11 @@ import numpy as np
 
 from jaxstyle import load_vgg19
 from jaxstyle.cli import run_main
-from jaxstyle.config import PAPER_STYLE_LAYERS
-from jaxstyle.errors import ConfigError
-from jaxstyle.images import load_image
-from jaxstyle.losses import LossWeights, Objective
-from jaxstyle.style_losses import DEFAULT_WEIGHTS, STYLE_LOSSES
+from jaxstyle.engine.config import PAPER_STYLE_LAYERS
+from jaxstyle.core.errors import ConfigError
+from jaxstyle.media.images import load_image
+from jaxstyle.model.losses import LossWeights, Objective
+from jaxstyle.model.style_losses import DEFAULT_WEIGHTS, STYLE_LOSSES
 
 PAIRS = [("leuvenA.jpg", "starry_night.jpg"), ("home.jpg", "graf1.png"), ("fruits.jpg", "starry_night.jpg")]
 

@@ -31,12 +31,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jaxstyle.clip import load_clip, run_clip  # noqa: E402
-from jaxstyle.config import validate  # noqa: E402
-from jaxstyle.flow import warping_error  # noqa: E402
-from jaxstyle.lab import yardstick  # noqa: E402
-from jaxstyle.progress import Watchers  # noqa: E402
-from jaxstyle.weights import load_vgg19  # noqa: E402
+from jaxstyle.driver.clip import load_clip, run_clip  # noqa: E402
+from jaxstyle.engine.config import validate  # noqa: E402
+from jaxstyle.media.flow import warping_error  # noqa: E402
+from jaxstyle.driver.lab import yardstick  # noqa: E402
+from jaxstyle.engine.progress import Watchers  # noqa: E402
+from jaxstyle.model.weights import load_vgg19  # noqa: E402
 
 
 def box3(a: np.ndarray) -> np.ndarray:
@@ -171,7 +171,7 @@ def write_preview(columns: list[tuple[str, np.ndarray]], fps: float, path: str) 
     """An animated WebP: the clips side by side, each captioned, looping."""
     from PIL import Image, ImageDraw
 
-    from jaxstyle.images import to_uint8
+    from jaxstyle.media.images import to_uint8
 
     h, w = columns[0][1].shape[1:3]
     pages = []

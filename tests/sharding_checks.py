@@ -14,12 +14,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import EXAMPLES  # noqa: E402
 
 import jaxstyle  # noqa: E402
-from jaxstyle.config import validate  # noqa: E402
-from jaxstyle.images import load_image  # noqa: E402
-from jaxstyle.losses import LossWeights, Objective  # noqa: E402
-from jaxstyle.pipeline import run  # noqa: E402
-from jaxstyle.program import Program, variant_mesh  # noqa: E402
-from jaxstyle.solvers import Solver  # noqa: E402
+from jaxstyle.engine.config import validate  # noqa: E402
+from jaxstyle.media.images import load_image  # noqa: E402
+from jaxstyle.model.losses import LossWeights, Objective  # noqa: E402
+from jaxstyle.engine.pipeline import run  # noqa: E402
+from jaxstyle.engine.program import Program, variant_mesh  # noqa: E402
+from jaxstyle.engine.solvers import Solver  # noqa: E402
 
 assert len(jax.local_devices()) == 4 and jax.config.jax_enable_x64
 out = {}

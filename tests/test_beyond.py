@@ -8,13 +8,13 @@ import pytest
 from PIL import Image
 
 from conftest import EXAMPLES
-from jaxstyle import color
-from jaxstyle.config import validate
-from jaxstyle.errors import ConfigError, ImageError
-from jaxstyle.images import load_image
-from jaxstyle.losses import Objective, guided_style_layer_loss
-from jaxstyle.inputs import median_filter, prepare_images
-from jaxstyle.pipeline import run
+from jaxstyle.media import color
+from jaxstyle.engine.config import validate
+from jaxstyle.core.errors import ConfigError, ImageError
+from jaxstyle.media.images import load_image
+from jaxstyle.model.losses import Objective, guided_style_layer_loss
+from jaxstyle.engine.inputs import median_filter, prepare_images
+from jaxstyle.engine.pipeline import run
 
 PHOTO, ART, GRAF = (str(EXAMPLES / n) for n in ("home.jpg", "starry_night.jpg", "graf1.png"))
 
@@ -156,7 +156,7 @@ def test_tv_and_denoise_reduce_pixel_noise_at_equal_iterations(vgg_params):
 
 
 def test_the_lattice_term_removes_a_planted_2px_lattice_that_the_paper_loss_keeps(vgg_params, tmp_path):
-    from jaxstyle.losses import lattice_energy
+    from jaxstyle.model.losses import lattice_energy
     # The photograph at the run's size with a column lattice of 6 levels added: the start image.
     photo = load_image(PHOTO, shape=(48, 64))
     xx = np.arange(64)[None, :, None]
@@ -181,7 +181,7 @@ def test_lattice_weight_defaults_and_refusals():
     assert _cfg().lattice == 1000.0 and _cfg(losses="paper").lattice == 0.0
     with pytest.raises(ConfigError, match="top-level key 'lattice'"):
         _cfg(terms={"lattice": 1.0})
-    from jaxstyle.variants import expand_variants, variant_labels
+    from jaxstyle.engine.variants import expand_variants, variant_labels
     cfg = _cfg(sweep={"lattice": [0, 500]})
     variants = expand_variants(cfg)
     assert [v.terms for v in variants] == [{}, {"lattice": 500.0}]

@@ -133,8 +133,9 @@ def test_the_studio_uploads_runs_and_gives_a_runs_settings_back(tmp_path):
     """Upload a photo and an artwork through the file inputs, start a 32 px run, see it finish in
     the history, fill the form from its card, and get the same image bytes from its config.yaml on
     the command line; a refused upload shows its message on the page."""
-    from jaxstyle import cli, studio as st
-    from jaxstyle.live import AppServer
+    from jaxstyle import cli
+    from jaxstyle.serve import studio as st
+    from jaxstyle.serve.live import AppServer
 
     examples = tmp_path / "examples"
     examples.mkdir()

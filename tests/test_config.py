@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES, ROOT
-from jaxstyle.config import KEYS, config_table, validate
-from jaxstyle.errors import ConfigError
+from jaxstyle.engine.config import KEYS, config_table, validate
+from jaxstyle.core.errors import ConfigError
 
 BASE = {"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg")}
 

@@ -22,7 +22,7 @@ def test_compact_weights_are_the_converted_ones_rounded_to_float16(tmp_path, vgg
     path = tmp_path / "w16.npz"
     device_check.pack(path)
     params = device_check.unpack(path)
-    from jaxstyle.vgg import CONV_NAMES
+    from jaxstyle.model.vgg import CONV_NAMES
     assert list(params) == list(CONV_NAMES[:13])  # conv1_1 .. conv5_1
     for name, layer in params.items():
         for k in ("kernel", "bias"):

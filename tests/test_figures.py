@@ -8,10 +8,10 @@ import sys
 import numpy as np
 
 from conftest import EXAMPLES, ROOT
-from jaxstyle.config import validate
-from jaxstyle.images import load_image
-from jaxstyle.inputs import noise_image
-from jaxstyle.pipeline import run
+from jaxstyle.engine.config import validate
+from jaxstyle.media.images import load_image
+from jaxstyle.engine.inputs import noise_image
+from jaxstyle.engine.pipeline import run
 
 PHOTO = str(EXAMPLES / "home.jpg")
 ART = str(EXAMPLES / "starry_night.jpg")

@@ -22,10 +22,11 @@ import yaml
 from PIL import Image
 
 from conftest import EXAMPLES
-from jaxstyle import cli, studio as st
-from jaxstyle.config import MAX_YAML_DEPTH, load_config, validate
-from jaxstyle.errors import ConfigError, JaxstyleError, OutputError
-from jaxstyle.live import AppServer
+from jaxstyle import cli
+from jaxstyle.serve import studio as st
+from jaxstyle.engine.config import MAX_YAML_DEPTH, load_config, validate
+from jaxstyle.core.errors import ConfigError, JaxstyleError, OutputError
+from jaxstyle.serve.live import AppServer
 from test_studio import TOKEN, Client, _bomb_png, _examples, _form, _multipart, _png
 
 #: A term file that leaves a marker when it is imported (and would kill a server that imports it).
@@ -351,7 +352,7 @@ def test_o_name_png_writes_that_file_and_the_runs_other_files_beside_it(tmp_path
 # ---- fuzz: the validator and the studio's JSON endpoints -----------------------------------------------
 from hypothesis import HealthCheck, given, settings, strategies as hs  # noqa: E402
 
-from jaxstyle.config import KEYS  # noqa: E402
+from jaxstyle.engine.config import KEYS  # noqa: E402
 
 SCALARS = hs.one_of(hs.none(), hs.booleans(), hs.integers(-10**12, 10**12), hs.integers(), hs.floats(),
                     hs.text(max_size=40), hs.sampled_from(["auto", "mean", "paper", "gram", "conv1_1", "tv",

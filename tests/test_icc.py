@@ -15,11 +15,11 @@ import tifffile
 from PIL import Image
 
 from conftest import EXAMPLES
-from jaxstyle.icc import profile_lines, srgb_icc
-from jaxstyle.config import validate
-from jaxstyle.images import load_image
-from jaxstyle.outputs import write_image
-from jaxstyle.pipeline import run
+from jaxstyle.media.icc import profile_lines, srgb_icc
+from jaxstyle.engine.config import validate
+from jaxstyle.media.images import load_image
+from jaxstyle.driver.outputs import write_image
+from jaxstyle.engine.pipeline import run
 
 D50 = (0.9642, 1.0, 0.8249)
 # Colorants adapted to the D50 connection space (Bradford), as the ICC profiles of both spaces give them.

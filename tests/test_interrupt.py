@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 from conftest import EXAMPLES, ROOT
-from jaxstyle.progress import PAUSE_ENV
+from jaxstyle.engine.progress import PAUSE_ENV
 
 SCRIPT = str(ROOT / "scripts" / "transfer.py")
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxstyle.curves import curve_points, stage_starts, write_loss_curves
-from jaxstyle.live import LiveServer, LiveState
-from jaxstyle.plan import Stage, pass_tiles, stage_work, tile_grid
-from jaxstyle.progress import Meter, Tick, clock, eta_seconds, progress_line
+from jaxstyle.driver.curves import curve_points, stage_starts, write_loss_curves
+from jaxstyle.serve.live import LiveServer, LiveState
+from jaxstyle.engine.plan import Stage, pass_tiles, stage_work, tile_grid
+from jaxstyle.engine.progress import Meter, Tick, clock, eta_seconds, progress_line
 
 
 # ---- serving only what the run wrote ---------------------------------------------------------------
@@ -194,8 +194,8 @@ def test_a_port_in_use_is_one_line_exit_2_and_leaves_no_folder(tmp_path, capsys)
 
 
 def test_a_sweeps_later_program_counts_the_earlier_ones_in_its_eta():
-    from jaxstyle.pipeline import placed
-    from jaxstyle.progress import Watchers
+    from jaxstyle.engine.pipeline import placed
+    from jaxstyle.engine.progress import Watchers
 
     ticks, records = [], []
     # Program 2 of 3 (0-based 1), its variants from index 4 on, after 100 s (10 of compilation).

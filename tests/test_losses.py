@@ -15,8 +15,8 @@ import pytest
 
 from conftest import EXAMPLES
 from helpers import np_vgg19
-from jaxstyle.images import load_image
-from jaxstyle.losses import (LossWeights, Objective, content_loss, gram_matrix, lattice_energy, mean_content_loss,
+from jaxstyle.media.images import load_image
+from jaxstyle.model.losses import (LossWeights, Objective, content_loss, gram_matrix, lattice_energy, mean_content_loss,
                              mean_style_layer_loss, style_layer_loss, total_loss, total_variation)
 
 rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from conftest import ROOT
-from jaxstyle.metrics import comparison_shape, speckle_index, speckle_pair
+from jaxstyle.media.metrics import comparison_shape, speckle_index, speckle_pair
 
 
 def test_isolated_impulses_score_their_energy_and_smooth_images_nothing():
@@ -57,7 +57,7 @@ def test_comparison_size_is_the_smaller_and_the_style_is_resized_to_it():
 
 
 def test_straight_line_index_sees_a_line_and_not_the_same_energy_as_texture():
-    from jaxstyle.metrics import straight_line_index
+    from jaxstyle.media.metrics import straight_line_index
     flat = np.full((64, 96, 3), 120, np.uint8)
     assert straight_line_index(Image.fromarray(flat)) == 0.0
     # One bright row across the picture: the two boundaries around it each differ by 40 levels
@@ -97,7 +97,7 @@ def texture(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
 
 
 def test_border_trim_finds_made_frames():
-    from jaxstyle.images import border_trim
+    from jaxstyle.media.images import border_trim
     inner = texture()
     assert border_trim(inner) == (0, 0, 0, 0)  # none
     assert border_trim(framed(inner, 7, 7, 7, 7, 0.0)) == (7, 7, 7, 7)  # uniform black
@@ -112,9 +112,9 @@ def test_border_trim_finds_made_frames():
 
 
 def test_border_trim_too_large_cuts_nothing_with_a_warning(tmp_path):
-    from jaxstyle.images import border_trim
-    from jaxstyle.config import validate
-    from jaxstyle.inputs import prepare_images
+    from jaxstyle.media.images import border_trim
+    from jaxstyle.engine.config import validate
+    from jaxstyle.engine.inputs import prepare_images
     big = framed(texture(40, 50), 60, 60, 60, 60, 0.0)  # the picture is a small part of the frame
     assert border_trim(big) is None
     path = tmp_path / "framed.png"
@@ -130,9 +130,9 @@ def test_border_trim_too_large_cuts_nothing_with_a_warning(tmp_path):
 
 
 def test_a_trimmed_artwork_is_its_inside_resized(tmp_path):
-    from jaxstyle.config import validate
-    from jaxstyle.images import resize
-    from jaxstyle.inputs import prepare_images
+    from jaxstyle.engine.config import validate
+    from jaxstyle.media.images import resize
+    from jaxstyle.engine.inputs import prepare_images
     inner = texture(90, 120)
     art = framed(inner, 8, 8, 8, 8, 0.02)
     path, photo = tmp_path / "art.png", tmp_path / "photo.png"
@@ -145,7 +145,7 @@ def test_a_trimmed_artwork_is_its_inside_resized(tmp_path):
 
 
 def test_lattice_index_sees_a_faint_grid_of_each_period_and_not_noise_or_texture():
-    from jaxstyle.metrics import lattice_index
+    from jaxstyle.media.metrics import lattice_index
     rng = np.random.default_rng(11)
     yy, xx = np.mgrid[0:256, 0:256]
     noise = rng.normal(0.5, 0.02, (256, 256, 1)).repeat(3, axis=-1)  # 5 levels of noise
@@ -164,7 +164,7 @@ def test_lattice_index_sees_a_faint_grid_of_each_period_and_not_noise_or_texture
 
 
 def test_lattice_windows_find_a_grid_in_one_corner_that_the_whole_crop_dilutes():
-    from jaxstyle.metrics import lattice_index, lattice_tail, lattice_windows
+    from jaxstyle.media.metrics import lattice_index, lattice_tail, lattice_windows
     rng = np.random.default_rng(5)
     noise = rng.normal(0.5, 0.02, (512, 512, 1)).repeat(3, axis=-1)  # 5 levels of noise
     yy, xx = np.mgrid[0:512, 0:512]
@@ -182,7 +182,7 @@ def test_lattice_windows_find_a_grid_in_one_corner_that_the_whole_crop_dilutes()
 
 
 def test_lattice_index_reads_8_bit_arrays_as_levels():
-    from jaxstyle.metrics import lattice_index
+    from jaxstyle.media.metrics import lattice_index
     rng = np.random.default_rng(6)
     levels = np.clip(rng.normal(100, 5, (128, 128, 3)) + (np.arange(128) % 2 == 0)[None, :, None], 0, 255)
     levels = levels.astype(np.uint8)

@@ -9,10 +9,10 @@ import tifffile
 from PIL import Image
 
 from conftest import EXAMPLES
-from jaxstyle.config import validate
-from jaxstyle.errors import OutputError
-from jaxstyle.outputs import image_name, planned_outputs, prepare_output, write_image
-from jaxstyle.variants import expand_variants
+from jaxstyle.engine.config import validate
+from jaxstyle.core.errors import OutputError
+from jaxstyle.driver.outputs import image_name, planned_outputs, prepare_output, write_image
+from jaxstyle.engine.variants import expand_variants
 
 rng = np.random.default_rng(0)
 IMAGE = rng.random((12, 20, 3)).astype(np.float32)

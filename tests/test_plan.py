@@ -8,15 +8,15 @@ import pytest
 
 from conftest import EXAMPLES
 from helpers import np_vgg19, peak_and_estimate_mb
-from jaxstyle.config import validate
-from jaxstyle.errors import ConfigError
-from jaxstyle.checkpoint import Checkpoint, Cursor
-from jaxstyle.metrics import seam_ratio
-from jaxstyle.plan import Stage, blend_ramp, plan_stages, tile_borders, tile_grid, tile_starts, upsample
-from jaxstyle.images import load_image
-from jaxstyle.losses import Objective
-from jaxstyle.pipeline import run
-from jaxstyle.memory import WINOGRAD_BYTES
+from jaxstyle.engine.config import validate
+from jaxstyle.core.errors import ConfigError
+from jaxstyle.engine.checkpoint import Checkpoint, Cursor
+from jaxstyle.media.metrics import seam_ratio
+from jaxstyle.engine.plan import Stage, blend_ramp, plan_stages, tile_borders, tile_grid, tile_starts, upsample
+from jaxstyle.media.images import load_image
+from jaxstyle.model.losses import Objective
+from jaxstyle.engine.pipeline import run
+from jaxstyle.engine.memory import WINOGRAD_BYTES
 
 BASE = {"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
         "size": 64, "print_every": 0, "seeds": [0, 1], "optimizer": {"iterations": 8}}
@@ -264,7 +264,7 @@ def test_tiled_memory_estimate_within_1_5x_of_measured_peak():
 def test_checkpoint_round_trip_and_refusals(tmp_path):
     import json
 
-    from jaxstyle.errors import OutputError
+    from jaxstyle.core.errors import OutputError
 
     cfg = validate({**BASE, "scales": [32]}).to_dict()
     leaves = [np.arange(6.0).reshape(2, 3), np.array([1, 2], np.int32)]
@@ -305,7 +305,7 @@ def test_interrupted_before_the_last_stage_reports_no_final_loss(vgg_params):
 def test_convolution_direct_makes_no_winograd_kernels(vgg_params):
     # Only the layers some stage sends through the path get Winograd kernels: at 64 px conv3_x
     # (16 x 16 positions), not conv4_x (8 x 8) or conv5_1; at 32 px none, and no memory is added.
-    from jaxstyle.pipeline import prepare
+    from jaxstyle.engine.pipeline import prepare
     auto = prepare(validate({**BASE, "size": 64}), vgg_params)
     direct = prepare(validate({**BASE, "size": 64, "convolution": "direct"}), vgg_params)
     assert [n for n, layer in auto.params.items() if "winograd" in layer] == ["conv3_2", "conv3_3", "conv3_4"]

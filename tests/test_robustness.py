@@ -21,11 +21,11 @@ from PIL import Image
 
 from conftest import EXAMPLES
 from helpers import peak_and_estimate_mb
-from jaxstyle.config import KEYS, OPTIMIZER_KEYS, validate
-from jaxstyle.errors import JaxstyleError
-from jaxstyle.memory import BASELINE_BYTES, activation_floats, check_fits, estimate_peak_bytes
-from jaxstyle.outputs import run_and_save
-from jaxstyle.solvers import REGISTRY
+from jaxstyle.engine.config import KEYS, OPTIMIZER_KEYS, validate
+from jaxstyle.core.errors import JaxstyleError
+from jaxstyle.engine.memory import BASELINE_BYTES, activation_floats, check_fits, estimate_peak_bytes
+from jaxstyle.driver.outputs import run_and_save
+from jaxstyle.engine.solvers import REGISTRY
 
 GOOD = {"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
         "size": 32, "print_every": 0, "optimizer": {"iterations": 1}}
@@ -179,7 +179,7 @@ def test_memory_estimate_within_1_5x_of_measured_peak():
 
 
 def test_non_finite_loss_stops_the_variant_and_keeps_a_finite_image(vgg_params):
-    from jaxstyle.pipeline import run
+    from jaxstyle.engine.pipeline import run
     lines = []
     # Eq. 1's plain sum is large enough that alpha 1e38 overflows float32 at the first step.
     cfg = validate({**GOOD, "losses": "paper", "alpha": 1e38, "seeds": [0, 1], "optimizer": {"iterations": 3}})

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle.solvers import REGISTRY, Pair, Solver
+from jaxstyle.engine.solvers import REGISTRY, Pair, Solver
 
 
 def bowl(x):
@@ -132,9 +132,9 @@ def test_a_new_optimiser_is_one_pair_and_one_registry_line(monkeypatch, vgg_para
     # Gradient descent with a fixed step, registered with its own option: the config accepts it,
     # the pipeline runs it, the report records it; nothing else is touched.
     from conftest import EXAMPLES
-    from jaxstyle.config import validate
-    from jaxstyle.pipeline import run
-    from jaxstyle.solvers import Entry, Option, non_negative
+    from jaxstyle.engine.config import validate
+    from jaxstyle.engine.pipeline import run
+    from jaxstyle.engine.solvers import Entry, Option, non_negative
 
     class State(NamedTuple):
         value: jax.Array

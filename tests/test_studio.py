@@ -19,9 +19,10 @@ import yaml
 from PIL import Image
 
 from conftest import EXAMPLES
-from jaxstyle import cli, studio as st
-from jaxstyle.live import AppServer
-from jaxstyle.progress import PAUSE_ENV
+from jaxstyle import cli
+from jaxstyle.serve import studio as st
+from jaxstyle.serve.live import AppServer
+from jaxstyle.engine.progress import PAUSE_ENV
 
 TOKEN = "test-token-123"
 #: A run that takes a few seconds at most: 32 px, one stage, 3 iterations.
@@ -436,8 +437,8 @@ def test_a_run_that_fails_shows_the_command_lines_one_line_message_on_its_card(w
 def test_a_command_line_run_interrupted_elsewhere_resumes_from_its_card(working):
     """A run the command line started in the studio's folder and that was interrupted there: its
     card offers resume, which continues it from its checkpoint through its report's config."""
-    from jaxstyle.config import validate
-    from jaxstyle.outputs import run_and_save
+    from jaxstyle.engine.config import validate
+    from jaxstyle.driver.outputs import run_and_save
     folder = working.studio.folder / "from-the-command-line"
     cfg = validate({"content": str(working.studio.examples / "photo.png"), "style": str(working.studio.examples /
                     "art.png"), "size": 32, "output": str(folder), "print_every": 4, "optimizer": {"iterations": 12}})

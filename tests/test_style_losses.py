@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import style_losses as sl
-from jaxstyle.images import load_image
-from jaxstyle.losses import LossWeights, Objective
-from jaxstyle.vgg import vgg19_features
+from jaxstyle.model import style_losses as sl
+from jaxstyle.media.images import load_image
+from jaxstyle.model.losses import LossWeights, Objective
+from jaxstyle.model.vgg import vgg19_features
 
 from conftest import EXAMPLES
 

@@ -10,10 +10,10 @@ import pytest
 
 from jaxstyle.cli import main as cli_main
 from jaxstyle.cli import run_main
-from jaxstyle.config import load_config, validate
-from jaxstyle.errors import ConfigError, OutputError
-from jaxstyle.outputs import run_and_save
-from jaxstyle.pipeline import run
+from jaxstyle.engine.config import load_config, validate
+from jaxstyle.core.errors import ConfigError, OutputError
+from jaxstyle.driver.outputs import run_and_save
+from jaxstyle.engine.pipeline import run
 
 from conftest import EXAMPLES
 

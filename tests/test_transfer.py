@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from conftest import EXAMPLES, ROOT
-from jaxstyle.config import load_config, validate
-from jaxstyle.errors import ConfigError, ImageError, OutputError
-from jaxstyle.images import load_image
-from jaxstyle.outputs import prepare_output, write_outputs
-from jaxstyle.pipeline import run
-from jaxstyle.variants import expand_variants
+from jaxstyle.engine.config import load_config, validate
+from jaxstyle.core.errors import ConfigError, ImageError, OutputError
+from jaxstyle.media.images import load_image
+from jaxstyle.driver.outputs import prepare_output, write_outputs
+from jaxstyle.engine.pipeline import run
+from jaxstyle.engine.variants import expand_variants
 
 BASE = {"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
         "size": 48, "print_every": 0}
@@ -59,7 +59,7 @@ def test_float32_batch_close_to_solo_runs(vgg_params):
 
 
 def test_sweep_compiles_once_and_yields_every_setting(vgg_params, monkeypatch):
-    import jaxstyle.pipeline as T
+    import jaxstyle.engine.pipeline as T
 
     events = {"compile_calls": 0, "backend_compiles_in_advance": 0, "advance_calls": 0}
     in_advance = [False]

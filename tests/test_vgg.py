@@ -9,8 +9,8 @@ import pytest
 from conftest import EXAMPLES, PHOTOS
 from helpers import np_conv3x3, np_conv3x3_adjoints, np_layer_names, np_vgg19
 from jaxstyle import CONV_NAMES, ConfigError, vgg19_features
-from jaxstyle.images import load_image
-from jaxstyle.vgg import min_image_side
+from jaxstyle.media.images import load_image
+from jaxstyle.model.vgg import min_image_side
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_all_layers_match_float64_numpy(vgg_params, small_image, pooling):
 def test_winograd_layers_match_float64_numpy(vgg_params):
     # prepare_kernels gives conv3_2 .. conv4_4 of an 80 x 96 image (maps of 20 x 24 and 10 x 12
     # positions) the Winograd path; every layer, and the gradient's use of it, must keep the bounds.
-    from jaxstyle.vgg import prepare_kernels, winograd_layers
+    from jaxstyle.model.vgg import prepare_kernels, winograd_layers
     image = load_image(EXAMPLES / "home.jpg", shape=(80, 96))
     layers = np_layer_names()
     assert winograd_layers(80, 96, layers) == ["conv3_2", "conv3_3", "conv3_4", "conv4_1", "conv4_2", "conv4_3",
@@ -48,7 +48,7 @@ def test_winograd_layers_match_float64_numpy(vgg_params):
 
 
 def test_winograd_table():
-    from jaxstyle.vgg import winograd_layers, winograd_pays
+    from jaxstyle.model.vgg import winograd_layers, winograd_pays
     assert winograd_pays(10, 10, 256) and winograd_pays(64, 48, 512) and winograd_pays(1, 100, 512)
     assert not winograd_pays(11, 9, 512) and not winograd_pays(64, 49, 512) and not winograd_pays(32, 24, 128)
     # The default 512 px stage of a 4:3 photograph: conv4_x at 64 x 48 and conv5_1 at 32 x 24 take it,
@@ -68,7 +68,7 @@ def test_winograd_convolution_matches_numpy(hw):
     # kernel gradient, odd and even sides from 1 px, in a batch and alone, under jit, vmap and
     # lax.cond. An odd side runs on one more zero row or column, which must not leak in.
     import jax.numpy as jnp
-    from jaxstyle.vgg import _conv_winograd, winograd_kernels
+    from jaxstyle.model.vgg import _conv_winograd, winograd_kernels
 
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, *hw, 4)).astype(np.float32)
@@ -151,7 +151,7 @@ def test_conv_gradients_match_numpy_adjoint_at_top_level_and_inside_loops(hw):
     # made in place), and fewer than 9 positions take a matrix product instead (2 x 3, 1 x 1); its
     # gradients must be those of the convolution wherever they are taken.
     import jax.numpy as jnp
-    from jaxstyle.vgg import _input_grad_flipped, _input_grad_jax, conv3x3, flip_kernel
+    from jaxstyle.model.vgg import _input_grad_flipped, _input_grad_jax, conv3x3, flip_kernel
 
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, *hw, 4)).astype(np.float32)
@@ -183,7 +183,7 @@ def test_conv_gradients_match_numpy_adjoint_at_top_level_and_inside_loops(hw):
 
 
 def test_flipped_kernels_are_added_up_to_the_deepest_layer_only(vgg_params):
-    from jaxstyle.vgg import with_flipped_kernels
+    from jaxstyle.model.vgg import with_flipped_kernels
 
     got = with_flipped_kernels(vgg_params, ["conv2_1", "conv1_1"])
     assert [n for n in CONV_NAMES if "flipped" in got[n]] == ["conv1_1", "conv1_2", "conv2_1"]
@@ -242,7 +242,7 @@ def test_padding_modes_match_numpy_values_and_input_gradients(padding, hw):
     # with 256 input channels also goes through the Winograd path (110 positions); the others
     # through XLA's convolution (9 or more positions) or the product of shifted copies.
     import jax.numpy as jnp
-    from jaxstyle.vgg import conv3x3, winograd_kernels, winograd_pays
+    from jaxstyle.model.vgg import conv3x3, winograd_kernels, winograd_pays
 
     cin = 256 if hw == (11, 10) else 3
     rng = np.random.default_rng(7)

@@ -18,13 +18,13 @@ import pytest
 
 from conftest import EXAMPLES, ROOT
 from helpers import made_clip, write_frames
-from jaxstyle.clip import chunks, run_clip
-from jaxstyle.config import validate
-from jaxstyle.errors import ConfigError, ImageError
-from jaxstyle.flow import consistency, consistency_mask, dis_flow, warp, warp_cubic, warping_error
-from jaxstyle.losses import temporal_loss
-from jaxstyle.progress import Watchers
-from jaxstyle.video import Selection, is_clip, read_clip, read_frames_uint8, write_mp4
+from jaxstyle.driver.clip import chunks, run_clip
+from jaxstyle.engine.config import validate
+from jaxstyle.core.errors import ConfigError, ImageError
+from jaxstyle.media.flow import consistency, consistency_mask, dis_flow, warp, warp_cubic, warping_error
+from jaxstyle.model.losses import temporal_loss
+from jaxstyle.engine.progress import Watchers
+from jaxstyle.media.video import Selection, is_clip, read_clip, read_frames_uint8, write_mp4
 
 STYLE = str(EXAMPLES / "starry_night.jpg")
 # Two shallow layers keep each 32 px run to a few seconds.
@@ -335,7 +335,7 @@ def test_held_pixels_keep_the_first_frames_value_and_nothing_else_is_held(tmp_pa
 
 
 def test_a_held_pixel_has_zero_gradient_and_the_loss_its_value(vgg_params):
-    from jaxstyle.losses import LossWeights, Objective
+    from jaxstyle.model.losses import LossWeights, Objective
     params = vgg_params
     o = Objective(("conv1_1",), ("conv1_1",))
     rng = np.random.default_rng(3)
@@ -370,7 +370,7 @@ def true_warping_error(frames: np.ndarray, pan: int = 1, obj: int = 10, speed: i
 
 
 def test_tiles_colour_preservation_and_terms_work_on_a_clip(small_clip, vgg_params):
-    from jaxstyle.color import rgb_to_yiq
+    from jaxstyle.media.color import rgb_to_yiq
     raw = clip_config(small_clip, mode="sequential")
     raw.update(tile_size=24, tile_overlap=8, preserve_colors="luminance", terms={"tv": 1e-3}, optimizer={"iterations": 6})
     raw["video"].update(first=0, frames=3, frame_iterations=6)
@@ -436,7 +436,7 @@ def test_command_line_writes_a_clip_and_refuses_bad_input(tmp_path, small_clip):
     assert (out / "sheet.png").is_file() and (out / "losses.png").is_file()
     assert report["clip"]["mode"] == "sequential" and report["clip"]["frames"] == 6
     # The live page's enlarged view offers each variant's video for download.
-    from jaxstyle.live import LiveState
+    from jaxstyle.serve.live import LiveState
     live = LiveState(["seed 0", "seed 1"], report["config"], out)
     live.end("finished", "", None, report)
     assert live.served_file("001_seed1.mp4") == out / "001_seed1.mp4" and live.served_file("frames") is None

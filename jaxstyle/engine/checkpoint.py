@@ -1,0 +1,139 @@
+"""Where an interrupted run stands, saved so that a resumed run ends where the uninterrupted run ends.
+
+One format for every run (a direct run is a plan of one stage and one tile): the cursor (stage,
+pass, tile, iterations done in that tile), the batch as that tile found it, the solver state of the
+tile in progress, the last stage's starting losses once known, the counters of finished tiles and
+the report's stages so far, with the config it was written for. Files of older versions are
+refused with one line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import OutputError
+from ..core.fileio import atomic_write
+
+#: Settings that may differ between an interrupted run and its resumption.
+RESUMABLE_CHANGES = ("overwrite", "print_every", "save_every")
+FORMAT = 2
+FILENAME = "checkpoint.npz"
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in a run's plan: stage, pass and tile indices and the iterations the tile has
+    run. Ordered, so a loop can skip everything before it."""
+
+    stage: int = 0
+    pass_index: int = 0
+    tile: int = 0
+    done: int = 0
+    #: A clip's place (:mod:`jaxstyle.driver.clip`): the frame (sequential) or the chunk's first frame
+    #: (multipass), and the pass over the chunk; the fields above are then inside that run.
+    frame: int = 0
+    video_pass: int = 0
+    clip: bool = False
+
+    @property
+    def where(self) -> str:
+        head = f"frame {self.frame + 1}, video pass {self.video_pass + 1}, " if self.clip else ""
+        return head + f"stage {self.stage + 1}, pass {self.pass_index + 1}, tile {self.tile + 1}" + (
+            f", iteration {self.done}" if self.done else "")
+
+    def before(self, stage: int, pass_index: int = 0, tile: int = 0) -> bool:
+        """Whether (stage, pass, tile) comes before this cursor (and so was finished)."""
+        return (stage, pass_index, tile) < (self.stage, self.pass_index, self.tile)
+
+    def at(self, stage: int, pass_index: int, tile: int) -> bool:
+        return (stage, pass_index, tile) == (self.stage, self.pass_index, self.tile)
+
+
+@dataclass
+class Checkpoint:
+    """An interrupted run: see the module docstring. ``images`` is ``(V, H, W, 3)`` at the cursor's
+    stage; ``state`` the leaves of the tile's solver state (None before its first iteration)."""
+
+    cursor: Cursor
+    images: np.ndarray
+    run_s: float
+    stages: list
+    iterations: np.ndarray
+    evaluations: np.ndarray
+    state: list[np.ndarray] | None = None
+    initial: dict[str, np.ndarray] | None = None
+    history: list = field(default_factory=list)
+    #: A sweep over style losses runs one program per choice (:func:`jaxstyle.engine.pipeline.run`): the
+    #: index of the one in progress, the finished ones' images ``(V_done, H, W, 3)`` and reports.
+    group: int = 0
+    finished: np.ndarray | None = None
+    finished_reports: list = field(default_factory=list)
+    #: A clip's own state around the run in progress (:class:`jaxstyle.driver.clip.ClipState`): arrays and
+    #: what JSON keeps.
+    clip_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    clip_meta: dict = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        return self.cursor.where
+
+    def save(self, path: Path, config: dict) -> Path:
+        c = self.cursor
+        meta = json.dumps({"format": FORMAT, "cursor": [c.stage, c.pass_index, c.tile, c.done, c.frame,
+                                                        c.video_pass, c.clip],
+                           "run_s": self.run_s, "stages": self.stages, "history": self.history,
+                           "state_leaves": None if self.state is None else len(self.state), "config": config,
+                           "group": self.group, "finished_reports": self.finished_reports,
+                           "clip_meta": self.clip_meta})
+        arrays = {f"state{i}": a for i, a in enumerate(self.state or [])}
+        arrays.update({f"clip_{k}": v for k, v in self.clip_arrays.items()})
+        if self.finished is not None:
+            arrays["finished"] = self.finished
+        arrays.update({f"initial_{k}": v for k, v in (self.initial or {}).items()})
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, meta=np.frombuffer(meta.encode(), np.uint8), images=self.images,
+                         iterations=self.iterations, evaluations=self.evaluations, **arrays)
+        return atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: Path, config: dict) -> "Checkpoint":
+        meta, z = read(path, config)
+        n = meta["state_leaves"]
+        return cls(Cursor(*meta["cursor"]), z["images"], float(meta["run_s"]), list(meta["stages"]),
+                   z["iterations"], z["evaluations"], None if n is None else [z[f"state{i}"] for i in range(n)],
+                   {k[len("initial_"):]: v for k, v in z.items() if k.startswith("initial_")} or None,
+                   list(meta.get("history", [])), int(meta.get("group", 0)), z.get("finished"),
+                   list(meta.get("finished_reports", [])),
+                   {k[len("clip_"):]: v for k, v in z.items() if k.startswith("clip_")}, meta.get("clip_meta", {}))
+
+
+def read(path: Path, config: dict) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata and arrays of a checkpoint, after checking its format and that it was written
+    for ``config`` (up to :data:`RESUMABLE_CHANGES`)."""
+    if not path.is_file():
+        raise OutputError(f"nothing to resume: {path} not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            arrays = {k: z[k] for k in z.files if k != "meta"}
+    except (OSError, ValueError, KeyError) as exc:
+        raise OutputError(f"cannot read checkpoint {path}: {exc}") from None
+    if meta.get("format") != FORMAT:
+        raise OutputError(f"{path} was written by an older version of jaxstyle and cannot be resumed; "
+                          "start the run afresh")
+    saved = {k: v for k, v in meta["config"].items() if k not in RESUMABLE_CHANGES}
+    # Round-trip through JSON so tuples and lists compare as they were saved.
+    now = json.loads(json.dumps({k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}))
+    if now != saved:
+        changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if changed == ["term_files"]:
+            raise OutputError("cannot resume: a term file changed since the checkpoint "
+                              f"({', '.join(k for k in now['term_files'] if now['term_files'][k] != saved.get('term_files', {}).get(k))})")
+        raise OutputError(f"cannot resume: the config changed since the checkpoint ({', '.join(changed)})")
+    return meta, arrays

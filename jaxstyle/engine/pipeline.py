@@ -1,0 +1,631 @@
+"""A whole run, top to bottom: config -> plan -> for each stage: targets -> tiles -> loop -> blend.
+
+A direct run is the plan of one stage, one tile and one pass; coarse-to-fine runs and tiled runs
+take the same path (:mod:`jaxstyle.engine.plan`). Every variant of the batch (seeds x sweep) goes through
+every stage and tile together, in one compiled program per tile shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .checkpoint import Checkpoint, Cursor
+from .config import Config
+from .inputs import Inputs, finish_images, input_lines, prepare_images, start_images, trim_report
+from ..driver.lab import comparison
+from .loop import solve
+from ..model.losses import LossWeights, Objective, Targets
+from .memory import require_fits
+from ..media.metrics import seam_ratio
+from .plan import (Stage, blend_ramp, pass_tiles, plan_stages, stage_peak_bytes, stage_work, tile_borders,
+                   tile_grid, tile_style_share, upsample)
+from .program import Program, resolved_strategy, restore_state, state_leaves, to_host
+from .progress import Tick, Watchers, lines
+from ..driver.report import build_report, json_float
+from .solvers import Solver
+from .variants import Variant, batch_weights, expand_variants, objective_for, split_over_devices
+from ..model.vgg import CONV_NAMES, prepare_kernels, winograd_layers
+from ..model.weights import load_vgg19
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    """Images ``(V, H, W, 3)`` in [0, 1] (clipped), the variants, report.json's content, the loss
+    history, and a :class:`Checkpoint` when the run was interrupted."""
+
+    images: np.ndarray
+    variants: list[Variant]
+    report: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint: Checkpoint | None = None
+    #: The batch as optimised ``(V, H, W, 3)``, before clipping and colour recombination (a clip's
+    #: next pass or frame continues from it).
+    raw: np.ndarray | None = None
+
+
+@dataclass
+class FrameBatch:
+    """What a clip (:mod:`jaxstyle.driver.clip`) gives one run: each batch slot's own photograph and the
+    temporal term's inputs, all at the final size, B slots (the run's variants) first.
+
+    content: ``(B, H, W, 3)`` each slot's frame; prior: ``(B, J, H, W, 3)`` the stylised frames it
+    is tied to, warped into it; weight: ``(B, J, H, W)`` their consistency weights (zeros: no tie);
+    start: ``(B, H, W, 3)`` start images, or None for the config's ``init``; hold: ``(B, H, W)``, 1
+    where a pixel keeps its start value (``Targets.hold``), or None; iterations: None for
+    the config's whole plan (its pyramid), or a number for one stage at the final size. The prior
+    is held constant while the run optimises, so the slots stay independent of each other.
+    """
+
+    content: np.ndarray
+    prior: np.ndarray
+    weight: np.ndarray
+    start: np.ndarray | None = None
+    iterations: int | None = None
+    hold: np.ndarray | None = None
+
+    def padded(self, n: int) -> "FrameBatch":
+        """The arrays padded to ``n`` slots with copies of the last (see ``split_over_devices``)."""
+        pad = lambda a: None if a is None else np.concatenate([a, np.repeat(a[-1:], n - len(a), axis=0)])  # noqa: E731
+        return FrameBatch(pad(self.content), pad(self.prior), pad(self.weight), pad(self.start), self.iterations,
+                          pad(self.holds))
+
+    @property
+    def holds(self) -> np.ndarray:
+        """``hold``, zeros (nothing held) when None: every run of a clip has the same argument
+        structure, so its compiled programs are shared."""
+        return self.hold if self.hold is not None else np.zeros(self.weight.shape[:1] + self.weight.shape[2:], np.float32)
+
+
+@dataclass
+class Setup:
+    """What a run needs and does not change between stages."""
+
+    cfg: Config
+    variants: list[Variant]
+    padded: list[Variant]
+    objective: Objective
+    params: Any
+    weights: LossWeights
+    solver: Solver
+    strategy: str
+    mesh: Any
+    devices: int
+    final_inputs: Inputs
+    stages: list[Stage]
+    estimates: list[int]
+    frames: FrameBatch | None = None
+    #: Compiled programs and functions, kept across the runs of one clip (frames, passes).
+    cache: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        overlap = self.cfg.tile_overlap
+        self.pass_tiles = [pass_tiles(s, overlap) for s in self.stages]
+        self.work = [stage_work(s, overlap) for s in self.stages]
+        # Iterations per pixel before each stage: the x axis of the loss history.
+        self.offsets = list(np.cumsum([0] + [s.iterations_per_tile() * s.passes for s in self.stages[:-1]]))
+        o, c = self.objective, self.cache
+        self.grams_fn = c["grams"] = c.get("grams") or jax.jit(o.style_grams)
+        self.targets_fn = c["targets"] = c.get("targets") or jax.jit(o.targets_from_grams)
+        self.loss_fn = c["loss"] = c.get("loss") or jax.jit(o.parts)
+        # A clip's slots each have their own photograph: their targets, one batch axis first.
+        self.slot_targets_fn = c["slot_targets"] = c.get("slot_targets") or jax.jit(
+            jax.vmap(o.targets_from_grams, in_axes=(None, 0, None, None, None)))
+        self.programs = c.setdefault("programs", {})
+
+    @property
+    def n(self) -> int:
+        return len(self.variants)
+
+    def program(self, tile: tuple[int, int]) -> tuple[Program, bool]:
+        """The program for one tile shape (and batch size), and whether it still needs compiling."""
+        key = (tile, len(self.padded))
+        fresh = key not in self.programs
+        if fresh:
+            self.programs[key] = Program(self.solver, self.strategy, self.cfg.optimizer.unroll, self.mesh)
+        return self.programs[key], fresh
+
+    def targets(self, data: "StageData", origin: tuple[int, int], shape: tuple[int, int]) -> Targets:
+        """The targets of the crop at ``origin`` of ``shape`` ``(h, w)``: shared by every variant, or
+        for a clip one per slot (a leading batch axis), with the slots' priors."""
+        (y0, x0), (th, tw) = origin, shape
+        crop = lambda a: a[..., y0:y0 + th, x0:x0 + tw, :]  # noqa: E731
+        masks = None if data.masks is None else data.masks[:, y0:y0 + th, x0:x0 + tw]
+        if self.frames is None:
+            return self.targets_fn(self.params, crop(data.content), data.grams, self.cfg.blend, masks)
+        t = self.slot_targets_fn(self.params, crop(data.content), data.grams, self.cfg.blend, masks)
+        return t._replace(prior=crop(data.prior), prior_weight=crop(data.weight[..., None])[..., 0],
+                          hold=crop(data.hold[..., None])[..., 0])
+
+    def arguments(self, targets: Targets, weights: LossWeights) -> tuple[tuple, tuple]:
+        """``(shared, per_variant)`` for the solver: a clip's targets differ per slot."""
+        if self.frames is None:
+            return (self.params, targets), (weights,)
+        return (self.params,), (targets, weights)
+
+    def full_losses(self, x: np.ndarray, targets: Targets) -> dict[str, np.ndarray]:
+        """The whole image's loss parts, one variant at a time: a forward pass over a print-size
+        batch would not fit where a tile does."""
+        pick = lambda tree, i: jax.tree_util.tree_map(lambda a: a[i], tree)  # noqa: E731
+        parts = [jax.device_get(self.loss_fn(jnp.asarray(xi), self.params,
+                                             targets if self.frames is None else pick(targets, i),
+                                             pick(self.weights, i)))
+                 for i, xi in enumerate(x[: self.n])]
+        return {k: np.array([p[k] for p in parts]) for k in parts[0]}
+
+
+def uses_winograd(cfg: Config) -> bool:
+    """Whether this run's convolutions may take the Winograd path (``convolution: auto`` on a CPU)."""
+    return cfg.convolution == "auto" and jax.default_backend() == "cpu"
+
+
+def run_winograd_layers(cfg: Config, stages: Sequence[Stage], layers: Sequence[str]) -> list[str]:
+    """The convolutions that take the Winograd path at some stage's (tile) size: the only ones
+    whose Winograd kernels a run makes (none where :func:`uses_winograd` is false)."""
+    if not uses_winograd(cfg):
+        return []
+    used = set().union(*(winograd_layers(*s.tile, layers) for s in stages))
+    return [name for name in CONV_NAMES if name in used]
+
+
+def prepare(cfg: Config, params=None, variants: list[Variant] | None = None, frames: FrameBatch | None = None,
+            cache: dict | None = None) -> Setup:
+    """Variants, objective, images, the plan and its memory check, the network, the solver.
+
+    A clip's run gives its batch slots as ``variants`` and their photographs as ``frames``; with
+    ``frames.iterations`` its plan is one stage at the final size."""
+    variants = expand_variants(cfg) if variants is None else variants
+    objective = objective_for(variants, cfg)
+    mesh, devices, padded = split_over_devices(variants)
+    if frames is not None:
+        frames = frames.padded(len(padded))
+    final_inputs = prepare_images(cfg, objective.layers, frames=None if frames is None else frames.content)
+    stages = plan_stages(final_inputs.content.shape[-3:-1], cfg)
+    if frames is not None and frames.iterations is not None:
+        stages = [dataclasses.replace(stages[-1], iterations=frames.iterations)]
+    history = cfg.optimizer.options.get("history_size", 0)
+    winograd = run_winograd_layers(cfg, stages, objective.layers)
+    estimates = [stage_peak_bytes(s, len(variants), objective.layers, history, bool(winograd)) for s in stages]
+    if cfg.memory_check:
+        worst = stages[int(np.argmax(estimates))]
+        require_fits(max(estimates), f"{len(variants)} variant(s) at {worst.shape[1]}x{worst.shape[0]} px"
+                     + (f" in {worst.tile[1]}x{worst.tile[0]} tiles" if worst.tiled else ""))
+    # The input gradient's kernels, and the Winograd forms where they pay, are made once here, not in
+    # every evaluation (docs/performance.md). Off a CPU the device's own convolutions are faster.
+    params = prepare_kernels(load_vgg19(cfg.weights) if params is None else params, objective.layers,
+                             winograd=winograd)
+    o = cfg.optimizer
+    solver = Solver(objective, o.name, o.iterations, o.tol, tuple(sorted(o.options.items())))
+    return Setup(cfg, variants, padded, objective, params, batch_weights(padded, objective), solver,
+                 resolved_strategy(o.strategy), mesh, devices, final_inputs, stages, estimates, frames,
+                 {} if cache is None else cache)
+
+
+@dataclass
+class Progress:
+    """What accumulates over tiles and stages, and what a checkpoint keeps of it."""
+
+    iterations: np.ndarray
+    evaluations: np.ndarray
+    nonfinite: np.ndarray
+    stages: list = field(default_factory=list)
+    history: list = field(default_factory=list)
+    initial: dict | None = None
+    compile_s: float = 0.0
+    last_parts: dict | None = None
+    last_parts_stage: int = -1
+    stage_end: dict | None = None
+    listener: Callable[[dict], None] | None = None
+
+    @classmethod
+    def start(cls, n: int, resume: Checkpoint | None) -> "Progress":
+        if resume is None:
+            return cls(np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, -1, np.int64))
+        return cls(resume.iterations.copy(), resume.evaluations.copy(), np.full(n, -1, np.int64),
+                   list(resume.stages), list(resume.history), resume.initial)
+
+    def add_tile(self, iterations: np.ndarray, evaluations: np.ndarray, nonfinite_at: np.ndarray, n: int) -> None:
+        """Count a finished tile's iterations and evaluations (host arrays, one per batch slot), and
+        note where a variant first went non-finite."""
+        bad = np.asarray(nonfinite_at)[:n]
+        self.nonfinite = np.where((self.nonfinite < 0) & (bad >= 0), self.iterations + bad, self.nonfinite)
+        self.iterations += np.asarray(iterations)[:n]
+        self.evaluations += np.asarray(evaluations)[:n]
+
+    def record(self, where: tuple[int, int, int], iteration: int, elapsed: float, parts: dict, scope: str) -> None:
+        """One history entry: every variant's loss parts at ``iteration`` (per pixel, counted over
+        the whole run) of stage, pass and tile ``where``; ``scope`` is ``"image"`` for the whole
+        image's losses, ``"tile"`` for one tile's."""
+        entry = {"stage": where[0] + 1, "pass": where[1] + 1, "tile": where[2] + 1, "scope": scope,
+                 "iteration": int(iteration), "elapsed_s": round(elapsed, 3),
+                 **{k: [json_float(v) for v in np.asarray(parts[k])] for k in ("total", "content", "style")}}
+        self.history.append(entry)
+        if self.listener is not None:
+            self.listener(entry)
+
+
+@dataclass
+class StageData:
+    """One stage's images and targets."""
+
+    index: int
+    stage: Stage
+    inputs: Inputs
+    content: jax.Array
+    masks: jax.Array | None
+    prior: jax.Array | None
+    weight: jax.Array | None
+    hold: jax.Array | None
+    grams: dict
+    full_targets: Targets | None
+    tile_weights: LossWeights
+    t0: float
+
+
+@dataclass
+class Stop:
+    """Where a run was interrupted: the cursor, the tile's solver state, the images to show (the
+    tile's progress blended in) and the tile's iterations and evaluations so far."""
+
+    cursor: Cursor
+    state: list | None = None
+    preview: np.ndarray | None = None
+    partial: tuple | None = None
+
+
+@dataclass
+class Hooks:
+    """How a run talks to its caller: log lines, a :class:`Tick` after every chunk, intermediate
+    saves, the stop request, its clock."""
+
+    log: Log
+    watch: Watchers
+    save_intermediate: Callable[[str, np.ndarray], None] | None
+    should_stop: Callable[[], bool] | None
+    t0: float
+
+    def stop_requested(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def begin_stage(setup: Setup, k: int, x: np.ndarray | None, progress: Progress) -> tuple[StageData, np.ndarray]:
+    """The stage's images and targets, and the batch at its size (the start images, or the coarser
+    result enlarged)."""
+    cfg, stage = setup.cfg, setup.stages[k]
+    final = stage.shape == tuple(setup.final_inputs.content.shape[-3:-1])
+    frames = setup.frames
+    inputs = setup.final_inputs if final else \
+        prepare_images(cfg, setup.objective.layers, shape=stage.shape, frames=None if frames is None else frames.content)
+    content = jnp.asarray(inputs.content)
+    masks = None if inputs.masks is None else jnp.asarray(inputs.masks)
+    prior = weight = hold = None
+    if frames is not None:  # the temporal term (and holding) works at the final size; coarser stages have none
+        prior = jnp.asarray(frames.prior if final else np.zeros((*frames.prior.shape[:2], *stage.shape, 3), np.float32))
+        weight = jnp.asarray(frames.weight if final else np.zeros((*frames.weight.shape[:2], *stage.shape), np.float32))
+        hold = jnp.asarray(frames.holds if final else np.zeros((frames.weight.shape[0], *stage.shape), np.float32))
+    grams = setup.grams_fn(setup.params, [jnp.asarray(s) for s in inputs.styles])
+    if x is None:
+        x = frames.start if frames is not None and frames.start is not None else \
+            start_images(cfg, setup.padded, inputs)
+    elif x.shape[1:3] != stage.shape:
+        x = upsample(x, stage.shape, cfg.upsample)
+    x = np.array(x, np.float32)
+    weights = setup.weights._replace(beta=setup.weights.beta * tile_style_share(stage, setup.objective.losses))
+    data = StageData(k, stage, inputs, content, masks, prior, weight, hold, grams, None, weights, time.perf_counter())
+    if stage.tiled:
+        data.full_targets = setup.targets(data, (0, 0), stage.shape)
+    if k == len(setup.stages) - 1 and stage.tiled and progress.initial is None:
+        progress.initial = setup.full_losses(x, data.full_targets)
+    return data, x
+
+
+def blend(x: np.ndarray, result: np.ndarray, origin: tuple[int, int], stage: Stage, overlap: int,
+          copy: bool = False) -> np.ndarray:
+    """``x`` with a tile's ``result`` written back at ``origin``, weighted by ramps across the overlap."""
+    (y0, x0), (h, w), (th, tw) = origin, stage.shape, stage.tile
+    wt = (blend_ramp(y0, th, h, overlap)[:, None] * blend_ramp(x0, tw, w, overlap)[None, :])
+    wt = wt[None, :, :, None].astype(np.float32)
+    out = x.copy() if copy else x
+    region = x[:, y0:y0 + th, x0:x0 + tw]
+    out[:, y0:y0 + th, x0:x0 + tw] = region * (1 - wt) + result * wt
+    return out
+
+
+def chunk_marks(setup: Setup, stage: Stage) -> tuple[int, ...]:
+    """What ends a chunk: the progress interval (without one, about 20 chunks a tile, so the history
+    and a live page still see the run move), and in a run of one untiled stage the save interval."""
+    cfg = setup.cfg
+    single = len(setup.stages) == 1 and not stage.tiled
+    every = cfg.print_every or max(1, round(stage.iterations_per_tile() / 20))
+    return (every, cfg.save_every if single else 0)
+
+
+def on_chunk(setup: Setup, data: StageData, hooks: Hooks, progress: Progress, where: tuple[int, int, int],
+             origin: tuple[int, int], x: np.ndarray) -> Callable:
+    """After each chunk of tile ``where`` (at ``origin`` of the stage's batch ``x``): the history,
+    the :class:`Tick` and (a run of one untiled stage) the intermediate images."""
+    cfg, stage, (k, p, j) = setup.cfg, data.stage, where
+    total, tiles = stage.iterations_per_tile(), setup.pass_tiles[k]
+    before = (sum(tiles[:p]) + j) * total  # tile iterations of this stage before this tile
+    area = stage.tile[0] * stage.tile[1]
+
+    def report(state, end: int) -> None:
+        parts = {key: np.asarray(v)[: setup.n] for key, v in to_host(state.opt.aux).items()}
+        progress.record(where, setup.offsets[k] + p * total + end, hooks.elapsed(), parts,
+                        "tile" if stage.tiled else "image")
+
+        def images() -> np.ndarray:  # valid during the tick only: the next chunk reuses the state's buffers
+            now = to_host(state.x)
+            now = blend(x, now, origin, stage, cfg.tile_overlap, copy=True) if stage.tiled else now
+            return finish_images(cfg, now[: setup.n], data.inputs.photo)
+        hooks.watch.tick(Tick(k, len(setup.stages), stage.shape, p, stage.passes, j, tiles[p], end, total,
+                        before + end, sum(tiles) * total, parts, hooks.elapsed(), progress.compile_s,
+                        sum(setup.work[:k]) + (before + end) * area, sum(setup.work),
+                        bool(cfg.print_every) and (end % cfg.print_every == 0 or end == total), images))
+        if hooks.save_intermediate and chunk_marks(setup, stage)[1] and end % cfg.save_every == 0 and end != total:
+            hooks.save_intermediate(f"iter{end:05d}", finish_images(cfg, to_host(state.x)[: setup.n],
+                                                                    data.inputs.photo))
+    return report
+
+
+def solve_tile(setup: Setup, data: StageData, x: np.ndarray, where: tuple[int, int, int],
+               origin: tuple[int, int], restored: tuple[list | None, int], progress: Progress,
+               hooks: Hooks) -> tuple[np.ndarray, Stop | None]:
+    """Optimise one tile from ``x`` (continuing ``restored``, a saved state and its iterations) and
+    blend it back; or stop, before it starts or between chunks."""
+    leaves, skip = restored
+    if hooks.stop_requested():
+        return x, Stop(Cursor(*where, skip), leaves)
+    (y0, x0), (th, tw) = origin, data.stage.tile
+    program, fresh = setup.program((th, tw))
+    shared, pv = setup.arguments(setup.targets(data, origin, (th, tw)), data.tile_weights)
+    xt, shared, pv = program.place(jnp.asarray(x[:, y0:y0 + th, x0:x0 + tw]), shared, pv)
+    if fresh:
+        progress.compile_s += program.compile(xt, shared, pv)
+    state = program.init(xt, shared, pv)
+    if progress.initial is None and data.index == len(setup.stages) - 1 and not data.stage.tiled:
+        progress.initial = to_host(state.opt.aux)
+    if leaves is not None:  # continue the interrupted tile exactly where it stood
+        state = program.place_state(restore_state(leaves, state))
+    state, done, stopped = solve(program, state, shared, pv, data.stage.iterations_per_tile(), skip,
+                                 chunk_marks(setup, data.stage), hooks.stop_requested,
+                                 on_chunk(setup, data, hooks, progress, where, origin, x))
+    # Only what the blend, the counts and the report need comes to the host; the whole solver state
+    # (its L-BFGS history holds 2m images per variant) only when a checkpoint needs it.
+    result, parts, iterations, evaluations, nonfinite_at = to_host(
+        (state.x, state.opt.aux, state.iterations, state.opt.num_fun_eval, state.nonfinite_at))
+    blended = blend(x, result, origin, data.stage, setup.cfg.tile_overlap, copy=stopped)
+    progress.last_parts, progress.last_parts_stage = parts, data.index
+    if stopped:
+        # The checkpoint keeps the batch as the tile found it and the tile's solver state; only
+        # the images written now show the tile's progress.
+        partial = (np.asarray(iterations)[: setup.n], np.asarray(evaluations)[: setup.n])
+        return x, Stop(Cursor(*where, done), state_leaves(state), blended, partial)
+    progress.add_tile(iterations, evaluations, nonfinite_at, setup.n)
+    return blended, None
+
+
+def run_stage(setup: Setup, data: StageData, x: np.ndarray, cursor: Cursor, resume: Checkpoint | None,
+              progress: Progress, hooks: Hooks) -> tuple[np.ndarray, Stop | None]:
+    """Every pass over every tile of one stage, from ``cursor`` on."""
+    k, stage, cfg = data.index, data.stage, setup.cfg
+    for p in range(stage.passes):
+        grid = tile_grid(stage, cfg.tile_overlap, p)
+        for j, origin in enumerate(grid):
+            if cursor.before(k, p, j):
+                continue
+            restored = (resume.state, cursor.done) if resume is not None and cursor.at(k, p, j) else (None, 0)
+            x, stop = solve_tile(setup, data, x, (k, p, j), origin, restored, progress, hooks)
+            if stop is not None:
+                return x, stop
+        if stage.tiled:  # the whole image's losses after every pass, for the history and the report
+            progress.stage_end = setup.full_losses(x, data.full_targets)
+            progress.record((k, p, len(grid) - 1), setup.offsets[k] + (p + 1) * stage.iterations_per_tile(),
+                            hooks.elapsed(), progress.stage_end, "image")
+    return x, None
+
+
+def end_stage(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, hooks: Hooks) -> dict:
+    """The stage's entry in the report (and its end losses); the coarse stages' images saved."""
+    cfg, stage, k = setup.cfg, data.stage, data.index
+    end = progress.stage_end if stage.tiled else {key: np.asarray(v)[: setup.n] for key, v in progress.last_parts.items()}
+    entry = {"shape": list(stage.shape), "iterations": stage.iterations,
+             "tile": list(stage.tile) if stage.tiled else None, "passes": stage.passes,
+             "tiles_per_pass": setup.pass_tiles[k],
+             "run_s": round(time.perf_counter() - data.t0, 3),
+             "memory_estimate_mb": round(setup.estimates[k] / 2**20, 1),
+             "winograd_layers": winograd_layers(*stage.tile, setup.objective.layers)
+             if uses_winograd(cfg) else [],
+             "total_loss": [json_float(v) for v in end["total"]]}
+    if stage.tiled:
+        rows, cols = tile_borders(stage, cfg.tile_overlap)
+        entry["seam_ratio"] = round(max(seam_ratio(np.clip(im, 0, 1), rows, cols) for im in x[: setup.n]), 4)
+    progress.stages.append(entry)
+    if len(setup.stages) > 1:
+        hooks.log(f"stage {k + 1}/{len(setup.stages)} done: {stage.shape[1]}x{stage.shape[0]} px"
+                  + (f", {sum(entry['tiles_per_pass'])} tiles in {stage.passes} pass(es)" if stage.tiled else "")
+                  + f", total loss {np.min(end['total']):.4g}, {entry['run_s']:.1f} s")
+        if hooks.save_intermediate is not None and k < len(setup.stages) - 1 and cfg.save_every:
+            hooks.save_intermediate(f"stage{k + 1}", finish_images(cfg, x[: setup.n], data.inputs.photo))
+    return end
+
+
+def run(cfg: Config, params=None, log: Log = print, save_intermediate: Callable[..., None] | None = None,
+        should_stop: Callable[[], bool] | None = None, resume: Checkpoint | None = None,
+        watch: Watchers | None = None) -> RunResult:
+    """Optimise every variant of ``cfg`` through every stage and tile of its plan.
+
+    ``should_stop`` is asked before each tile and between chunks; when it answers True the run
+    ends there, marked interrupted, with a :class:`Checkpoint` in the result. ``resume`` continues
+    from one and ends where the uninterrupted run ends. ``save_intermediate(tag, images, start)``
+    receives intermediate images of the variants from index ``start`` on. ``watch`` follows the run
+    chunk by chunk (default: a progress line through ``log`` at every ``print_every``).
+
+    A sweep over ``style_loss`` runs one program per choice, one after another (:func:`run_groups`).
+    """
+    params = load_vgg19(cfg.weights) if params is None else params
+    watch = watch if watch is not None else lines(log)
+    groups = program_groups(cfg)
+    if len(groups) > 1:
+        result = run_groups(cfg, groups, params, log, save_intermediate, should_stop, resume, watch)
+    else:
+        result = run_plan(cfg, params, log, save_intermediate, should_stop, resume, watch)
+    if result.checkpoint is None and {"style_loss", "terms"} & set(cfg.sweep):
+        result.report["comparison"] = comparison(cfg, params, result.images, result.variants, result.report)
+    return result
+
+
+def program_groups(cfg: Config) -> list[Config]:
+    """One config per style loss of a sweep over several, each without that sweep; else ``[cfg]``."""
+    kinds = cfg.sweep.get("style_loss", [])
+    if len(kinds) < 2:
+        return [cfg]
+    rest = {k: v for k, v in cfg.sweep.items() if k != "style_loss"}
+    return [dataclasses.replace(cfg, style_loss=k, sweep=rest) for k in kinds]
+
+
+def run_groups(cfg: Config, groups: list[Config], params, log: Log, save_intermediate, should_stop,
+               resume: Checkpoint | None, watch: Watchers) -> RunResult:
+    """Each style loss of a sweep as its own program, one after another; the results joined.
+
+    One program per choice, not one program evaluating every loss for every variant: on the
+    2-core CPU the latter cost more than the sum of the separate programs (docs/loss-lab.md).
+    """
+    log(f"style_loss sweep: one program per choice ({', '.join(g.style_loss for g in groups)}), one after another")
+    first = resume.group if resume is not None else 0
+    done = [resume.finished] if resume is not None and resume.finished is not None else []
+    reports, results = list(resume.finished_reports) if resume is not None else [], []
+    for g, r in enumerate(reports):  # the history of the programs a resumed run had finished
+        for entry in r.get("history", []):
+            watch.record({**entry, "program": g, "first": sum(len(q["variants"]) for q in reports[:g])})
+    for g in range(first, len(groups)):
+        offset = sum(len(d) for d in done) + sum(len(r.images) for r in results)
+        save = None if save_intermediate is None else \
+            (lambda tag, images, start=0, o=offset: save_intermediate(tag, images, o + start))
+        log(f"style_loss {groups[g].style_loss} ({g + 1}/{len(groups)})")
+        earlier = reports + [x.report for x in results]
+        spent = tuple(sum(e["timing"][k] for e in earlier) for k in ("run_s", "compile_s"))
+        r = run_plan(groups[g], params, log, save, should_stop, resume if g == first else None,
+                     placed(watch, g, len(groups), offset, spent))
+        results.append(r)
+        if r.checkpoint is not None:
+            before = [*done, *(x.images for x in results[:-1])]
+            r.checkpoint.group = g
+            r.checkpoint.finished = np.concatenate(before) if before else None
+            r.checkpoint.finished_reports = reports + [x.report for x in results[:-1]]
+            break
+    return join_results(cfg, done, reports, results)
+
+
+def placed(watch: Watchers, g: int, groups: int, first: int, spent: tuple[float, float]) -> Watchers:
+    """``watch`` as program ``g`` of ``groups`` sees it: its variants placed from index ``first`` on
+    among all the run's, the seconds (and compilation) ``spent`` by the programs before it added,
+    and the programs still to come in the ETA (each counted as costing what this one does)."""
+    return Watchers(
+        (lambda t: watch.tick(dataclasses.replace(
+            t, first=first, elapsed_s=spent[0] + t.elapsed_s, compile_s=spent[1] + t.compile_s,
+            work=g * t.work_total + t.work, work_total=groups * t.work_total)),),
+        (lambda e: watch.record({**e, "program": g, "first": first}),))
+
+
+def join_results(cfg: Config, done: list[np.ndarray], reports: list[dict], results: list[RunResult]) -> RunResult:
+    """One result of several programs' (earlier ones given by their images and reports)."""
+    reports = reports + [r.report for r in results]
+    images = np.concatenate([*done, *(r.images for r in results)])
+    variants = expand_variants(cfg)[: len(images)]
+    report = dict(reports[-1])
+    report.update(
+        config=cfg.to_dict(), variants=[v for r in reports for v in r["variants"]],
+        iterations=max(r["iterations"] for r in reports), evaluations=sum(r["evaluations"] for r in reports),
+        stages=[r["stages"] for r in reports],
+        timing={"compile_s": round(sum(r["timing"]["compile_s"] for r in reports), 4),
+                "run_s": round(sum(r["timing"]["run_s"] for r in reports), 4)},
+        programs=[{"style_loss": r["config"]["style_loss"], "variants": len(r["variants"]), **r["timing"]}
+                  for r in reports])
+    starts = np.cumsum([0] + [len(r["variants"]) for r in reports])
+    report["history"] = [{**h, "program": g, "first": int(starts[g])} for g, r in enumerate(reports)
+                         for h in r.get("history", [])]
+    return RunResult(images, variants, report, report["history"], results[-1].checkpoint)
+
+
+def run_plan(cfg: Config, params=None, log: Log = print, save_intermediate: Callable[..., None] | None = None,
+             should_stop: Callable[[], bool] | None = None, resume: Checkpoint | None = None,
+             watch: Watchers | None = None, variants: list[Variant] | None = None,
+             frames: FrameBatch | None = None, cache: dict | None = None, announce: bool = True) -> RunResult:
+    """:func:`run` for a batch that shares one objective: one program per tile shape.
+
+    A clip's runs (:mod:`jaxstyle.driver.clip`) give their slots as ``variants``, their photographs and
+    temporal inputs as ``frames``, and one ``cache`` of compiled programs for all of them."""
+    setup = prepare(cfg, params, variants, frames, cache)
+    watch = watch if watch is not None else lines(log)
+    hooks = Hooks(log, watch, save_intermediate, should_stop, time.perf_counter() - (resume.run_s if resume else 0.0))
+    cursor = resume.cursor if resume is not None else Cursor()
+    progress = Progress.start(setup.n, resume)
+    for entry in progress.history:  # a resumed run's history so far
+        watch.record(entry)
+    progress.listener = watch.record
+    x = None if resume is None else np.concatenate(
+        [resume.images, np.repeat(resume.images[-1:], len(setup.padded) - setup.n, axis=0)]).astype(np.float32)
+    last = setup.stages[-1]
+    if announce:
+        for line in input_lines(cfg, setup.final_inputs.trims):
+            log(line)
+        log(f"{setup.n} variant(s) at {last.shape[1]}x{last.shape[0]} px, {cfg.optimizer.iterations} "
+            f"{cfg.optimizer.name} iterations, on {jax.devices()[0].platform}" if len(setup.stages) == 1 else
+            f"{setup.n} variant(s), {len(setup.stages)} stage(s) up to {last.shape[1]}x{last.shape[0]} px, "
+            f"on {jax.devices()[0].platform}")
+    stop, end, data = None, None, None
+    for k in range(cursor.stage, len(setup.stages)):
+        data, x = begin_stage(setup, k, x, progress)
+        x, stop = run_stage(setup, data, x, cursor, resume, progress, hooks)
+        if stop is not None:
+            break
+        end = end_stage(setup, data, x, progress, hooks)
+    return finish(setup, data, x, progress, stop, end, hooks, resume)
+
+
+def finish(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, stop: Stop | None,
+           end: dict | None, hooks: Hooks, resume: Checkpoint | None) -> RunResult:
+    """The result: images, report, history, and the checkpoint of an interrupted run."""
+    cfg, n = setup.cfg, setup.n
+    run_s = hooks.elapsed()
+    checkpoint, iterations, evaluations = None, progress.iterations, progress.evaluations
+    if stop is not None:
+        initial = None if progress.initial is None else {k: np.asarray(v) for k, v in progress.initial.items()}
+        checkpoint = Checkpoint(stop.cursor, x[:n].copy(), run_s, progress.stages, iterations, evaluations,
+                                stop.state, initial, progress.history)
+        if stop.partial is not None:  # this report counts the interrupted tile's iterations too
+            iterations, evaluations = iterations + stop.partial[0], evaluations + stop.partial[1]
+        x = stop.preview if stop.preview is not None else x
+        final = {key: np.full(n, np.nan) for key in ("total", "content", "style")}
+        if progress.last_parts_stage == len(setup.stages) - 1 and not setup.stages[-1].tiled:
+            final = {key: np.asarray(v)[:n] for key, v in progress.last_parts.items()}
+    else:
+        final = end
+    initial = progress.initial if progress.initial is not None else {key: np.full(n, np.nan) for key in final}
+    for i in np.flatnonzero(progress.nonfinite >= 0):
+        hooks.log(f"variant {i} (seed {setup.variants[i].seed}): loss or image became non-finite at iteration "
+                  f"{progress.nonfinite[i]}; keeping its last finite image")
+    report = build_report(cfg, setup.variants, interrupted=stop is not None, initial=initial, final=final,
+                          iterations=iterations, evaluations=evaluations, nonfinite=progress.nonfinite,
+                          compile_s=progress.compile_s, run_s=run_s, devices=setup.devices,
+                          shape=setup.final_inputs.content.shape[-3:], strategy=setup.strategy,
+                          memory_bytes=max(setup.estimates), stages=progress.stages)
+    report["history"] = progress.history
+    report["style_trim"] = trim_report(setup.final_inputs.trims)
+    if resume is not None:
+        report["resumed_from"] = resume.cursor.where
+    photo = data.inputs.photo if data is not None else setup.final_inputs.photo
+    return RunResult(finish_images(cfg, x[:n], photo), setup.variants, report, progress.history, checkpoint,
+                     np.array(x[:n], np.float32))
