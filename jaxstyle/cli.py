@@ -33,19 +33,15 @@ from typing import Callable
 import jax
 
 from .engine.config import Config, load_config
-from .core.errors import ConfigError, JaxstyleError, OutputError
+from .core.errors import (ERROR_PREFIX, EXIT_INTERRUPTED, EXIT_STOPPED, EXIT_USAGE, ConfigError, JaxstyleError,
+                          OutputError)
 from .core.fileio import atomic_write
 from .serve.live import LiveServer, LiveState
-from .driver.outputs import run_and_save
-from .engine.progress import Meter, Watchers, pause_watchers
+from .driver.job import run_and_save
+from .engine.progress import Meter, RunHooks, Watchers, pause_watchers
 from .model.terms import resolve_terms, used_terms
 from .engine.variants import expand_variants, variant_labels
 
-EXIT_USAGE = 2
-#: A run stopped by SIGINT/SIGTERM after saving its progress (resumable).
-EXIT_INTERRUPTED = 3
-#: Stopped at once by a second interrupt, saving nothing (128 + SIGINT, as shells report it).
-EXIT_STOPPED = 130
 
 
 def run_main(main: Callable[[], int | None]) -> None:
@@ -54,7 +50,7 @@ def run_main(main: Callable[[], int | None]) -> None:
     try:
         code = main()
     except JaxstyleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         # Files are written under temporary names and renamed and the lock is released on the way
@@ -195,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.serve is not None and jax.process_index() == 0:  # several hosts: process 0 serves
             return serve_run(cfg, args, meter, received)
-        result = run_and_save(cfg, log=meter.log, should_stop=lambda: bool(received), resume=args.resume,
-                              watch=Watchers((meter.tick, *pause_watchers())))
+        result = run_and_save(cfg, RunHooks(meter.log, lambda: bool(received), Watchers((meter.tick, *pause_watchers()))),
+                              resume=args.resume)
     finally:  # the caller's handlers again (main may be called from Python, not only as a command)
         meter.close()
         for s, handler in previous.items():
@@ -243,13 +239,13 @@ def serve_run(cfg: Config, args: argparse.Namespace, meter: Meter, received: lis
         servers.append(LiveServer(state, args.serve_host, args.serve))
         meter.log(f"live page: {servers[0].url}")
     try:
-        result = run_and_save(cfg, log=meter.log, should_stop=lambda: bool(received), resume=args.resume,
-                              watch=Watchers((meter.tick, state.tick, *pause_watchers()), (state.record,)),
-                              on_start=start)
+        hooks = RunHooks(meter.log, lambda: bool(received),
+                         Watchers((meter.tick, state.tick, *pause_watchers()), (state.record,)))
+        result = run_and_save(cfg, hooks, resume=args.resume, on_start=start)
     except JaxstyleError as exc:
         if not servers:
             raise
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        print(f"{ERROR_PREFIX}{exc}", file=sys.stderr, flush=True)
         state.end("failed", f"The run failed: {exc}")
         code = EXIT_USAGE
     else:

@@ -45,13 +45,14 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxstyle.cli import run_main  # noqa: E402
+from jaxstyle.engine.progress import RunHooks  # noqa: E402
 from jaxstyle.engine.config import validate  # noqa: E402
 from jaxstyle.core.errors import ConfigError  # noqa: E402
 from jaxstyle.engine.inputs import prepare_images, start_images  # noqa: E402
 from jaxstyle.engine.plan import plan_stages, upsample  # noqa: E402
 from jaxstyle.engine.variants import expand_variants  # noqa: E402
 from jaxstyle.model.losses import LossWeights, Objective  # noqa: E402
-from jaxstyle.engine.pipeline import run, uses_winograd  # noqa: E402
+from jaxstyle.driver.job import run, uses_winograd  # noqa: E402
 from jaxstyle.engine.progress import Watchers  # noqa: E402
 from jaxstyle.model.vgg import (LAYER_NAMES, LAYERS, _conv_hwio, conv3x3, layer_padding, prepare_kernels,  # noqa: E402
                           winograd_conv, winograd_pays)
@@ -217,7 +218,7 @@ def torch_schedule(cfg) -> dict:
 def our_schedule(cfg) -> dict:
     """The same picture through the command line's path (one seed): seconds without compilation,
     evaluations, final loss."""
-    r = run(cfg, log=lambda line: None, watch=Watchers()).report
+    r = run(cfg, hooks=RunHooks(log=lambda line: None, watch=Watchers())).report
     return {"s": r["timing"]["run_s"] - r["timing"]["compile_s"], "compile_s": r["timing"]["compile_s"],
             "evaluations": r["evaluations"], "final_loss": r["variants"][0]["final_loss"]["total"],
             "stages": [[*s["shape"], s["iterations"]] for s in r["stages"]]}
@@ -239,7 +240,7 @@ def ours(cfg, params) -> dict:
     does once (targets, the initial and final losses) is left out, as PyTorch's timing leaves it."""
     def once(iterations: int) -> tuple[float, dict]:
         c = dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, iterations=iterations))
-        r = run(c, params, log=lambda line: None, watch=Watchers()).report
+        r = run(c, params, hooks=RunHooks(log=lambda line: None, watch=Watchers())).report
         return r["timing"]["run_s"] - r["timing"]["compile_s"], r
 
     n = cfg.optimizer.iterations

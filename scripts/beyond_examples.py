@@ -17,10 +17,11 @@ import numpy as np
 from PIL import Image
 
 from jaxstyle import load_vgg19
+from jaxstyle.engine.progress import RunHooks
 from jaxstyle.cli import run_main
 from jaxstyle.engine.config import validate
 from jaxstyle.media.images import contact_sheet, load_image, save_png
-from jaxstyle.engine.pipeline import run
+from jaxstyle.driver.job import run
 
 PHOTO, ART, GRAF = "examples/leuvenA.jpg", "examples/starry_night.jpg", "examples/graf1.png"
 
@@ -57,7 +58,7 @@ def main() -> int:
         cfg = validate({"content": PHOTO, "style": ART, "size": args.size, "beta": 1e5, "seeds": [0],
                         "losses": "paper", "noise": "uniform", "scales": [],
                         "print_every": 0, "optimizer": {"iterations": args.iterations}, **overrides})
-        images.append(run(cfg, params, log=lambda s: None).images[0])
+        images.append(run(cfg, params, hooks=RunHooks(log=lambda s: None)).images[0])
         labels.append(label)
         print(f"{label}: done", flush=True)
     wall = time.perf_counter() - t0

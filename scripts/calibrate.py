@@ -33,12 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jaxstyle import load_vgg19  # noqa: E402
+from jaxstyle.engine.progress import RunHooks  # noqa: E402
 from jaxstyle.cli import run_main  # noqa: E402
 from jaxstyle.engine.config import DEFAULT_BETA, validate  # noqa: E402
 from jaxstyle.core.errors import ConfigError  # noqa: E402
 from jaxstyle.media.images import contact_sheet, save_png  # noqa: E402
 from jaxstyle.media.metrics import speckle_pair  # noqa: E402
-from jaxstyle.engine.pipeline import run  # noqa: E402
+from jaxstyle.driver.job import run  # noqa: E402
 from figures import write_docs_jpeg  # noqa: E402  (scripts/ is on the path of a script run)
 
 PAIRS = ("leuvenA.jpg:starry_night.jpg", "home.jpg:graf1.png", "fruits.jpg:starry_night.jpg")
@@ -79,7 +80,7 @@ def main() -> int:
         t0 = time.perf_counter()
         cfg = validate({"content": str(content), "style": str(style), "size": size, "print_every": 0,
                         "sweep": {"alpha": [r * beta for r in args.ratios]}})
-        result = run(cfg, params, log=quiet)
+        result = run(cfg, params, hooks=RunHooks(log=quiet))
         columns[size] = result
         print(f"sheet {name} {size} px: {time.perf_counter() - t0:.0f} s", flush=True)
     tiles, labels = [], []
@@ -110,7 +111,7 @@ def main() -> int:
                 continue
             cfg = validate({"content": str(content), "style": str(style), "size": size, "print_every": 0})
             t0 = time.perf_counter()
-            result = run(cfg, params, log=quiet)
+            result = run(cfg, params, hooks=RunHooks(log=quiet))
             loss = result.report["variants"][0]["final_loss"]
             with Image.open(style) as art:
                 speckle, speckle_style = speckle_pair(result.images[0], art)

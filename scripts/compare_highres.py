@@ -21,9 +21,10 @@ from pathlib import Path
 import jax
 
 from jaxstyle import load_vgg19
+from jaxstyle.engine.progress import RunHooks
 from jaxstyle.engine.config import validate
 from jaxstyle.engine.memory import peak_rss_bytes
-from jaxstyle.engine.pipeline import run
+from jaxstyle.driver.job import run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +63,7 @@ def main() -> None:
     rows = []
     budget = None
     for name, raw in runs.items():
-        result = run(validate(raw), params, log=lambda s: None)
+        result = run(validate(raw), params, hooks=RunHooks(log=lambda s: None))
         final_stage = len(raw.get("scales", [])) + 1
         points = [(h["elapsed_s"], h["total"][0]) for h in result.history
                   if h.get("stage", final_stage) == final_stage]

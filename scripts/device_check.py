@@ -43,12 +43,13 @@ import numpy as np  # noqa: E402
 
 from bench import bench_case, conv_flops, peak_memory_mb  # noqa: E402
 from jaxstyle.cli import run_main  # noqa: E402
+from jaxstyle.engine.progress import RunHooks  # noqa: E402
 from jaxstyle.engine.config import validate  # noqa: E402
 from jaxstyle.core.errors import ConfigError  # noqa: E402
 from jaxstyle.media.images import to_uint8  # noqa: E402
 from jaxstyle.engine.memory import estimate_peak_bytes  # noqa: E402
 from jaxstyle.media.metrics import speckle_index  # noqa: E402
-from jaxstyle.engine.pipeline import run  # noqa: E402
+from jaxstyle.driver.job import run  # noqa: E402
 from jaxstyle.engine.progress import Watchers  # noqa: E402
 from jaxstyle.model.vgg import LAYER_NAMES, PARAM_SHAPES  # noqa: E402
 from jaxstyle.model.weights import load_vgg19  # noqa: E402
@@ -129,7 +130,7 @@ def main() -> int:
         settings["optimizer"] = {"iterations": args.picture_iterations}
     cfg = validate(settings)
     t0 = time.perf_counter()
-    result = run(cfg, params, log=lambda line: None, watch=Watchers())
+    result = run(cfg, params, hooks=RunHooks(log=lambda line: None, watch=Watchers()))
     wall = time.perf_counter() - t0
     image = np.asarray(result.images[0])
     final = result.report["variants"][0]["final_loss"]

@@ -26,13 +26,15 @@ from typing import Callable
 from PIL import Image
 
 from jaxstyle import load_vgg19
+from jaxstyle.engine.progress import RunHooks
 from jaxstyle.cli import run_main
 from jaxstyle.engine.config import Config, validate
 from jaxstyle.core.errors import ConfigError
 from jaxstyle.core.fileio import atomic_write
 from jaxstyle.media.images import contact_sheet, save_png
 from jaxstyle.driver.outputs import write_json, write_outputs
-from jaxstyle.engine.pipeline import RunResult, run
+from jaxstyle.driver.job import run
+from jaxstyle.engine.pipeline import RunResult
 
 EX = "examples"
 PHOTO, ART = f"{EX}/leuvenA.jpg", f"{EX}/starry_night.jpg"
@@ -116,7 +118,7 @@ def make_figure(n: int, args, params) -> Path:
             raw["optimizer"] = {"iterations": args.iterations}
         cfg = validate(raw)
         Path(cfg.output).mkdir(parents=True, exist_ok=True)
-        result: RunResult = run(cfg, params, log=lambda s: None)
+        result: RunResult = run(cfg, params, hooks=RunHooks(log=lambda s: None))
         write_outputs(cfg, result)
         images += list(result.images)
         labels += [label(v) for v in result.variants]

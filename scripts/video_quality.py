@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jaxstyle.driver.clip import load_clip, run_clip  # noqa: E402
+from jaxstyle.engine.progress import RunHooks  # noqa: E402
 from jaxstyle.engine.config import validate  # noqa: E402
 from jaxstyle.media.flow import warping_error  # noqa: E402
 from jaxstyle.driver.lab import yardstick  # noqa: E402
@@ -111,7 +112,7 @@ def main() -> None:
         for i in range(len(clip.frames)):
             one = dataclasses.replace(clip, frames=clip.frames[i:i + 1], numbers=clip.numbers[i:i + 1])
             t0 = time.perf_counter()
-            r = run_clip(cfg, one, params, log=lambda line: None, watch=Watchers())
+            r = run_clip(cfg, one, params, hooks=RunHooks(log=lambda line: None, watch=Watchers()))
             spent += time.perf_counter() - t0 - r.report["timing"]["compile_s"]  # each solo run compiles anew
         row = {"schedule": "per-frame-solo", "temporal": 0.0, "s_per_frame": spent / len(clip.frames)}
         rows.append(row)
@@ -130,7 +131,7 @@ def main() -> None:
                     args.iterations + (args.passes - 1) * args.pass_iterations
         cfg = validate(raw)
         t0 = time.perf_counter()
-        result = run_clip(cfg, clip, params, log=lambda line: None, watch=Watchers())
+        result = run_clip(cfg, clip, params, hooks=RunHooks(log=lambda line: None, watch=Watchers()))
         seconds = time.perf_counter() - t0
         for v, frames in zip(result.variants, result.frames):
             measured = yardstick(cfg, params, frames, clip.frames)

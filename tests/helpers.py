@@ -192,9 +192,9 @@ def peak_and_estimate_mb(config: dict) -> tuple[float, float]:
     import subprocess
     import sys
     code = (
-        "import json; from jaxstyle.engine.config import validate; from jaxstyle.engine.pipeline import run; "
+        "import json; from jaxstyle.engine.config import validate; from jaxstyle.driver.job import run; from jaxstyle.engine.progress import RunHooks; "
         "from jaxstyle.engine.memory import peak_rss_bytes; "
-        f"r = run(validate({config!r}), log=lambda s: None); "
+        f"r = run(validate({config!r}), hooks=RunHooks(log=lambda s: None)); "
         "print(json.dumps([peak_rss_bytes() / 2**20, r.report['memory_estimate_mb']]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -14,10 +14,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import EXAMPLES  # noqa: E402
 
 import jaxstyle  # noqa: E402
+from jaxstyle.engine.progress import RunHooks  # noqa: E402
 from jaxstyle.engine.config import validate  # noqa: E402
 from jaxstyle.media.images import load_image  # noqa: E402
 from jaxstyle.model.losses import LossWeights, Objective  # noqa: E402
-from jaxstyle.engine.pipeline import run  # noqa: E402
+from jaxstyle.driver.job import run  # noqa: E402
 from jaxstyle.engine.program import Program, variant_mesh  # noqa: E402
 from jaxstyle.engine.solvers import Solver  # noqa: E402
 
@@ -49,7 +50,7 @@ out["loss_drop"] = float(jnp.max(results["four"].opt.value / obj(x0[0], params, 
 # The whole run() path with 3 variants (padded to 4) in float32.
 cfg = validate({"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
                 "size": 32, "seeds": [0, 1, 2], "print_every": 0, "optimizer": {"iterations": 3}})
-r = run(cfg, log=lambda s: None)
+r = run(cfg, hooks=RunHooks(log=lambda s: None))
 out["run_devices"] = r.report["devices"]
 out["run_images"] = list(r.images.shape)
 out["run_variants"] = [v["seed"] for v in r.report["variants"]]

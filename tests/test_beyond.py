@@ -9,12 +9,13 @@ from PIL import Image
 
 from conftest import EXAMPLES
 from jaxstyle.media import color
+from jaxstyle.engine.progress import RunHooks
 from jaxstyle.engine.config import validate
 from jaxstyle.core.errors import ConfigError, ImageError
 from jaxstyle.media.images import load_image
 from jaxstyle.model.losses import Objective, guided_style_layer_loss
 from jaxstyle.engine.inputs import median_filter, prepare_images
-from jaxstyle.engine.pipeline import run
+from jaxstyle.driver.job import run
 
 PHOTO, ART, GRAF = (str(EXAMPLES / n) for n in ("home.jpg", "starry_night.jpg", "graf1.png"))
 
@@ -26,7 +27,7 @@ def _cfg(**kw):
 
 
 def _run(params, **kw):
-    return run(_cfg(**kw), params, log=lambda s: None)
+    return run(_cfg(**kw), params, hooks=RunHooks(log=lambda s: None))
 
 
 def test_blend_with_weight_one_equals_that_style_alone(vgg_params):

@@ -9,9 +9,10 @@ import numpy as np
 
 from conftest import EXAMPLES, ROOT
 from jaxstyle.engine.config import validate
+from jaxstyle.engine.progress import RunHooks
 from jaxstyle.media.images import load_image
 from jaxstyle.engine.inputs import noise_image
-from jaxstyle.engine.pipeline import run
+from jaxstyle.driver.job import run
 
 PHOTO = str(EXAMPLES / "home.jpg")
 ART = str(EXAMPLES / "starry_night.jpg")
@@ -21,7 +22,7 @@ def _run(params, **kw):
     # The figures' settings (scripts/figures.py): the defaults (at these sizes, one stage).
     raw = {"content": PHOTO, "style": ART, "size": 40, "print_every": 0, "seeds": [0], **kw}
     raw.setdefault("optimizer", {"iterations": 40})
-    return run(validate(raw), params, log=lambda s: None)
+    return run(validate(raw), params, hooks=RunHooks(log=lambda s: None))
 
 
 def _pixel_mse(images, photo):

@@ -18,13 +18,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from conftest import EXAMPLES
 from jaxstyle import cli
 from jaxstyle.serve import studio as st
-from jaxstyle.engine.config import MAX_YAML_DEPTH, load_config, validate
+from jaxstyle.engine.config import load_config, validate
 from jaxstyle.core.errors import ConfigError, JaxstyleError, OutputError
 from jaxstyle.serve.live import AppServer
 from test_studio import TOKEN, Client, _bomb_png, _examples, _form, _multipart, _png
@@ -238,7 +237,7 @@ def test_an_unreadable_queue_file_is_moved_aside_with_one_warning_never_overwrit
     assert err.count("\n") == 1 and err.startswith("warning: ") and "moved to queue.unreadable-" in err
     aside = list((folder / st.STATE_DIR).glob("queue.unreadable-*.json"))
     assert len(aside) == 1 and aside[0].read_text() == text
-    s.save_queue()
+    s.queue.save()
     assert aside[0].read_text() == text
 
 

@@ -16,10 +16,11 @@ from PIL import Image
 
 from conftest import EXAMPLES
 from jaxstyle.media.icc import profile_lines, srgb_icc
+from jaxstyle.engine.progress import RunHooks
 from jaxstyle.engine.config import validate
 from jaxstyle.media.images import load_image
 from jaxstyle.driver.outputs import write_image
-from jaxstyle.engine.pipeline import run
+from jaxstyle.driver.job import run
 
 D50 = (0.9642, 1.0, 0.8249)
 # Colorants adapted to the D50 connection space (Bradford), as the ICC profiles of both spaces give them.
@@ -129,7 +130,7 @@ def test_an_adobe_rgb_image_reads_as_its_srgb_colours(tmp_path, vgg_params):
     cfg = {"style": str(EXAMPLES / "starry_night.jpg"), "size": 32, "seeds": [0], "print_every": 0,
            "init": "content", "optimizer": {"iterations": 10}}
     lines = []
-    a, b, c = (run(validate({**cfg, "content": str(p)}), vgg_params, log=lines.append).images.mean((0, 1, 2)) * 255
+    a, b, c = (run(validate({**cfg, "content": str(p)}), vgg_params, hooks=RunHooks(log=lines.append)).images.mean((0, 1, 2)) * 255
                for p in (tagged, converted, unmanaged))
     assert sum("converted from its profile" in line for line in lines) == 1  # the tagged run says so
     assert np.abs(a - b).max() <= 2.0

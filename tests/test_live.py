@@ -194,7 +194,7 @@ def test_a_port_in_use_is_one_line_exit_2_and_leaves_no_folder(tmp_path, capsys)
 
 
 def test_a_sweeps_later_program_counts_the_earlier_ones_in_its_eta():
-    from jaxstyle.engine.pipeline import placed
+    from jaxstyle.driver.job import placed
     from jaxstyle.engine.progress import Watchers
 
     ticks, records = [], []

@@ -9,13 +9,14 @@ import pytest
 from conftest import EXAMPLES
 from helpers import np_vgg19, peak_and_estimate_mb
 from jaxstyle.engine.config import validate
+from jaxstyle.engine.progress import RunHooks
 from jaxstyle.core.errors import ConfigError
 from jaxstyle.engine.checkpoint import Checkpoint, Cursor
 from jaxstyle.media.metrics import seam_ratio
 from jaxstyle.engine.plan import Stage, blend_ramp, plan_stages, tile_borders, tile_grid, tile_starts, upsample
 from jaxstyle.media.images import load_image
 from jaxstyle.model.losses import Objective
-from jaxstyle.engine.pipeline import run
+from jaxstyle.driver.job import run
 from jaxstyle.engine.memory import WINOGRAD_BYTES
 
 BASE = {"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
@@ -157,8 +158,8 @@ def test_tile_style_target_is_the_whole_artworks_gram(vgg_params, losses):
 @pytest.mark.parametrize("losses", ["mean", "paper"])
 def test_single_tile_equals_the_untiled_run(vgg_params, losses):
     # One tile covering the image: its style share is 1 in both normalisations (M_t = M).
-    direct = run(validate({**BASE, "losses": losses}), vgg_params, log=quiet)
-    tiled = run(validate({**BASE, "losses": losses, "tile_size": 64, "tile_overlap": 8}), vgg_params, log=quiet)
+    direct = run(validate({**BASE, "losses": losses}), vgg_params, hooks=RunHooks(log=quiet))
+    tiled = run(validate({**BASE, "losses": losses, "tile_size": 64, "tile_overlap": 8}), vgg_params, hooks=RunHooks(log=quiet))
     assert "stages" in tiled.report and tiled.report["stages"][0]["tile"] is None
     np.testing.assert_array_equal(direct.images, tiled.images)
     for a, b in zip(direct.report["variants"], tiled.report["variants"]):
@@ -178,7 +179,7 @@ def test_coarse_to_fine_tiled_run_interrupts_resumes_and_has_no_seams(vgg_params
     cfg = validate({**BASE, "size": 96, "seeds": [0], "scales": [48], "scale_iterations": [8],
                     "tile_size": 64, "tile_overlap": 16, "tile_passes": 2, "optimizer": {"iterations": 10},
                     "print_every": 3})
-    full = run(cfg, vgg_params, log=quiet)
+    full = run(cfg, vgg_params, hooks=RunHooks(log=quiet))
     stages = full.report["stages"]
     assert [s["shape"] for s in stages] == [[36, 48], [72, 96]]
     assert stages[0]["tile"] is None and stages[1]["tile"] == [64, 64] and stages[1]["tiles_per_pass"] == [4, 6]
@@ -200,11 +201,11 @@ def test_coarse_to_fine_tiled_run_interrupts_resumes_and_has_no_seams(vgg_params
     # Stop checks: one before each tile, then one before each chunk after a tile's first (stage 1
     # is one tile with chunks ending at 3, 6 and 8; a tile of stage 2 has chunks ending at 3 and 5).
     # Answering yes to the 7th is inside stage 2's second tile, after its first chunk.
-    cut = run(cfg, vgg_params, log=quiet, should_stop=_interrupted_at(6))
+    cut = run(cfg, vgg_params, hooks=RunHooks(log=quiet, should_stop=_interrupted_at(6)))
     ck = cut.checkpoint
     assert isinstance(ck, Checkpoint) and cut.report["interrupted"] is True
     assert ck.cursor == Cursor(1, 0, 1, 3) and ck.state is not None
-    resumed = run(cfg, vgg_params, log=quiet, resume=ck)
+    resumed = run(cfg, vgg_params, hooks=RunHooks(log=quiet, resume=ck))
     assert resumed.report["variants"][0]["iterations"] == v["iterations"]
     assert resumed.report["variants"][0]["evaluations"] == v["evaluations"]
     np.testing.assert_array_equal(resumed.images, full.images)
@@ -241,11 +242,11 @@ def test_resume_inside_or_between_stages_ends_where_the_uninterrupted_run_ends(v
     # inside the last stage: each resume must give the uninterrupted result bit for bit.
     cfg = validate({**BASE, "scales": [32], "scale_iterations": [6], "optimizer": {"iterations": 6},
                     "print_every": 2})
-    full = run(cfg, vgg_params, log=quiet)
-    cut = run(cfg, vgg_params, log=quiet, should_stop=_interrupted_at(checks))
+    full = run(cfg, vgg_params, hooks=RunHooks(log=quiet))
+    cut = run(cfg, vgg_params, hooks=RunHooks(log=quiet, should_stop=_interrupted_at(checks)))
     where = {1: (0, 2), 3: (1, 0), 4: (1, 2)}[checks]
     assert (cut.checkpoint.cursor.stage, cut.checkpoint.cursor.done) == where
-    resumed = run(cfg, vgg_params, log=quiet, resume=cut.checkpoint)
+    resumed = run(cfg, vgg_params, hooks=RunHooks(log=quiet, resume=cut.checkpoint))
     np.testing.assert_array_equal(resumed.images, full.images)
     for a, b in zip(resumed.report["variants"], full.report["variants"]):
         assert (a["final_loss"], a["initial_loss"], a["iterations"], a["evaluations"]) == \
@@ -296,7 +297,7 @@ def test_interrupted_before_the_last_stage_reports_no_final_loss(vgg_params):
     cfg = validate({**BASE, "seeds": [0], "scales": [32], "scale_iterations": [3], "optimizer": {"iterations": 3},
                     "print_every": 3})  # one chunk a stage: the second stop check comes before stage 2
     calls = []
-    cut = run(cfg, vgg_params, log=quiet, should_stop=lambda: calls.append(1) or len(calls) > 1)
+    cut = run(cfg, vgg_params, hooks=RunHooks(log=quiet, should_stop=lambda: calls.append(1) or len(calls) > 1))
     assert cut.checkpoint.cursor == Cursor(1, 0, 0, 0)
     assert cut.report["variants"][0]["final_loss"]["total"] is None
     assert cut.report["stages"][0]["shape"] == [24, 32] and len(cut.report["stages"]) == 1

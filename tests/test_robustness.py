@@ -22,9 +22,10 @@ from PIL import Image
 from conftest import EXAMPLES
 from helpers import peak_and_estimate_mb
 from jaxstyle.engine.config import KEYS, OPTIMIZER_KEYS, validate
+from jaxstyle.engine.progress import RunHooks
 from jaxstyle.core.errors import JaxstyleError
 from jaxstyle.engine.memory import BASELINE_BYTES, activation_floats, check_fits, estimate_peak_bytes
-from jaxstyle.driver.outputs import run_and_save
+from jaxstyle.driver.job import run_and_save
 from jaxstyle.engine.solvers import REGISTRY
 
 GOOD = {"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
@@ -35,7 +36,7 @@ def outcome(raw: dict, out: Path) -> str:
     """'ok' or 'error'; asserts the error is one line and nothing was written."""
     raw = {**raw, "output": str(out)}
     try:
-        run_and_save(validate(raw), log=lambda s: None)
+        run_and_save(validate(raw), hooks=RunHooks(log=lambda s: None))
     except JaxstyleError as exc:
         msg = str(exc)
         assert msg and "\n" not in msg, repr(msg)
@@ -164,10 +165,10 @@ def test_second_run_into_a_locked_folder_is_refused(tmp_path):
     out.mkdir()
     (out / ".jaxstyle.lock").write_text(str(os.getpid()))  # a live process holds it
     with pytest.raises(JaxstyleError, match="another run"):
-        run_and_save(validate({**GOOD, "output": str(out)}), log=lambda s: None)
+        run_and_save(validate({**GOOD, "output": str(out)}), hooks=RunHooks(log=lambda s: None))
     assert sorted(p.name for p in out.iterdir()) == [".jaxstyle.lock"]
     (out / ".jaxstyle.lock").write_text("999999999")  # a dead process: stale, taken over
-    run_and_save(validate({**GOOD, "output": str(out)}), log=lambda s: None)
+    run_and_save(validate({**GOOD, "output": str(out)}), hooks=RunHooks(log=lambda s: None))
     assert (out / "report.json").is_file() and not (out / ".jaxstyle.lock").exists()
 
 
@@ -179,11 +180,11 @@ def test_memory_estimate_within_1_5x_of_measured_peak():
 
 
 def test_non_finite_loss_stops_the_variant_and_keeps_a_finite_image(vgg_params):
-    from jaxstyle.engine.pipeline import run
+    from jaxstyle.driver.job import run
     lines = []
     # Eq. 1's plain sum is large enough that alpha 1e38 overflows float32 at the first step.
     cfg = validate({**GOOD, "losses": "paper", "alpha": 1e38, "seeds": [0, 1], "optimizer": {"iterations": 3}})
-    r = run(cfg, vgg_params, log=lines.append)
+    r = run(cfg, vgg_params, hooks=RunHooks(log=lines.append))
     assert np.isfinite(r.images).all()
     for v in r.report["variants"]:
         assert v["nonfinite_at"] == 1 and v["final_loss"]["total"] is None

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxstyle.engine.solvers import REGISTRY, Pair, Solver
+from jaxstyle.engine.progress import RunHooks
 
 
 def bowl(x):
@@ -133,7 +134,7 @@ def test_a_new_optimiser_is_one_pair_and_one_registry_line(monkeypatch, vgg_para
     # the pipeline runs it, the report records it; nothing else is touched.
     from conftest import EXAMPLES
     from jaxstyle.engine.config import validate
-    from jaxstyle.engine.pipeline import run
+    from jaxstyle.driver.job import run
     from jaxstyle.engine.solvers import Entry, Option, non_negative
 
     class State(NamedTuple):
@@ -159,7 +160,7 @@ def test_a_new_optimiser_is_one_pair_and_one_registry_line(monkeypatch, vgg_para
     monkeypatch.setitem(REGISTRY, "gd", Entry(gd, {"step": Option(0.1, non_negative, "the step")}))
     cfg = validate({"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
                     "size": 32, "print_every": 0, "optimizer": {"name": "gd", "step": 1e-4, "iterations": 3}})
-    r = run(cfg, vgg_params, log=lambda s: None)
+    r = run(cfg, vgg_params, hooks=RunHooks(log=lambda s: None))
     v = r.report["variants"][0]
     assert r.report["config"]["optimizer"]["name"] == "gd" and r.report["config"]["optimizer"]["step"] == 1e-4
     assert v["iterations"] == 3 and v["evaluations"] == 4

@@ -20,6 +20,7 @@ from PIL import Image
 
 from conftest import EXAMPLES
 from jaxstyle import cli
+from jaxstyle.engine.progress import RunHooks
 from jaxstyle.serve import studio as st
 from jaxstyle.serve.live import AppServer
 from jaxstyle.engine.progress import PAUSE_ENV
@@ -289,7 +290,7 @@ def test_a_run_going_when_the_studio_died_shows_as_interrupted_or_failed(tmp_pat
         [{"name": n, "state": "running", "submitted": 1.0} for n in ("a", "b")]))
     s = st.Studio(folder, tmp_path)
     assert [(j["name"], j["state"]) for j in s.jobs] == [("a", "interrupted"), ("b", "failed")]
-    assert {c["name"]: c["state"] for c in s.cards()} == {"a": "interrupted", "b": "failed"}
+    assert {c["name"]: c["state"] for c in s.views.cards()} == {"a": "interrupted", "b": "failed"}
 
 
 @pytest.mark.parametrize("path", [
@@ -438,11 +439,11 @@ def test_a_command_line_run_interrupted_elsewhere_resumes_from_its_card(working)
     """A run the command line started in the studio's folder and that was interrupted there: its
     card offers resume, which continues it from its checkpoint through its report's config."""
     from jaxstyle.engine.config import validate
-    from jaxstyle.driver.outputs import run_and_save
+    from jaxstyle.driver.job import run_and_save
     folder = working.studio.folder / "from-the-command-line"
     cfg = validate({"content": str(working.studio.examples / "photo.png"), "style": str(working.studio.examples /
                     "art.png"), "size": 32, "output": str(folder), "print_every": 4, "optimizer": {"iterations": 12}})
-    cut = run_and_save(cfg, log=lambda line: None, should_stop=lambda: True)
+    cut = run_and_save(cfg, hooks=RunHooks(log=lambda line: None, should_stop=lambda: True))
     assert cut.checkpoint is not None and (folder / "checkpoint.npz").exists()
     c = working.client
     assert c.card(folder.name)["state"] == "interrupted"

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from jaxstyle.cli import main as cli_main
+from jaxstyle.engine.progress import RunHooks
 from jaxstyle.cli import run_main
 from jaxstyle.engine.config import load_config, validate
 from jaxstyle.core.errors import ConfigError, OutputError
-from jaxstyle.driver.outputs import run_and_save
-from jaxstyle.engine.pipeline import run
+from jaxstyle.driver.job import run_and_save
+from jaxstyle.driver.job import run
 
 from conftest import EXAMPLES
 
@@ -60,7 +61,7 @@ def test_a_term_from_a_file_pushes_where_it_pulls_in_every_kind_of_run(term_file
     """Swept weight 0 vs a large one: the term pulling the mean towards 0.2 lowers the output's mean."""
     weight = 1e4 if kind.get("losses") != "paper" else 1e10
     cfg = validate({**BASE, **kind, "sweep": {"terms": [{"terms.py:pull": 0.0}, {"terms.py:pull": weight}]}})
-    r = run(cfg, vgg_params, log=lambda s: None)
+    r = run(cfg, vgg_params, hooks=RunHooks(log=lambda s: None))
     free, pulled = (float(im.mean()) for im in r.images)
     assert pulled < free - 0.05 and abs(pulled - 0.2) < abs(free - 0.2), (free, pulled)
     assert r.report["term_files"]["terms.py:pull"] == hashlib.sha256(term_file.read_bytes()).hexdigest()
@@ -71,7 +72,7 @@ def test_a_term_from_a_file_pushes_where_it_pulls_in_every_kind_of_run(term_file
 def test_a_term_declares_the_layers_it_reads(term_file, vgg_params):
     cfg = validate({**BASE, "content_layers": {"conv1_2": 1.0}, "style_layers": {"conv1_1": 1.0},
                     "terms": {"terms.py:deep": 1.0}})
-    r = run(cfg, vgg_params, log=lambda s: None)
+    r = run(cfg, vgg_params, hooks=RunHooks(log=lambda s: None))
     assert r.report["variants"][0]["final_loss"]["terms.py:deep"] is not None
 
 
@@ -99,18 +100,18 @@ def test_term_mistakes_are_one_line_exit_2_and_write_nothing(term_file, spec, me
 
 def test_a_non_finite_term_is_handled_like_a_built_in_one(term_file, vgg_params):
     cfg = validate({**BASE, "terms": {"terms.py:not_a_number": 1.0}})
-    r = run(cfg, vgg_params, log=lambda s: None)
+    r = run(cfg, vgg_params, hooks=RunHooks(log=lambda s: None))
     assert np.isfinite(r.images).all() and r.report["variants"][0]["nonfinite_at"] >= 0
 
 
 def test_resume_with_a_changed_term_file_is_refused(term_file, vgg_params):
     cfg = validate({**BASE, "output": "out", "terms": {"terms.py:pull": 1.0}, "print_every": 1})
     asked = []
-    r = run_and_save(cfg, log=lambda s: None, should_stop=lambda: asked.append(1) or len(asked) > 2)
+    r = run_and_save(cfg, hooks=RunHooks(log=lambda s: None, should_stop=lambda: asked.append(1) or len(asked) > 2))
     assert r.checkpoint is not None
     term_file.write_text(TERMS_FILE.replace("0.2", "0.3"))
     with pytest.raises(OutputError, match="a term file changed since the checkpoint .terms.py:pull."):
-        run_and_save(cfg, log=lambda s: None, resume=True)
+        run_and_save(cfg, resume=True, hooks=RunHooks(log=lambda s: None))
 
 
 def test_style_loss_combinations_that_cannot_work_are_one_line():
@@ -126,9 +127,8 @@ def test_style_loss_combinations_that_cannot_work_are_one_line():
 def test_a_style_loss_sweep_equals_the_runs_done_alone(vgg_params):
     """One program per choice: the sweep's images are the separate runs', bit for bit."""
     lines = []
-    swept = run(validate({**BASE, "seeds": [0, 1], "sweep": {"style_loss": ["gram", "mean_cov"]}}), vgg_params,
-                log=lines.append)
-    alone = [run(validate({**BASE, "seeds": [0, 1], "style_loss": k}), vgg_params, log=lambda s: None).images
+    swept = run(validate({**BASE, "seeds": [0, 1], "sweep": {"style_loss": ["gram", "mean_cov"]}}), vgg_params, hooks=RunHooks(log=lines.append))
+    alone = [run(validate({**BASE, "seeds": [0, 1], "style_loss": k}), vgg_params, hooks=RunHooks(log=lambda s: None)).images
              for k in ("gram", "mean_cov")]
     np.testing.assert_array_equal(swept.images, np.concatenate(alone))
     assert [v.style_loss for v in swept.variants] == ["gram", "gram", "mean_cov", "mean_cov"]
@@ -144,6 +144,6 @@ def test_an_alternative_style_loss_runs_tiled(vgg_params):
     """Tile targets come from the whole artwork's statistics, as the Gram loss's do."""
     cfg = validate({**BASE, "size": 40, "tile_size": 32, "tile_overlap": 8, "tile_passes": 1,
                     "style_loss": "histogram"})
-    r = run(cfg, vgg_params, log=lambda s: None)
+    r = run(cfg, vgg_params, hooks=RunHooks(log=lambda s: None))
     v = r.report["variants"][0]
     assert np.isfinite(r.images).all() and v["final_loss"]["style"] < v["initial_loss"]["style"]

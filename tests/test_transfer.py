@@ -14,10 +14,11 @@ from PIL import Image
 
 from conftest import EXAMPLES, ROOT
 from jaxstyle.engine.config import load_config, validate
+from jaxstyle.engine.progress import RunHooks
 from jaxstyle.core.errors import ConfigError, ImageError, OutputError
 from jaxstyle.media.images import load_image
 from jaxstyle.driver.outputs import prepare_output, write_outputs
-from jaxstyle.engine.pipeline import run
+from jaxstyle.driver.job import run
 from jaxstyle.engine.variants import expand_variants
 
 BASE = {"content": str(EXAMPLES / "home.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
@@ -42,11 +43,11 @@ def test_float32_batch_close_to_solo_runs(vgg_params):
     # convolutions' rounding (~1e-7 relative) and 40 unit-step L-BFGS iterations with
     # accept/reject decisions amplify it: at 48 px the measured gap per seed is 2-15%, so each
     # seed is held to 25% and the mean over seeds to 10% (see docs/performance.md on batches).
-    batch = run(cfg(seeds=[0, 1, 2, 3], optimizer={"iterations": 40}), vgg_params, log=quiet)
+    batch = run(cfg(seeds=[0, 1, 2, 3], optimizer={"iterations": 40}), vgg_params, hooks=RunHooks(log=quiet))
     finals = np.array([v["final_loss"]["total"] for v in batch.report["variants"]])
     solos = []
     for i, seed in enumerate([0, 1, 2, 3]):
-        solo = run(cfg(seeds=[seed], optimizer={"iterations": 40}), vgg_params, log=quiet)
+        solo = run(cfg(seeds=[seed], optimizer={"iterations": 40}), vgg_params, hooks=RunHooks(log=quiet))
         solos.append(solo.report["variants"][0]["final_loss"]["total"])
         assert finals[i] < 0.2 * batch.report["variants"][i]["initial_loss"]["total"]
     solos = np.array(solos)
@@ -87,7 +88,7 @@ def test_sweep_compiles_once_and_yields_every_setting(vgg_params, monkeypatch):
             beta=1.0, optimizer={"iterations": 6}, print_every=2)
     variants = expand_variants(c)
     assert len(variants) == 8
-    res = run(c, vgg_params, log=quiet)
+    res = run(c, vgg_params, hooks=RunHooks(log=quiet))
     # One ahead-of-time compilation for all 8 settings; the 3 chunks then compile nothing.
     assert events["compile_calls"] == 1 and events["advance_calls"] == 3
     assert events["backend_compiles_in_advance"] == 0, events
@@ -102,28 +103,28 @@ def test_sweep_compiles_once_and_yields_every_setting(vgg_params, monkeypatch):
 
 
 def test_same_config_same_seed_bit_identical(vgg_params):
-    a = run(cfg(seeds=[3]), vgg_params, log=quiet).images
-    b = run(cfg(seeds=[3]), vgg_params, log=quiet).images
+    a = run(cfg(seeds=[3]), vgg_params, hooks=RunHooks(log=quiet)).images
+    b = run(cfg(seeds=[3]), vgg_params, hooks=RunHooks(log=quiet)).images
     assert a.tobytes() == b.tobytes()
 
 
 def test_inits_and_adam(vgg_params, tmp_path):
     content = load_image(EXAMPLES / "home.jpg", size=48)
-    r = run(cfg(init="content", optimizer={"iterations": 0}), vgg_params, log=quiet)
+    r = run(cfg(init="content", optimizer={"iterations": 0}), vgg_params, hooks=RunHooks(log=quiet))
     np.testing.assert_allclose(r.images[0], content, atol=1e-6)
     assert r.report["variants"][0]["initial_loss"]["content"] < 1e-6  # batch vs single rounding
-    r = run(cfg(init="style", optimizer={"iterations": 0}), vgg_params, log=quiet)
+    r = run(cfg(init="style", optimizer={"iterations": 0}), vgg_params, hooks=RunHooks(log=quiet))
     assert r.report["variants"][0]["initial_loss"]["style"] < 1e-6
-    r = run(cfg(init=str(EXAMPLES / "fruits.jpg"), optimizer={"iterations": 0}), vgg_params, log=quiet)
+    r = run(cfg(init=str(EXAMPLES / "fruits.jpg"), optimizer={"iterations": 0}), vgg_params, hooks=RunHooks(log=quiet))
     np.testing.assert_allclose(r.images[0], load_image(EXAMPLES / "fruits.jpg", shape=content.shape[:2]),
                                atol=1e-6)
-    r = run(cfg(optimizer={"name": "adam", "iterations": 30, "learning_rate": 0.05}), vgg_params, log=quiet)
+    r = run(cfg(optimizer={"name": "adam", "iterations": 30, "learning_rate": 0.05}), vgg_params, hooks=RunHooks(log=quiet))
     v = r.report["variants"][0]
     assert v["final_loss"]["total"] < 0.8 * v["initial_loss"]["total"]
 
 
 def test_tv_term_plugs_in_by_name(vgg_params):
-    r = run(cfg(terms={"tv": 10.0}, optimizer={"iterations": 15}), vgg_params, log=quiet)
+    r = run(cfg(terms={"tv": 10.0}, optimizer={"iterations": 15}), vgg_params, hooks=RunHooks(log=quiet))
     v = r.report["variants"][0]
     assert "tv" in v["final_loss"] and v["final_loss"]["tv"] < v["initial_loss"]["tv"]
 
@@ -131,7 +132,7 @@ def test_tv_term_plugs_in_by_name(vgg_params):
 def test_outputs_report_and_no_overwrite(vgg_params, tmp_path):
     c = cfg(tmp_path, seeds=[0, 1], save_every=5)
     prepare_output(c)
-    result = run(c, vgg_params, log=quiet)
+    result = run(c, vgg_params, hooks=RunHooks(log=quiet))
     write_outputs(c, result)
     out = Path(c.output)
     names = sorted(p.name for p in out.iterdir())

@@ -19,6 +19,7 @@ import pytest
 from conftest import EXAMPLES, ROOT
 from helpers import made_clip, write_frames
 from jaxstyle.driver.clip import chunks, run_clip
+from jaxstyle.engine.progress import RunHooks
 from jaxstyle.engine.config import validate
 from jaxstyle.core.errors import ConfigError, ImageError
 from jaxstyle.media.flow import consistency, consistency_mask, dis_flow, warp, warp_cubic, warping_error
@@ -294,7 +295,7 @@ def test_both_schedules_flicker_less_than_per_frame(small_clip, vgg_params):
         raw = {**clip_config(small_clip), "temporal": 50}
         raw.update({k: v for k, v in extra.items() if k != "video"})
         raw["video"].update(extra.get("video", {}))
-        result = run_clip(validate(raw), params=vgg_params, log=lambda line: None, watch=Watchers())
+        result = run_clip(validate(raw), params=vgg_params, hooks=RunHooks(log=lambda line: None, watch=Watchers()))
         runs[name] = result
     original = runs["per-frame"].clip.frames
     assert true_warping_error(original) < 1e-12  # the measure knows the made clip's motion exactly
@@ -321,8 +322,7 @@ def test_both_schedules_flicker_less_than_per_frame(small_clip, vgg_params):
 def test_held_pixels_keep_the_first_frames_value_and_nothing_else_is_held(tmp_path, vgg_params):
     # A still camera: only the square moves (4 + 3 t, rows 11..20), so the background is still.
     folder = write_frames(made_clip(4, 32, 40, pan=0, obj=10, speed=3), tmp_path / "still")
-    runs = {hold: run_clip(validate(clip_config(folder, mode="sequential", hold=hold)), params=vgg_params,
-                           log=lambda line: None, watch=Watchers()).frames[0] for hold in (0.0, 0.25)}
+    runs = {hold: run_clip(validate(clip_config(folder, mode="sequential", hold=hold)), params=vgg_params, hooks=RunHooks(log=lambda line: None, watch=Watchers())).frames[0] for hold in (0.0, 0.25)}
     same = {hold: np.all(f[-1] == f[0], axis=-1) for hold, f in runs.items()}
     # Held: a still pixel of the last frame is the first frame's, bit for bit. At 32 x 40 px DIS
     # spreads the square's 9 px move over its surroundings, which are then not trusted (0.43 of
@@ -374,7 +374,7 @@ def test_tiles_colour_preservation_and_terms_work_on_a_clip(small_clip, vgg_para
     raw = clip_config(small_clip, mode="sequential")
     raw.update(tile_size=24, tile_overlap=8, preserve_colors="luminance", terms={"tv": 1e-3}, optimizer={"iterations": 6})
     raw["video"].update(first=0, frames=3, frame_iterations=6)
-    result = run_clip(validate(raw), params=vgg_params, log=lambda line: None, watch=Watchers())
+    result = run_clip(validate(raw), params=vgg_params, hooks=RunHooks(log=lambda line: None, watch=Watchers()))
     frames, photos = result.frames[0], result.clip.frames
     assert frames.shape == (3, 32, 40, 3) and np.isfinite(frames).all()
     # Luminance mode: every frame keeps its own photograph's chroma (I and Q), wherever the
@@ -404,15 +404,15 @@ def test_resumed_clip_equals_the_uninterrupted_one(small_clip, vgg_params, mode,
     raw = clip_config(small_clip, mode=mode, chunk_frames=4)
     raw["print_every"] = 5
     cfg = validate(raw)
-    whole = run_clip(cfg, params=vgg_params, log=lambda line: None, watch=Watchers())
+    whole = run_clip(cfg, params=vgg_params, hooks=RunHooks(log=lambda line: None, watch=Watchers()))
     watch, stop = interrupt_after(stop_after)
-    part = run_clip(cfg, params=vgg_params, log=lambda line: None, should_stop=stop, watch=watch)
+    part = run_clip(cfg, params=vgg_params, hooks=RunHooks(log=lambda line: None, should_stop=stop, watch=watch))
     assert part.checkpoint is not None and part.checkpoint.cursor.clip and part.checkpoint.cursor.done > 0
     if mode == "multipass":
         assert part.checkpoint.cursor.video_pass == 1
     else:
         assert part.checkpoint.cursor.frame >= 1
-    rest = run_clip(cfg, params=vgg_params, log=lambda line: None, resume=part.checkpoint, watch=Watchers())
+    rest = run_clip(cfg, params=vgg_params, hooks=RunHooks(log=lambda line: None, resume=part.checkpoint, watch=Watchers()))
     assert rest.checkpoint is None
     np.testing.assert_array_equal(rest.frames, whole.frames)
     assert [r["final_loss"] for r in rest.report["clip"]["runs"]] == \

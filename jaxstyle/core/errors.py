@@ -53,3 +53,13 @@ class ImageError(JaxstyleError):
 
 class OutputError(JaxstyleError):
     """An output location that cannot be written or would overwrite earlier results."""
+
+
+#: The exit statuses of the command (README's table), read by the studio's worker too.
+EXIT_USAGE = 2
+#: A run stopped by SIGINT/SIGTERM after saving its progress (resumable).
+EXIT_INTERRUPTED = 3
+#: Stopped at once by a second interrupt, saving nothing (128 + SIGINT, as shells report it).
+EXIT_STOPPED = 130
+#: What starts the one line of an exit status 2 on standard error.
+ERROR_PREFIX = "error: "

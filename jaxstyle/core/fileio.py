@@ -6,6 +6,7 @@ new one, never half of one; the temporary file is removed if writing fails.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -39,3 +40,8 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def json_float(value) -> float | None:
+    """A float for JSON, which has no Infinity or NaN: a non-finite loss is written as null."""
+    return float(value) if math.isfinite(value) else None

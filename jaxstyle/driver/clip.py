@@ -41,9 +41,9 @@ from ..engine.config import Config
 from ..media.flow import clip_flows, consistency, dis_flow, require_flow, warp_batch, warping_error, warping_pairs
 from ..engine.inputs import finish_images, input_lines, style_trims, trim_report
 from ..engine.memory import available_bytes, require_fits
-from ..engine.pipeline import FrameBatch, RunResult, run_plan, run_winograd_layers
+from ..engine.pipeline import FrameBatch, RunResult, Summary, run_plan, run_winograd_layers
 from ..engine.plan import plan_stages, stage_peak_bytes, stage_work
-from ..engine.progress import Watchers, lines
+from ..engine.progress import RunHooks, Watchers
 from .report import build_report, json_float
 from ..engine.variants import Variant, expand_variants, objective_for
 from ..media.video import Clip, clip_summary, read_clip
@@ -237,9 +237,9 @@ class Run:
 class ClipRunner:
     """Drives a clip's runs one after another; the state between them is a :class:`ClipState`."""
 
-    def __init__(self, cfg: Config, clip: Clip, params, log: Log, should_stop, watch: Watchers):
-        self.cfg, self.clip, self.params, self.log, self.should_stop, self.watch = \
-            cfg, clip, params, log, should_stop, watch
+    def __init__(self, cfg: Config, clip: Clip, params, hooks: RunHooks):
+        self.cfg, self.clip, self.params, self.hooks = cfg, clip, params, hooks
+        self.watch = hooks.watchers()
         self.variants = expand_variants(cfg)
         self.v = len(self.variants)
         self.shape = clip.frames.shape[1:3]
@@ -314,8 +314,10 @@ class ClipRunner:
             state.history.append(out)
             self.watch.record(out)
 
-        return run_plan(self.cfg, self.params, self.log, None, self.should_stop, resume,
-                        Watchers((tick,), (record,)), slots, run.frames, self.cache, announce=False)
+        hooks = RunHooks(self.hooks.log, self.hooks.should_stop, Watchers((tick,), (record,)), resume)
+        result = run_plan(self.cfg, self.params, hooks, slots, run.frames, self.cache, announce=False)
+        result.report = build_report(self.cfg, slots, result.summary)
+        return result
 
     def summary(self, run: Run, result: RunResult) -> dict:
         """A finished run's entry in the report: where, how long, every slot's final losses."""
@@ -324,7 +326,8 @@ class ClipRunner:
         return {"frames": [int(self.clip.numbers[i]) for i in range(run.start, run.end)],
                 "frame_index": [run.start, run.end], "video_pass": run.video_pass + 1,
                 "stages": len(r["stages"]), "iterations": r["iterations"], "evaluations": r["evaluations"],
-                "run_s": r["timing"]["run_s"], "compile_s": r["timing"]["compile_s"], "final_loss": final}
+                "run_s": r["timing"]["run_s"], "compile_s": r["timing"]["compile_s"], "final_loss": final,
+                "devices": result.summary.devices, "memory_bytes": result.summary.memory_bytes}
 
     def from_first(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """The flow from frame t to the first and its consistency weights ``(H, W, 2)``, ``(H, W)``:
@@ -409,19 +412,20 @@ class ClipRunner:
             state.previous = None
 
 
-def run_clip(cfg: Config, clip: Clip | None = None, params=None, log: Log = print,
-             should_stop: Callable[[], bool] | None = None, resume: Checkpoint | None = None,
-             watch: Watchers | None = None) -> ClipResult:
+def run_clip(cfg: Config, clip: Clip | None = None, params=None, hooks: RunHooks = RunHooks()) -> ClipResult:
     """Stylise every frame of ``cfg``'s clip, every variant (seeds x sweep) a clip of its own.
 
-    ``should_stop`` and ``resume`` work as for :func:`jaxstyle.engine.pipeline.run`: an interrupted clip
-    has a :class:`Checkpoint` whose cursor names the frame (or chunk) and the pass.
+    ``hooks.should_stop`` and ``hooks.resume`` work as for an image run
+    (:func:`jaxstyle.engine.pipeline.run_plan`): an interrupted clip has a :class:`Checkpoint` whose
+    cursor names the frame (or chunk) and the pass.
     """
     clip = load_clip(cfg) if clip is None else clip
     params = load_vgg19(cfg.weights) if params is None else params
-    watch = watch if watch is not None else lines(log)
+    log, resume = hooks.log, hooks.resume
+    hooks = dataclasses.replace(hooks, watch=hooks.watchers())
+    watch = hooks.watch
     t0 = time.perf_counter()
-    runner = ClipRunner(cfg, clip, params, log, should_stop, watch)
+    runner = ClipRunner(cfg, clip, params, hooks)
     f, (h, w) = len(clip.frames), runner.shape
     log(f"clip {clip_summary(clip)}; {runner.v} variant(s); {runner.mode}"
         + (f"; optical flow {runner.motion.seconds:.1f} s" if runner.motion is not None else ""))
@@ -501,11 +505,13 @@ def finish_clip(cfg: Config, runner: ClipRunner, state: ClipState, checkpoint: C
     stages = [{"run": i + 1, **{k: r[k] for k in ("frames", "video_pass", "iterations", "run_s")}}
               for i, r in enumerate(state.runs)]
     nan = {k: np.full(v, np.nan) for k in final}
-    report = build_report(cfg, runner.variants, interrupted=checkpoint is not None, initial=nan, final=final,
-                          iterations=iterations, evaluations=evaluations, nonfinite=np.full(v, -1),
-                          compile_s=state.compile_s, run_s=state.run_s, devices=1, shape=(*runner.shape, 3),
-                          strategy=cfg.optimizer.strategy, memory_bytes=0, stages=stages)
-    report.pop("memory_estimate_mb")
+    # Older checkpoints' runs do not carry the device count and memory estimate: 1 and unknown.
+    devices = max([r.get("devices", 1) for r in state.runs], default=1)
+    memory = max([r.get("memory_bytes", 0) for r in state.runs], default=0)
+    summary = Summary(checkpoint is not None, nan, final, iterations, evaluations, np.full(v, -1), state.compile_s,
+                      state.run_s, devices, (*runner.shape, 3), cfg.optimizer.strategy, memory, stages,
+                      state.history, trim_report(runner.trims), None if resume is None else resume.cursor.where)
+    report = build_report(cfg, runner.variants, summary)
     for i, entry in enumerate(report["variants"]):
         entry["frames"] = per_frame[i]
     measures = {}
@@ -520,10 +526,6 @@ def finish_clip(cfg: Config, runner: ClipRunner, state: ClipState, checkpoint: C
         "frames_done": len(done), "audio": "the source's sound is not carried over" if clip.audio else "none",
         "flow_s": round(runner.motion.seconds, 3) if runner.motion is not None else 0.0,
         "runs": state.runs, **measures}
-    report["history"] = state.history
-    report["style_trim"] = trim_report(runner.trims)
-    if resume is not None:
-        report["resumed_from"] = resume.cursor.where
     report["timing"]["wall_s"] = round(seconds, 3)
     return ClipResult(frames, runner.variants, clip, report, state.history, checkpoint)
 

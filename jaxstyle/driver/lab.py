@@ -18,7 +18,7 @@ from ..engine.config import Config
 from ..engine.inputs import prepare_images
 from ..model.losses import LossWeights, Objective
 from ..media.metrics import speckle_index
-from .report import json_float
+from ..core.fileio import json_float
 from ..engine.variants import Variant, variant_labels
 
 

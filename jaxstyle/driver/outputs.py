@@ -1,5 +1,6 @@
-"""What a run leaves in its output folder: images, a contact sheet, report.json and, when interrupted,
-a checkpoint; and the checks that come before any work (the folder, earlier results, a lock).
+"""What a run leaves in its output folder: images, a contact sheet, the loss curves and report.json
+with the manifest of every file written; and the checks that come before any work (the folder,
+earlier results). The driver (:mod:`jaxstyle.driver.job`) decides when; this module only writes.
 
 One naming function (:func:`image_name`) serves the planned-outputs check and every writer. Images
 are written as ``image_format`` says: PNG (8 or 16 bits), JPEG or WebP (with ``image_quality``) or
@@ -11,32 +12,26 @@ name and renamed, so a reader never sees half of one.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import zlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import jax
 import numpy as np
 import png
 import tifffile
 from PIL import Image
 
-from ..engine.checkpoint import FILENAME as CHECKPOINT
-from ..engine.checkpoint import Checkpoint
-from .clip import ClipResult, load_clip, run_clip
+from .clip import ClipResult
 from ..engine.config import Config
 from .curves import write_loss_curves
-from ..core.errors import JaxstyleError, OutputError
+from ..core.errors import OutputError
 from ..core.fileio import atomic_write
 from ..media.icc import srgb_icc
 from ..media.images import contact_sheet, to_uint8
-from ..engine.pipeline import RunResult, run
-from ..engine.progress import Watchers
-from ..model.terms import term_file_hashes, used_terms
+from ..engine.pipeline import RunResult
 from ..engine.variants import Variant, expand_variants, variant_labels
 from ..media.video import Clip, write_mp4
 
@@ -257,127 +252,3 @@ def image_result(result: ClipResult) -> RunResult:
     """A one-frame clip's result as an image run's."""
     report = dict(result.report)
     return RunResult(result.frames[:, 0], result.variants, report, result.history, result.checkpoint)
-
-
-@contextlib.contextmanager
-def output_lock(out: Path):
-    """Hold ``out/.jaxstyle.lock`` for the run, so two runs never write to one folder at once."""
-    lock = out / ".jaxstyle.lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-                os.kill(pid, 0)
-            except (ValueError, OSError):  # unreadable, or that process is gone: a stale lock
-                lock.unlink(missing_ok=True)
-                continue
-            raise OutputError(f"another run (pid {pid}) is writing to {out}; wait for it or choose "
-                              "another output") from None
-        except OSError as exc:
-            raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
-    else:
-        raise OutputError(f"cannot take the lock {lock}")
-    try:
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def run_and_save(cfg: Config, log: Callable[[str], None] = print,
-                 should_stop: Callable[[], bool] | None = None, resume: bool = False,
-                 watch: Watchers | None = None, on_start: Callable[[], None] | None = None) -> RunResult:
-    """Check the output, run, write everything: what the command line does.
-
-    An interrupted run writes its images so far, ``report.json`` (``"interrupted": true``),
-    ``losses.png`` and ``checkpoint.npz``; ``resume=True`` continues from that checkpoint. ``watch``
-    follows the run (see :func:`jaxstyle.engine.pipeline.run`); ``on_start`` is called once the output
-    folder is checked and held. Under ``jax.distributed`` (several processes) every process runs
-    its share and process 0 alone writes the outputs.
-    """
-    out = Path(cfg.output)
-    if jax.process_index() != 0:
-        return run(cfg, log=lambda line: None, should_stop=should_stop, watch=Watchers())
-    record = {**cfg.to_dict(), "term_files": term_file_hashes(used_terms(cfg.terms, cfg.sweep))}
-    checkpoint = Checkpoint.load(out / CHECKPOINT, record) if resume else None
-    clip = load_clip(cfg) if cfg.is_clip else None  # a bad clip is refused before anything is written
-    created = not out.exists()
-    if not resume:
-        prepare_output(cfg, clip is not None and len(clip.frames) > 1)
-    try:
-        return _run_locked(cfg, out, record, checkpoint, log, should_stop, watch, on_start, clip)
-    except JaxstyleError:
-        # A mistake found once the run began (a user term that fails when traced): leave no
-        # trace of the folder this run made.
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        raise
-
-
-def _run_locked(cfg: Config, out: Path, record: dict, checkpoint: Checkpoint | None, log: Callable[[str], None],
-                should_stop: Callable[[], bool] | None, watch: Watchers | None,
-                on_start: Callable[[], None] | None, clip: Clip | None = None) -> RunResult | ClipResult:
-    with output_lock(out):
-        if on_start is not None:
-            on_start()
-        variants = expand_variants(cfg)
-        if clip is not None:
-            return _clip_locked(cfg, out, record, checkpoint, log, should_stop, watch, clip)
-
-        # Read before any file is replaced: this run's own files so far, and those it replaces.
-        written, earlier = recorded_files(out, resume=checkpoint is not None)
-
-        def save_intermediate(stage: str, images: np.ndarray, start: int = 0) -> None:
-            for i, (v, img) in enumerate(zip(variants[start:], images), start):
-                name = image_name(i, v, stage, cfg.image_format)
-                write_image(img, out / name, cfg.image_format, cfg.image_quality, cfg.image_bits)
-                written.append(name)
-
-        result = run(cfg, log=log, save_intermediate=save_intermediate, should_stop=should_stop,
-                     resume=checkpoint, watch=watch)
-        owed(result.report, result.checkpoint, earlier, written)
-        path = write_outputs(cfg, result, written)
-        settle(result.checkpoint, out, record, log, f"wrote the images so far, {path}",
-               f"wrote {len(result.variants)} image(s) and {path}", earlier, result.report["files"])
-        return result
-
-
-def owed(report: dict, checkpoint: Checkpoint | None, earlier: list[str], written: list[str]) -> None:
-    """An interrupted run's report keeps the overwritten run's files it has not yet removed
-    (``replaces``), so the finished run removes them; a finished run owes nothing."""
-    if checkpoint is not None and earlier:
-        report["replaces"] = [n for n in earlier if n not in written]
-
-
-def settle(checkpoint: Checkpoint | None, out: Path, record: dict, log: Callable[[str], None], so_far: str,
-           done: str, earlier: list[str] = (), current: list[str] = ()) -> None:
-    """After the outputs: an interrupted run's checkpoint saved, or a finished run's stale one
-    removed with the files of the run it replaced that it did not write again; and one line saying
-    which."""
-    if checkpoint is not None:
-        checkpoint.save(out / CHECKPOINT, record)
-        log(f"interrupted at {checkpoint.where}: {so_far} and {out / CHECKPOINT}; continue with --resume")
-    else:
-        (out / CHECKPOINT).unlink(missing_ok=True)
-        remove_stale(out, earlier, current)
-        log(done)
-
-
-def _clip_locked(cfg: Config, out: Path, record: dict, checkpoint: Checkpoint | None, log: Callable[[str], None],
-                 should_stop: Callable[[], bool] | None, watch: Watchers | None, clip: Clip) -> RunResult | ClipResult:
-    """A clip's run and its outputs; a clip of one frame is an image run and writes an image's."""
-    _, earlier = recorded_files(out, resume=checkpoint is not None)
-    result = run_clip(cfg, clip, log=log, should_stop=should_stop, resume=checkpoint, watch=watch)
-    single = len(clip.frames) == 1
-    owed(result.report, result.checkpoint, earlier, [])
-    shown = image_result(result) if single else result
-    path = write_outputs(cfg, shown) if single else write_clip_outputs(cfg, result)
-    settle(result.checkpoint, out, record, log, f"wrote the frames so far, {path}",
-           f"wrote {len(result.variants)} image(s) and {path}" if single else
-           f"wrote {len(result.variants)} clip(s) of {result.frames.shape[1]} frame(s) and {path}",
-           earlier, shown.report["files"])
-    return result

@@ -7,17 +7,13 @@ import platform
 from typing import Any
 
 import jax
-import numpy as np
 
 from .. import __version__
+from ..core.fileio import json_float
 from ..engine.config import Config
 from ..model.terms import term_file_hashes, used_terms
+from ..engine.pipeline import Summary
 from ..engine.variants import Variant
-
-
-def json_float(value) -> float | None:
-    """A float for JSON, which has no Infinity or NaN: a non-finite loss is written as null."""
-    return float(value) if np.isfinite(value) else None
 
 
 def losses_at(parts: dict[str, Any], i: int) -> dict[str, float | None]:
@@ -48,26 +44,30 @@ def variant_entry(v: Variant, initial: dict, final: dict, iterations: int, evalu
     return entry
 
 
-def build_report(cfg: Config, variants: list[Variant], *, interrupted: bool, initial: dict, final: dict,
-                 iterations: np.ndarray, evaluations: np.ndarray, nonfinite: np.ndarray, compile_s: float,
-                 run_s: float, devices: int, shape, strategy: str, memory_bytes: int, stages: list) -> dict:
-    """report.json: the resolved config, each variant's losses and counts, the stages, timing, the
-    device and package versions, the memory estimate."""
-    return {
+def build_report(cfg: Config, variants: list[Variant], s: Summary) -> dict:
+    """report.json from a run's :class:`~jaxstyle.engine.pipeline.Summary`: the resolved config,
+    each variant's losses and counts, the stages, timing, the device and package versions, the
+    memory estimate, the loss history and the artworks' trims."""
+    report = {
         "config": cfg.to_dict(),
         "term_files": term_file_hashes(used_terms(cfg.terms, cfg.sweep)),
         "losses": cfg.losses,
-        "interrupted": interrupted,
-        "variants": [variant_entry(v, losses_at(initial, i), losses_at(final, i), int(iterations[i]),
-                                   int(evaluations[i]), int(nonfinite[i])) for i, v in enumerate(variants)],
-        "iterations": int(iterations.max(initial=0)),
-        "evaluations": int(evaluations.sum()),
-        "stages": stages,
-        "timing": {"compile_s": round(compile_s, 4), "run_s": round(run_s, 4)},
+        "interrupted": s.interrupted,
+        "variants": [variant_entry(v, losses_at(s.initial, i), losses_at(s.final, i), int(s.iterations[i]),
+                                   int(s.evaluations[i]), int(s.nonfinite[i])) for i, v in enumerate(variants)],
+        "iterations": int(s.iterations.max(initial=0)),
+        "evaluations": int(s.evaluations.sum()),
+        "stages": s.stages,
+        "timing": {"compile_s": round(s.compile_s, 4), "run_s": round(s.run_s, 4)},
         "device": f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}",
-        "devices": devices,
+        "devices": s.devices,
         "versions": versions(),
-        "image_size": [int(shape[0]), int(shape[1])],
-        "strategy": strategy,
-        "memory_estimate_mb": round(memory_bytes / 2**20, 1),
+        "image_size": [int(s.shape[0]), int(s.shape[1])],
+        "strategy": s.strategy,
+        "memory_estimate_mb": round(s.memory_bytes / 2**20, 1),
+        "history": s.history,
+        "style_trim": s.style_trim,
     }
+    if s.resumed_from is not None:
+        report["resumed_from"] = s.resumed_from
+    return report

@@ -19,7 +19,6 @@ import numpy as np
 from .checkpoint import Checkpoint, Cursor
 from .config import Config
 from .inputs import Inputs, finish_images, input_lines, prepare_images, start_images, trim_report
-from ..driver.lab import comparison
 from .loop import solve
 from ..model.losses import LossWeights, Objective, Targets
 from .memory import require_fits
@@ -27,8 +26,8 @@ from ..media.metrics import seam_ratio
 from .plan import (Stage, blend_ramp, pass_tiles, plan_stages, stage_peak_bytes, stage_work, tile_borders,
                    tile_grid, tile_style_share, upsample)
 from .program import Program, resolved_strategy, restore_state, state_leaves, to_host
-from .progress import Tick, Watchers, lines
-from ..driver.report import build_report, json_float
+from .progress import RunHooks, Tick, Watchers
+from ..core.fileio import json_float
 from .solvers import Solver
 from .variants import Variant, batch_weights, expand_variants, objective_for, split_over_devices
 from ..model.vgg import CONV_NAMES, prepare_kernels, winograd_layers
@@ -38,9 +37,37 @@ Log = Callable[[str], None]
 
 
 @dataclass
+class Summary:
+    """What a run of the plan measured, from which the driver writes report.json
+    (:func:`jaxstyle.driver.report.build_report`): each variant's initial and final loss parts
+    (``{"total", "content", "style", ...}``, ``(V,)`` each), its iterations, evaluations and the
+    iteration it went non-finite at (-1: never), ``(V,)`` each; the seconds compiling and running;
+    the devices; the final ``(H, W, 3)``; the strategy; the memory estimate in bytes; the stages'
+    entries; the loss history; what was trimmed from each artwork; where a resumed run began."""
+
+    interrupted: bool
+    initial: dict
+    final: dict
+    iterations: np.ndarray
+    evaluations: np.ndarray
+    nonfinite: np.ndarray
+    compile_s: float
+    run_s: float
+    devices: int
+    shape: tuple
+    strategy: str
+    memory_bytes: int
+    stages: list
+    history: list = field(default_factory=list)
+    style_trim: Any = None
+    resumed_from: str | None = None
+
+
+@dataclass
 class RunResult:
-    """Images ``(V, H, W, 3)`` in [0, 1] (clipped), the variants, report.json's content, the loss
-    history, and a :class:`Checkpoint` when the run was interrupted."""
+    """Images ``(V, H, W, 3)`` in [0, 1] (clipped), the variants, report.json's content (filled in
+    by the driver from ``summary``), the loss history, and a :class:`Checkpoint` when the run was
+    interrupted."""
 
     images: np.ndarray
     variants: list[Variant]
@@ -50,6 +77,7 @@ class RunResult:
     #: The batch as optimised ``(V, H, W, 3)``, before clipping and colour recombination (a clip's
     #: next pass or frame continues from it).
     raw: np.ndarray | None = None
+    summary: Summary | None = None
 
 
 @dataclass
@@ -283,8 +311,8 @@ class Stop:
 
 @dataclass
 class Hooks:
-    """How a run talks to its caller: log lines, a :class:`Tick` after every chunk, intermediate
-    saves, the stop request, its clock."""
+    """A run's view of its caller's :class:`RunHooks`: log lines, a :class:`Tick` after every chunk
+    (the watchers resolved), intermediate saves, the stop request, and the run's clock."""
 
     log: Log
     watch: Watchers
@@ -461,115 +489,22 @@ def end_stage(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, 
     return end
 
 
-def run(cfg: Config, params=None, log: Log = print, save_intermediate: Callable[..., None] | None = None,
-        should_stop: Callable[[], bool] | None = None, resume: Checkpoint | None = None,
-        watch: Watchers | None = None) -> RunResult:
-    """Optimise every variant of ``cfg`` through every stage and tile of its plan.
-
-    ``should_stop`` is asked before each tile and between chunks; when it answers True the run
-    ends there, marked interrupted, with a :class:`Checkpoint` in the result. ``resume`` continues
-    from one and ends where the uninterrupted run ends. ``save_intermediate(tag, images, start)``
-    receives intermediate images of the variants from index ``start`` on. ``watch`` follows the run
-    chunk by chunk (default: a progress line through ``log`` at every ``print_every``).
-
-    A sweep over ``style_loss`` runs one program per choice, one after another (:func:`run_groups`).
-    """
-    params = load_vgg19(cfg.weights) if params is None else params
-    watch = watch if watch is not None else lines(log)
-    groups = program_groups(cfg)
-    if len(groups) > 1:
-        result = run_groups(cfg, groups, params, log, save_intermediate, should_stop, resume, watch)
-    else:
-        result = run_plan(cfg, params, log, save_intermediate, should_stop, resume, watch)
-    if result.checkpoint is None and {"style_loss", "terms"} & set(cfg.sweep):
-        result.report["comparison"] = comparison(cfg, params, result.images, result.variants, result.report)
-    return result
-
-
-def program_groups(cfg: Config) -> list[Config]:
-    """One config per style loss of a sweep over several, each without that sweep; else ``[cfg]``."""
-    kinds = cfg.sweep.get("style_loss", [])
-    if len(kinds) < 2:
-        return [cfg]
-    rest = {k: v for k, v in cfg.sweep.items() if k != "style_loss"}
-    return [dataclasses.replace(cfg, style_loss=k, sweep=rest) for k in kinds]
-
-
-def run_groups(cfg: Config, groups: list[Config], params, log: Log, save_intermediate, should_stop,
-               resume: Checkpoint | None, watch: Watchers) -> RunResult:
-    """Each style loss of a sweep as its own program, one after another; the results joined.
-
-    One program per choice, not one program evaluating every loss for every variant: on the
-    2-core CPU the latter cost more than the sum of the separate programs (docs/loss-lab.md).
-    """
-    log(f"style_loss sweep: one program per choice ({', '.join(g.style_loss for g in groups)}), one after another")
-    first = resume.group if resume is not None else 0
-    done = [resume.finished] if resume is not None and resume.finished is not None else []
-    reports, results = list(resume.finished_reports) if resume is not None else [], []
-    for g, r in enumerate(reports):  # the history of the programs a resumed run had finished
-        for entry in r.get("history", []):
-            watch.record({**entry, "program": g, "first": sum(len(q["variants"]) for q in reports[:g])})
-    for g in range(first, len(groups)):
-        offset = sum(len(d) for d in done) + sum(len(r.images) for r in results)
-        save = None if save_intermediate is None else \
-            (lambda tag, images, start=0, o=offset: save_intermediate(tag, images, o + start))
-        log(f"style_loss {groups[g].style_loss} ({g + 1}/{len(groups)})")
-        earlier = reports + [x.report for x in results]
-        spent = tuple(sum(e["timing"][k] for e in earlier) for k in ("run_s", "compile_s"))
-        r = run_plan(groups[g], params, log, save, should_stop, resume if g == first else None,
-                     placed(watch, g, len(groups), offset, spent))
-        results.append(r)
-        if r.checkpoint is not None:
-            before = [*done, *(x.images for x in results[:-1])]
-            r.checkpoint.group = g
-            r.checkpoint.finished = np.concatenate(before) if before else None
-            r.checkpoint.finished_reports = reports + [x.report for x in results[:-1]]
-            break
-    return join_results(cfg, done, reports, results)
-
-
-def placed(watch: Watchers, g: int, groups: int, first: int, spent: tuple[float, float]) -> Watchers:
-    """``watch`` as program ``g`` of ``groups`` sees it: its variants placed from index ``first`` on
-    among all the run's, the seconds (and compilation) ``spent`` by the programs before it added,
-    and the programs still to come in the ETA (each counted as costing what this one does)."""
-    return Watchers(
-        (lambda t: watch.tick(dataclasses.replace(
-            t, first=first, elapsed_s=spent[0] + t.elapsed_s, compile_s=spent[1] + t.compile_s,
-            work=g * t.work_total + t.work, work_total=groups * t.work_total)),),
-        (lambda e: watch.record({**e, "program": g, "first": first}),))
-
-
-def join_results(cfg: Config, done: list[np.ndarray], reports: list[dict], results: list[RunResult]) -> RunResult:
-    """One result of several programs' (earlier ones given by their images and reports)."""
-    reports = reports + [r.report for r in results]
-    images = np.concatenate([*done, *(r.images for r in results)])
-    variants = expand_variants(cfg)[: len(images)]
-    report = dict(reports[-1])
-    report.update(
-        config=cfg.to_dict(), variants=[v for r in reports for v in r["variants"]],
-        iterations=max(r["iterations"] for r in reports), evaluations=sum(r["evaluations"] for r in reports),
-        stages=[r["stages"] for r in reports],
-        timing={"compile_s": round(sum(r["timing"]["compile_s"] for r in reports), 4),
-                "run_s": round(sum(r["timing"]["run_s"] for r in reports), 4)},
-        programs=[{"style_loss": r["config"]["style_loss"], "variants": len(r["variants"]), **r["timing"]}
-                  for r in reports])
-    starts = np.cumsum([0] + [len(r["variants"]) for r in reports])
-    report["history"] = [{**h, "program": g, "first": int(starts[g])} for g, r in enumerate(reports)
-                         for h in r.get("history", [])]
-    return RunResult(images, variants, report, report["history"], results[-1].checkpoint)
-
-
-def run_plan(cfg: Config, params=None, log: Log = print, save_intermediate: Callable[..., None] | None = None,
-             should_stop: Callable[[], bool] | None = None, resume: Checkpoint | None = None,
-             watch: Watchers | None = None, variants: list[Variant] | None = None,
+def run_plan(cfg: Config, params=None, run_hooks: RunHooks = RunHooks(), variants: list[Variant] | None = None,
              frames: FrameBatch | None = None, cache: dict | None = None, announce: bool = True) -> RunResult:
-    """:func:`run` for a batch that shares one objective: one program per tile shape.
+    """Optimise a batch that shares one objective through every stage and tile of its plan: one
+    program per tile shape. The result carries a :class:`Summary`; its ``report`` is the driver's
+    to fill (:func:`jaxstyle.driver.job.run`).
 
-    A clip's runs (:mod:`jaxstyle.driver.clip`) give their slots as ``variants``, their photographs and
-    temporal inputs as ``frames``, and one ``cache`` of compiled programs for all of them."""
+    ``run_hooks.should_stop`` is asked before each tile and between chunks; when it answers True the
+    run ends there, with a :class:`Checkpoint` in the result; ``run_hooks.resume`` continues from one
+    and ends where the uninterrupted run ends. A clip's runs (:mod:`jaxstyle.driver.clip`) give
+    their slots as ``variants``, their photographs and temporal inputs as ``frames``, and one
+    ``cache`` of compiled programs for all of them."""
     setup = prepare(cfg, params, variants, frames, cache)
-    watch = watch if watch is not None else lines(log)
-    hooks = Hooks(log, watch, save_intermediate, should_stop, time.perf_counter() - (resume.run_s if resume else 0.0))
+    resume, log = run_hooks.resume, run_hooks.log
+    watch = run_hooks.watchers()
+    hooks = Hooks(log, watch, run_hooks.save_intermediate, run_hooks.should_stop,
+                  time.perf_counter() - (resume.run_s if resume else 0.0))
     cursor = resume.cursor if resume is not None else Cursor()
     progress = Progress.start(setup.n, resume)
     for entry in progress.history:  # a resumed run's history so far
@@ -617,15 +552,10 @@ def finish(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, sto
     for i in np.flatnonzero(progress.nonfinite >= 0):
         hooks.log(f"variant {i} (seed {setup.variants[i].seed}): loss or image became non-finite at iteration "
                   f"{progress.nonfinite[i]}; keeping its last finite image")
-    report = build_report(cfg, setup.variants, interrupted=stop is not None, initial=initial, final=final,
-                          iterations=iterations, evaluations=evaluations, nonfinite=progress.nonfinite,
-                          compile_s=progress.compile_s, run_s=run_s, devices=setup.devices,
-                          shape=setup.final_inputs.content.shape[-3:], strategy=setup.strategy,
-                          memory_bytes=max(setup.estimates), stages=progress.stages)
-    report["history"] = progress.history
-    report["style_trim"] = trim_report(setup.final_inputs.trims)
-    if resume is not None:
-        report["resumed_from"] = resume.cursor.where
+    summary = Summary(stop is not None, initial, final, iterations, evaluations, progress.nonfinite,
+                      progress.compile_s, run_s, setup.devices, tuple(setup.final_inputs.content.shape[-3:]),
+                      setup.strategy, max(setup.estimates), progress.stages, progress.history,
+                      trim_report(setup.final_inputs.trims), None if resume is None else resume.cursor.where)
     photo = data.inputs.photo if data is not None else setup.final_inputs.photo
-    return RunResult(finish_images(cfg, x[:n], photo), setup.variants, report, progress.history, checkpoint,
-                     np.array(x[:n], np.float32))
+    return RunResult(finish_images(cfg, x[:n], photo), setup.variants, {}, progress.history, checkpoint,
+                     np.array(x[:n], np.float32), summary)

@@ -112,6 +112,28 @@ def lines(write: Callable[[str], None]) -> Watchers:
     return Watchers((Meter(tty=False, write=write).tick,))
 
 
+@dataclass(frozen=True)
+class RunHooks:
+    """How a run talks to its caller, passed once: ``log`` takes a line; ``should_stop`` is asked
+    before each tile and between chunks (True: end there, with a checkpoint); ``watch`` follows the
+    run chunk by chunk (default: a progress line through ``log`` at every ``print_every``);
+    ``resume`` is the :class:`jaxstyle.engine.checkpoint.Checkpoint` to continue from;
+    ``save_intermediate(tag, images, start)`` receives intermediate images of the variants from
+    index ``start`` on."""
+
+    log: Callable[[str], None] = print
+    should_stop: Callable[[], bool] | None = None
+    watch: Watchers | None = None
+    resume: Any = None
+    save_intermediate: Callable[..., None] | None = None
+
+    def watchers(self) -> Watchers:
+        return self.watch if self.watch is not None else lines(self.log)
+
+    def stop_requested(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+
 def eta_seconds(elapsed_s: float, compile_s: float, work: float, work_total: float) -> float | None:
     """Seconds still to come: the work left at the rate so far (compilation excluded); None before
     any work is done."""

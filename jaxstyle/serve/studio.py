@@ -38,10 +38,11 @@ import yaml
 from aiohttp import web
 from PIL import Image
 
-from ..engine.checkpoint import FILENAME as CHECKPOINT
 from ..engine.config import COLOR_MODES, Config, validate, yaml_load, yaml_problem
 from ..core.errors import ConfigError, JaxstyleError, quote
-from .live import CONTENT_TYPES, answer, host_guard, secure_app
+from .live import answer, host_guard, secure_app
+from .queue import CHECKPOINT, RUN_NAME, STATE_DIR, RunQueue, StudioError
+from .views import SERVED_SUFFIXES, TYPES, Views, report_of
 from ..model.style_losses import STYLE_LOSSES
 from ..model.terms import is_file_term
 from ..engine.variants import expand_variants
@@ -51,7 +52,6 @@ from ..media.video import VIDEO_SUFFIXES, count_selected
 UPLOAD_BYTES = 64 * 1024 * 1024
 UPLOAD_PIXELS = 40_000_000
 #: Where the studio keeps its own state inside its folder.
-STATE_DIR = ".studio"
 #: The token's cookie is named per port (``jaxstyle_studio_8765``): cookies do not separate the ports
 #: of one host, so two studios on one machine would otherwise replace each other's.
 COOKIE = "jaxstyle_studio"
@@ -61,7 +61,6 @@ STUDIO_HEADER = "X-Jaxstyle-Studio"
 #: A JSON request's largest body and deepest nesting (a form is a few hundred bytes, two levels).
 JSON_BYTES, JSON_DEPTH = 256 * 1024, 16
 #: The states a job in the queue file may have.
-JOB_STATES = ("waiting", "running", "finished", "interrupted", "failed")
 #: The image formats an upload may be, by what decoding it says (never by its name).
 UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif"}
 #: Clips by their container (FFmpeg's demuxer names), in the order they are matched.
@@ -73,17 +72,9 @@ QUICK_ITERATIONS = 30
 #: What the input lists offer: images and clips by their ending.
 INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", *VIDEO_SUFFIXES)
 #: A run folder's name: what the studio generates, and all a request may name.
-RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
 INPUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.[A-Za-z0-9]{2,4}$")
 #: Files of a run the studio serves (by exact name, directly inside the run's folder).
-TYPES = {**CONTENT_TYPES, ".jpeg": "image/jpeg", ".tiff": "image/tiff", ".bmp": "image/bmp", ".gif": "image/gif",
-         ".webm": "video/webm", ".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".mov": "video/quicktime"}
-SERVED_SUFFIXES = tuple(TYPES)
 WORKER = web.AppKey("worker", asyncio.Task)
-
-
-class StudioError(JaxstyleError):
-    """A request the studio refuses; its message is shown on the page as it is."""
 
 
 class Caps(NamedTuple):
@@ -204,31 +195,6 @@ def studio_rules(raw: dict, inside, allow_terms: bool) -> tuple[dict, list[str]]
     return raw, notes
 
 
-def differing_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings of a config (report.json's, resolved, or a submitted one) that differ from the
-    defaults, but for ``content``, ``style`` and ``output``. Settings derived from the size (the
-    stages, the iterations) count as differing only if they differ from the defaults at that size."""
-    try:
-        defaults = validate({"content": config["content"], "style": config["style"],
-                             "size": config.get("size", 512)}).to_dict()
-    except (ConfigError, KeyError):
-        return {}
-    skip = {"content", "style", "output"}
-    out: dict[str, Any] = {}
-    if config.get("size", 512) != validate({"content": config["content"], "style": config["style"]}).size:
-        out["size"] = config["size"]
-    for k, v in config.items():
-        if k in skip or k not in defaults or k in out:
-            continue
-        if isinstance(v, Mapping) and isinstance(defaults[k], Mapping):
-            for kk, vv in v.items():
-                if defaults[k].get(kk) != vv:
-                    out[f"{k}.{kk}"] = vv
-        elif defaults[k] != v:
-            out[k] = v
-    return out
-
-
 def check_upload(data: bytes, max_pixels: int = UPLOAD_PIXELS) -> str:
     """The file extension an upload is stored under, from decoding it: an image, or a clip (with
     PyAV, the video extra); a :class:`StudioError` for anything that is not a whole image or clip
@@ -281,16 +247,10 @@ def clip_suffix(data: bytes, max_pixels: int) -> str | None:
 
 
 # ---- the studio's state --------------------------------------------------------------------------
-def valid_job(job: Any) -> bool:
-    """Whether a queue file's entry has the shape the studio writes."""
-    return (isinstance(job, dict) and isinstance(job.get("name"), str) and RUN_NAME.match(job["name"]) is not None
-            and job["name"] != STATE_DIR and job.get("state") in JOB_STATES
-            and isinstance(job.get("message", ""), str) and isinstance(job.get("resume", False), bool)
-            and all(isinstance(job.get(k, 0.0), (int, float)) for k in ("submitted", "started")))
-
-
 class Studio:
-    """The folder's runs, the queue and the worker. Used from the server's event loop only."""
+    """The folder's runs and inputs, what may be queued, and the cards: the studio's views
+    (its queue and worker: :class:`jaxstyle.serve.queue.RunQueue`). Used from the server's event
+    loop only."""
 
     def __init__(self, folder: Path, examples: Path, allow_terms: bool = False, python: str = sys.executable,
                  caps: Caps = Caps()):
@@ -301,50 +261,15 @@ class Studio:
         self.jobs_dir = self.state_dir / "jobs"
         for d in (self.uploads, self.jobs_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self.queue_file = self.state_dir / "queue.json"
-        self.jobs: list[dict] = self._load_queue()
-        self.process: asyncio.subprocess.Process | None = None
-        self.watch_port: int | None = None
-        self.wake = asyncio.Event()
-        self.closing = False
-        self._views: dict[str, tuple] = {}
+        self.queue = RunQueue(self.folder, self.state_dir, python)
+        self.views = Views(self)
 
-    # -- the queue, kept in the folder --
-    def _load_queue(self) -> list[dict]:
-        """The queue file's jobs. One that cannot be read (not JSON, or not a list of jobs) is moved
-        aside with one warning line, never read as empty and overwritten."""
-        try:
-            text = self.queue_file.read_text()
-        except FileNotFoundError:
-            return []
-        except (OSError, UnicodeDecodeError) as exc:
-            return self._set_aside(f"cannot be read ({getattr(exc, 'strerror', None) or exc})")
-        try:
-            jobs = json.loads(text)
-        except (ValueError, RecursionError):
-            return self._set_aside("is not JSON")
-        if not isinstance(jobs, list) or not all(valid_job(j) for j in jobs):
-            return self._set_aside("is not a list of the studio's jobs")
-        for job in jobs:
-            if job.get("state") == "running":  # the studio stopped while it ran
-                job["state"] = "interrupted" if (self.folder / job["name"] / CHECKPOINT).exists() else "failed"
-                job["message"] = "the studio stopped while this run was going"
-        return jobs
-
-    def _set_aside(self, why: str) -> list[dict]:
-        aside = self.queue_file.with_name(f"queue.unreadable-{time.strftime('%Y%m%d-%H%M%S')}.json")
-        os.replace(self.queue_file, aside)
-        print(f"warning: {self.queue_file} {why}; moved to {aside.name}, starting with an empty queue",
-              file=sys.stderr, flush=True)
-        return []
-
-    def save_queue(self) -> None:
-        tmp = self.queue_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.jobs, indent=1))
-        os.replace(tmp, self.queue_file)
+    @property
+    def jobs(self) -> list[dict]:
+        return self.queue.jobs
 
     def job(self, name: str) -> dict | None:
-        return next((j for j in self.jobs if j["name"] == name), None)
+        return self.queue.job(name)
 
     # -- inputs --
     def input_lists(self) -> dict[str, list[str]]:
@@ -419,13 +344,11 @@ class Studio:
         self.check_caps(cfg)
         job = {"name": name, "state": "waiting", "submitted": time.time(), "resume": False, "message": ""}
         (self.jobs_dir / f"{name}.yaml").write_text(yaml.safe_dump(cfg.source, sort_keys=False))
-        self.jobs.append(job)
-        self.save_queue()
-        self.wake.set()
+        self.queue.add(job)
         return job, notes
 
     def check_queue(self) -> None:
-        waiting = sum(j["state"] == "waiting" for j in self.jobs)
+        waiting = self.queue.waiting()
         if waiting >= self.caps.queue:
             raise StudioError(f"{waiting} runs are waiting, the studio's most (--max-queue): wait or remove some")
 
@@ -460,38 +383,25 @@ class Studio:
         config_file = self.jobs_dir / f"{name}.yaml"
         # A studio run's config, or a command-line run's (its report holds the config it ran with):
         # either way it passes the studio's rules and caps again before it is queued.
-        config = self._job_config(name) if config_file.exists() else self.report(folder).get("config")
+        config = self.views.job_config(name) if config_file.exists() else report_of(folder).get("config")
         if not isinstance(config, dict) or not config:
             raise StudioError(f"{name} has no config the studio can read to resume from")
         raw, _ = studio_rules(config, self.inside, self.allow_terms)
         cfg = validate({**raw, "output": str(folder)})
         self.check_caps(cfg)
         config_file.write_text(yaml.safe_dump(cfg.source, sort_keys=False))
-        if job is None:
-            job = {"name": name, "submitted": time.time()}
-            self.jobs.append(job)
+        job = job if job is not None else {"name": name, "submitted": time.time()}
         job.update(state="waiting", resume=True, message="")
-        self.save_queue()
-        self.wake.set()
+        self.queue.add(job)
         return job
 
     def remove(self, name: str) -> None:
         job = self.job(name)
         if job is None or job["state"] != "waiting":
             raise StudioError(f"{name} is not waiting in the queue")
-        self.jobs.remove(job)
+        self.queue.drop(job)
         if not (self.folder / name).exists():
             (self.jobs_dir / f"{name}.yaml").unlink(missing_ok=True)
-        self.save_queue()
-
-    def stop(self, name: str) -> None:
-        job = self.job(name)
-        if job is None or job["state"] != "running" or self.process is None:
-            raise StudioError(f"{name} is not running")
-        if job.get("stopping"):  # a second interrupt would stop the run at once, saving nothing
-            raise StudioError(f"{name} is already stopping")
-        job["stopping"] = True
-        self.process.send_signal(signal.SIGINT)  # the command line's clean interrupt
 
     def delete(self, name: str) -> None:
         """A run's folder and the studio's records of it (a run that failed before it made its
@@ -502,8 +412,7 @@ class Studio:
         if job is None or (self.folder / name).exists():
             shutil.rmtree(self.run_folder(name))
         if job is not None:
-            self.jobs.remove(job)
-            self.save_queue()
+            self.queue.drop(job)
         (self.jobs_dir / f"{name}.yaml").unlink(missing_ok=True)
         (self.state_dir / "logs" / f"{name}.log").unlink(missing_ok=True)
 
@@ -515,188 +424,6 @@ class Studio:
             raise StudioError(f"no run named {quote(name)}")
         return folder
 
-    @staticmethod
-    def report(folder: Path) -> dict:
-        """A run's report.json as far as the studio reads it: a mapping whose ``config`` is a
-        mapping, ``variants`` a list of mappings, ``timing`` a mapping and ``sheet`` a name; a
-        report of any other shape (a foreign file, a half-written one) is ``{"unreadable": True}``;
-        none at all is ``{}``."""
-        try:
-            report = json.loads((folder / "report.json").read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, RecursionError):
-            return {"unreadable": True}
-        shapes = {"config": dict, "variants": list, "timing": dict, "sheet": str}
-        if not isinstance(report, dict) or any(k in report and not isinstance(report[k], t) for k, t in shapes.items()) \
-                or not all(isinstance(v, dict) for v in report.get("variants", [])):
-            return {"unreadable": True}
-        return report
-
-    def config_of(self, name: str) -> dict | None:
-        """The config a run ran with (its report), or was submitted with (the studio's copy),
-        validated (resolved); None if it has none that validates."""
-        config = self.report(self.folder / name).get("config") or self._job_config(name)
-        if not isinstance(config, dict):
-            return None
-        try:
-            return validate({**config, "output": str(self.folder / name)}).to_dict()
-        except ConfigError:
-            return None
-
-    def _job_config(self, name: str) -> dict | None:
-        try:
-            config = yaml_load((self.jobs_dir / f"{name}.yaml").read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            return None
-        return config if isinstance(config, dict) else None
-
-    def cards(self) -> list[dict]:
-        """Every run in the folder, command-line runs included, and every queued one, newest first."""
-        names = {p.name for p in self.folder.iterdir() if p.is_dir() and not p.is_symlink()
-                 and p.name != STATE_DIR and RUN_NAME.match(p.name)}
-        names |= {j["name"] for j in self.jobs}
-        cards = []
-        for name in names:
-            folder, job = self.folder / name, self.job(name)
-            report, view = self._view(name)
-            message = (job or {}).get("message", "")
-            if job is not None and job["state"] in ("waiting", "running"):
-                state = job["state"]
-            elif report.get("unreadable"):
-                state, message = "unreadable", "its report.json is not one the studio can read"
-            elif (folder / CHECKPOINT).exists():
-                state = "interrupted"
-            elif report.get("variants"):
-                state = "finished"
-            else:
-                state = job["state"] if job is not None else "failed"
-            files = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.is_symlink()
-                           and p.suffix in SERVED_SUFFIXES) if folder.is_dir() else []
-            images = [v["image"] for v in report.get("variants", []) if isinstance(v.get("image"), str)]
-            seconds = (report.get("timing") or {}).get("run_s")
-            submitted = (job or {}).get("submitted")
-            cards.append({
-                "name": name, "state": state, "message": message,
-                "time": submitted if isinstance(submitted, (int, float)) else
-                (folder.stat().st_mtime if folder.is_dir() else 0),
-                "seconds": seconds if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None,
-                "sheet": report.get("sheet") if report.get("sheet") in files else (images[0] if images else None),
-                "images": [i for i in images if i in files], "files": files, **view,
-            })
-        return sorted(cards, key=lambda c: -c["time"])
-
-    def _view(self, name: str) -> tuple[dict, dict]:
-        """A run's report and what its card shows of its config (inputs, settings, the form), read
-        again only when its report or its studio config changes: the page asks every second."""
-        stamps = []
-        for path in (self.folder / name / "report.json", self.jobs_dir / f"{name}.yaml"):
-            try:
-                st_ = path.stat()
-                stamps.append((st_.st_mtime_ns, st_.st_size))
-            except OSError:
-                stamps.append(None)
-        cached = self._views.get(name)
-        if cached is not None and cached[0] == stamps:
-            return cached[1], cached[2]
-        report = self.report(self.folder / name)
-        config = self.config_of(name) or {}
-        styles = config.get("style") if isinstance(config.get("style"), list) else [config.get("style")]
-        view = {"content": self.input_id(config.get("content")), "styles": [self.input_id(s) for s in styles],
-                "settings": differing_settings(config) if config else {}, "form": self.form_of(config)}
-        self._views[name] = (stamps, report, view)
-        return report, view
-
-    def input_id(self, path: Any) -> str | None:
-        """The id of an input path the studio may show (examples, uploads, runs), else None."""
-        if not isinstance(path, str) or not self.inside(path):
-            return None
-        real = Path(os.path.realpath(path))
-        for prefix, root in (("examples", self.examples), ("uploads", self.uploads)):
-            if real.parent == Path(os.path.realpath(root)):
-                return f"{prefix}/{real.name}"
-        return f"runs/{real.parent.name}/{real.name}"
-
-    def form_of(self, config: Mapping[str, Any]) -> dict:
-        """The form that gives ``config`` back ("use these settings"): the knobs, and every other
-        setting that differs from the defaults in the advanced box."""
-        if not config:
-            return {}
-        styles = config.get("style") if isinstance(config.get("style"), list) else [config.get("style")]
-        form = {"content": self.input_id(config.get("content")), "styles": [self.input_id(s) for s in styles],
-                "size": config.get("size"), "seeds": " ".join(str(s) for s in config.get("seeds", [0])),
-                "style_loss": config.get("style_loss"), "preserve_colors": config.get("preserve_colors"),
-                "style_scale": config.get("style_scale"), "preset": "default"}
-        rest = {k: v for k, v in differing_settings(config).items()
-                if k not in ("size", "seeds", "style_loss", "preserve_colors", "style_scale")}
-        nested: dict[str, Any] = {}
-        for k, v in rest.items():
-            if "." in k:
-                top, sub = k.split(".", 1)
-                nested.setdefault(top, {})[sub] = v
-            else:
-                nested[k] = v
-        form["advanced"] = yaml.safe_dump(nested, sort_keys=False) if nested else ""
-        return form
-
-    # -- the worker --
-    async def worker(self) -> None:
-        """Run the queue, one job at a time, each in its own command-line process."""
-        while not self.closing:
-            job = next((j for j in self.jobs if j["state"] == "waiting"), None)
-            if job is None:
-                self.wake.clear()
-                await self.wake.wait()
-                continue
-            await self.run_job(job)
-
-    async def run_job(self, job: dict) -> None:
-        name = job["name"]
-        self.watch_port = free_port()
-        args = [self.python, "-m", "jaxstyle.cli", "--config", str(self.jobs_dir / f"{name}.yaml"),
-                "--serve", str(self.watch_port), "--serve-exit"] + (["--resume"] if job.get("resume") else [])
-        log = self.state_dir / "logs" / f"{name}.log"
-        log.parent.mkdir(exist_ok=True)
-        job.update(state="running", started=time.time(), message="")
-        job.pop("stopping", None)
-        self.save_queue()
-        with open(log, "ab") as out:
-            # Its own session: a Ctrl-C on the studio's terminal reaches the studio only, which then
-            # interrupts the run once (a second interrupt would stop it without a checkpoint).
-            self.process = await asyncio.create_subprocess_exec(*args, stdout=out, stderr=out,
-                                                                stdin=asyncio.subprocess.DEVNULL,
-                                                                start_new_session=True)
-            code = await self.process.wait()
-        self.process, self.watch_port = None, None
-        errors = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error: ")]
-        if code == 0:
-            job.update(state="finished", message="")
-        elif code == 3:
-            job.update(state="interrupted", message="stopped: a checkpoint was written; resume continues it")
-        else:
-            message = errors[-1][len("error: "):] if errors else f"the run ended with status {code}"
-            job.update(state="failed", message=message)
-        job.pop("stopping", None)
-        self.save_queue()
-
-    async def shutdown(self) -> None:
-        """Start no more jobs, and stop a running one cleanly (its checkpoint written)."""
-        self.closing = True
-        self.wake.set()
-        process, job = self.process, next((j for j in self.jobs if j["state"] == "running"), None)
-        if process is not None and process.returncode is None:
-            if not (job or {}).get("stopping"):
-                process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(process.wait(), 300)
-            except asyncio.TimeoutError:
-                process.kill()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---- the server ----------------------------------------------------------------------------------
@@ -704,9 +431,10 @@ def page_html() -> bytes:
     return resources.files("jaxstyle.serve").joinpath("studio.html").read_bytes()
 
 
-def make_app(studio: Studio, token: str, bound: str, run_queue: bool = True) -> web.Application:
-    """The studio's aiohttp application: its token and Host checks, the page, the API, the files;
-    with ``run_queue`` (the default; False holds the queue, for tests) the worker runs the queue."""
+def token_guard(token: str):
+    """The middleware that asks every request for the token (the printed address's, then the
+    per-port cookie) and every other method than GET for a same-site origin; a refusal of the
+    studio's is a JSON error of status 400."""
 
     @web.middleware
     async def guard(request: web.Request, handler):
@@ -728,13 +456,18 @@ def make_app(studio: Studio, token: str, bound: str, run_queue: bool = True) -> 
             return await handler(request)
         except JaxstyleError as exc:  # the studio's refusals and the config module's messages
             return web.json_response({"error": str(exc)}, status=400)
+    return guard
+
+
+def api_routes(studio: Studio) -> list:
+    """The page and the JSON API: state, upload, submit, and the actions on a run."""
 
     async def page(request: web.Request) -> web.Response:
         return answer(page_html(), "text/html; charset=utf-8")
 
     async def state(request: web.Request) -> web.Response:
         running = next((j["name"] for j in studio.jobs if j["state"] == "running"), None)
-        return web.json_response({"inputs": studio.input_lists(), "cards": studio.cards(), "running": running,
+        return web.json_response({"inputs": studio.input_lists(), "cards": studio.views.cards(), "running": running,
                                   "queue": [j["name"] for j in studio.jobs if j["state"] == "waiting"],
                                   "options": {"style_loss": ["gram", *STYLE_LOSSES],
                                               "preserve_colors": list(COLOR_MODES), "preset": list(PRESETS)}},
@@ -766,13 +499,20 @@ def make_app(studio: Studio, token: str, bound: str, run_queue: bool = True) -> 
 
     async def action(request: web.Request) -> web.Response:
         name, what = request.match_info["name"], request.match_info["action"]
-        {"remove": studio.remove, "stop": studio.stop, "resume": studio.resume, "delete": studio.delete}[what](name)
+        {"remove": studio.remove, "stop": studio.queue.stop, "resume": studio.resume, "delete": studio.delete}[what](name)
         return web.json_response({"ok": True})
+
+    return [web.get("/", page), web.get("/api/state", state), web.post("/api/upload", upload),
+            web.post("/api/runs", submit), web.post(r"/api/runs/{name}/{action:remove|stop|resume|delete}", action)]
+
+
+def file_routes(studio: Studio) -> list:
+    """The runs' files (and a run's config as YAML), the inputs, and the running job's live page."""
 
     async def run_file(request: web.Request) -> web.Response:
         name, file = request.match_info["name"], request.match_info["file"]
         if file == "config.yaml":
-            config = studio.config_of(name) if RUN_NAME.match(name) else None
+            config = studio.views.config_of(name) if RUN_NAME.match(name) else None
             if config is None:
                 raise web.HTTPNotFound()
             return web.Response(body=yaml.safe_dump(config, sort_keys=False).encode(),
@@ -791,7 +531,7 @@ def make_app(studio: Studio, token: str, bound: str, run_queue: bool = True) -> 
 
     async def watch(request: web.Request) -> web.Response:
         """The running job's live page, relayed from the worker's own server."""
-        port = studio.watch_port
+        port = studio.queue.watch_port
         if port is None:
             raise web.HTTPNotFound(text="no run is going")
         url = f"http://127.0.0.1:{port}/{request.match_info['rest']}"
@@ -806,20 +546,22 @@ def make_app(studio: Studio, token: str, bound: str, run_queue: bool = True) -> 
         except (aiohttp.ClientError, asyncio.TimeoutError):
             raise web.HTTPServiceUnavailable(text="the run's page is not up yet") from None
 
+    return [web.get("/runs/{name}/{file}", run_file), web.get(r"/inputs/{kind:examples|uploads}/{file}", input_file),
+            web.get("/watch/{rest:.*}", watch)]
+
+
+def make_app(studio: Studio, token: str, bound: str, run_queue: bool = True) -> web.Application:
+    """The studio's aiohttp application: its token and Host checks, the page, the API, the files;
+    with ``run_queue`` (the default; False holds the queue, for tests) the worker runs the queue."""
     # client_max_size: an upload's body; JSON bodies are read with their own cap (json_body).
-    app = secure_app([host_guard(bound), guard], client_max_size=UPLOAD_BYTES + (1 << 20))
-    app.add_routes([web.get("/", page), web.get("/api/state", state), web.post("/api/upload", upload),
-                    web.post("/api/runs", submit),
-                    web.post(r"/api/runs/{name}/{action:remove|stop|resume|delete}", action),
-                    web.get("/runs/{name}/{file}", run_file),
-                    web.get(r"/inputs/{kind:examples|uploads}/{file}", input_file),
-                    web.get("/watch/{rest:.*}", watch)])
+    app = secure_app([host_guard(bound), token_guard(token)], client_max_size=UPLOAD_BYTES + (1 << 20))
+    app.add_routes([*api_routes(studio), *file_routes(studio)])
 
     async def start_worker(app: web.Application) -> None:
-        app[WORKER] = asyncio.create_task(studio.worker())
+        app[WORKER] = asyncio.create_task(studio.queue.worker())
 
     async def stop_worker(app: web.Application) -> None:
-        await studio.shutdown()
+        await studio.queue.shutdown()
         await app[WORKER]  # it records how the running job ended, then starts no other
     if run_queue:
         app.on_startup.append(start_worker)

@@ -1,0 +1,260 @@
+"""The one driver: what a command runs. Validated config in, files out: check the output folder,
+take its lock, run the schedule the config asks for, write the outputs, settle the checkpoint.
+
+The schedules share one result type (:class:`~jaxstyle.engine.pipeline.RunResult`, a clip's
+:class:`~jaxstyle.driver.clip.ClipResult` being its frames' form), one report builder
+(:func:`~jaxstyle.driver.report.build_report`) and one way to take a run's
+:class:`~jaxstyle.engine.progress.RunHooks`:
+
+* an image run: the plan's stages and tiles (:func:`jaxstyle.engine.pipeline.run_plan`);
+* a comparison: a sweep over ``style_loss`` runs one program per choice, one after another
+  (:func:`run_groups`), and a sweep over style losses or terms gets the comparison table
+  (:func:`jaxstyle.driver.lab.comparison`);
+* a clip: its frames as batch slots, run after run (:func:`jaxstyle.driver.clip.run_clip`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from pathlib import Path
+from typing import Callable
+
+import jax
+import numpy as np
+
+from ..core.errors import JaxstyleError, OutputError
+from ..engine.checkpoint import FILENAME as CHECKPOINT
+from ..engine.checkpoint import Checkpoint
+from ..engine.config import Config
+from ..engine.pipeline import RunResult, run_plan
+from ..engine.progress import RunHooks, Watchers
+from ..engine.variants import expand_variants
+from ..media.video import Clip
+from ..model.terms import term_file_hashes, used_terms
+from ..model.weights import load_vgg19
+from .clip import ClipResult, load_clip, run_clip
+from .lab import comparison
+from .outputs import (image_name, image_result, prepare_output, recorded_files, remove_stale, write_clip_outputs,
+                      write_image, write_outputs)
+from .report import build_report
+
+
+def reported(cfg: Config, result: RunResult) -> RunResult:
+    """``result`` with its report built from its summary."""
+    result.report = build_report(cfg, result.variants, result.summary)
+    return result
+
+
+def run(cfg: Config, params=None, hooks: RunHooks = RunHooks()) -> RunResult:
+    """Optimise every variant of ``cfg`` (an image, not a clip) through every stage and tile of its
+    plan; the result with its report (and, for a sweep over style losses or terms, the comparison
+    table). ``hooks``: see :class:`~jaxstyle.engine.progress.RunHooks`.
+
+    A sweep over ``style_loss`` runs one program per choice, one after another (:func:`run_groups`).
+    """
+    params = load_vgg19(cfg.weights) if params is None else params
+    hooks = dataclasses.replace(hooks, watch=hooks.watchers())
+    groups = program_groups(cfg)
+    if len(groups) > 1:
+        result = run_groups(cfg, groups, params, hooks)
+    else:
+        result = reported(cfg, run_plan(cfg, params, hooks))
+    if result.checkpoint is None and {"style_loss", "terms"} & set(cfg.sweep):
+        result.report["comparison"] = comparison(cfg, params, result.images, result.variants, result.report)
+    return result
+
+
+def program_groups(cfg: Config) -> list[Config]:
+    """One config per style loss of a sweep over several, each without that sweep; else ``[cfg]``."""
+    kinds = cfg.sweep.get("style_loss", [])
+    if len(kinds) < 2:
+        return [cfg]
+    rest = {k: v for k, v in cfg.sweep.items() if k != "style_loss"}
+    return [dataclasses.replace(cfg, style_loss=k, sweep=rest) for k in kinds]
+
+
+def run_groups(cfg: Config, groups: list[Config], params, hooks: RunHooks) -> RunResult:
+    """Each style loss of a sweep as its own program, one after another; the results joined.
+
+    One program per choice, not one program evaluating every loss for every variant: on the
+    2-core CPU the latter cost more than the sum of the separate programs (docs/loss-lab.md).
+    """
+    log, resume, watch, save_intermediate = hooks.log, hooks.resume, hooks.watchers(), hooks.save_intermediate
+    log(f"style_loss sweep: one program per choice ({', '.join(g.style_loss for g in groups)}), one after another")
+    first = resume.group if resume is not None else 0
+    done = [resume.finished] if resume is not None and resume.finished is not None else []
+    reports, results = list(resume.finished_reports) if resume is not None else [], []
+    for g, r in enumerate(reports):  # the history of the programs a resumed run had finished
+        for entry in r.get("history", []):
+            watch.record({**entry, "program": g, "first": sum(len(q["variants"]) for q in reports[:g])})
+    for g in range(first, len(groups)):
+        offset = sum(len(d) for d in done) + sum(len(r.images) for r in results)
+        save = None if save_intermediate is None else \
+            (lambda tag, images, start=0, o=offset: save_intermediate(tag, images, o + start))
+        log(f"style_loss {groups[g].style_loss} ({g + 1}/{len(groups)})")
+        earlier = reports + [x.report for x in results]
+        spent = tuple(sum(e["timing"][k] for e in earlier) for k in ("run_s", "compile_s"))
+        r = reported(groups[g], run_plan(groups[g], params, dataclasses.replace(
+            hooks, save_intermediate=save, resume=resume if g == first else None,
+            watch=placed(watch, g, len(groups), offset, spent))))
+        results.append(r)
+        if r.checkpoint is not None:
+            before = [*done, *(x.images for x in results[:-1])]
+            r.checkpoint.group = g
+            r.checkpoint.finished = np.concatenate(before) if before else None
+            r.checkpoint.finished_reports = reports + [x.report for x in results[:-1]]
+            break
+    return join_results(cfg, done, reports, results)
+
+
+def placed(watch: Watchers, g: int, groups: int, first: int, spent: tuple[float, float]) -> Watchers:
+    """``watch`` as program ``g`` of ``groups`` sees it: its variants placed from index ``first`` on
+    among all the run's, the seconds (and compilation) ``spent`` by the programs before it added,
+    and the programs still to come in the ETA (each counted as costing what this one does)."""
+    return Watchers(
+        (lambda t: watch.tick(dataclasses.replace(
+            t, first=first, elapsed_s=spent[0] + t.elapsed_s, compile_s=spent[1] + t.compile_s,
+            work=g * t.work_total + t.work, work_total=groups * t.work_total)),),
+        (lambda e: watch.record({**e, "program": g, "first": first}),))
+
+
+def join_results(cfg: Config, done: list[np.ndarray], reports: list[dict], results: list[RunResult]) -> RunResult:
+    """One result of several programs' (earlier ones given by their images and reports)."""
+    reports = reports + [r.report for r in results]
+    images = np.concatenate([*done, *(r.images for r in results)])
+    variants = expand_variants(cfg)[: len(images)]
+    report = dict(reports[-1])
+    report.update(
+        config=cfg.to_dict(), variants=[v for r in reports for v in r["variants"]],
+        iterations=max(r["iterations"] for r in reports), evaluations=sum(r["evaluations"] for r in reports),
+        stages=[r["stages"] for r in reports],
+        timing={"compile_s": round(sum(r["timing"]["compile_s"] for r in reports), 4),
+                "run_s": round(sum(r["timing"]["run_s"] for r in reports), 4)},
+        programs=[{"style_loss": r["config"]["style_loss"], "variants": len(r["variants"]), **r["timing"]}
+                  for r in reports])
+    starts = np.cumsum([0] + [len(r["variants"]) for r in reports])
+    report["history"] = [{**h, "program": g, "first": int(starts[g])} for g, r in enumerate(reports)
+                         for h in r.get("history", [])]
+    return RunResult(images, variants, report, report["history"], results[-1].checkpoint)
+
+
+@contextlib.contextmanager
+def output_lock(out: Path):
+    """Hold ``out/.jaxstyle.lock`` for the run, so two runs never write to one folder at once."""
+    lock = out / ".jaxstyle.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+                os.kill(pid, 0)
+            except (ValueError, OSError):  # unreadable, or that process is gone: a stale lock
+                lock.unlink(missing_ok=True)
+                continue
+            raise OutputError(f"another run (pid {pid}) is writing to {out}; wait for it or choose "
+                              "another output") from None
+        except OSError as exc:
+            raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    else:
+        raise OutputError(f"cannot take the lock {lock}")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def run_and_save(cfg: Config, hooks: RunHooks = RunHooks(), resume: bool = False,
+                 on_start: Callable[[], None] | None = None) -> RunResult | ClipResult:
+    """Check the output, run, write everything: what the command line does.
+
+    An interrupted run writes its images so far, ``report.json`` (``"interrupted": true``),
+    ``losses.png`` and ``checkpoint.npz``; ``resume=True`` continues from that checkpoint (the
+    folder's, not ``hooks.resume``). ``on_start`` is called once the output folder is checked and
+    held. Under ``jax.distributed`` (several processes) every process runs its share and process 0
+    alone writes the outputs.
+    """
+    out = Path(cfg.output)
+    if jax.process_index() != 0:
+        return run(cfg, hooks=RunHooks(log=lambda line: None, should_stop=hooks.should_stop, watch=Watchers()))
+    record = {**cfg.to_dict(), "term_files": term_file_hashes(used_terms(cfg.terms, cfg.sweep))}
+    checkpoint = Checkpoint.load(out / CHECKPOINT, record) if resume else None
+    clip = load_clip(cfg) if cfg.is_clip else None  # a bad clip is refused before anything is written
+    created = not out.exists()
+    if not resume:
+        prepare_output(cfg, clip is not None and len(clip.frames) > 1)
+    hooks = dataclasses.replace(hooks, resume=checkpoint)
+    try:
+        with output_lock(out):
+            if on_start is not None:
+                on_start()
+            if clip is not None:
+                return save_clip(cfg, out, record, hooks, clip)
+            return save_images(cfg, out, record, hooks)
+    except JaxstyleError:
+        # A mistake found once the run began (a user term that fails when traced): leave no
+        # trace of the folder this run made.
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def save_images(cfg: Config, out: Path, record: dict, hooks: RunHooks) -> RunResult:
+    """An image run (or a comparison) and its outputs, intermediate images included."""
+    variants = expand_variants(cfg)
+    # Read before any file is replaced: this run's own files so far, and those it replaces.
+    written, earlier = recorded_files(out, resume=hooks.resume is not None)
+
+    def save_intermediate(stage: str, images: np.ndarray, start: int = 0) -> None:
+        for i, (v, img) in enumerate(zip(variants[start:], images), start):
+            name = image_name(i, v, stage, cfg.image_format)
+            write_image(img, out / name, cfg.image_format, cfg.image_quality, cfg.image_bits)
+            written.append(name)
+
+    result = run(cfg, hooks=dataclasses.replace(hooks, save_intermediate=save_intermediate))
+    owed(result.report, result.checkpoint, earlier, written)
+    path = write_outputs(cfg, result, written)
+    settle(result.checkpoint, out, record, hooks.log, f"wrote the images so far, {path}",
+           f"wrote {len(result.variants)} image(s) and {path}", earlier, result.report["files"])
+    return result
+
+
+def save_clip(cfg: Config, out: Path, record: dict, hooks: RunHooks, clip: Clip) -> RunResult | ClipResult:
+    """A clip's run and its outputs; a clip of one frame is an image run and writes an image's."""
+    _, earlier = recorded_files(out, resume=hooks.resume is not None)
+    result = run_clip(cfg, clip, hooks=hooks)
+    single = len(clip.frames) == 1
+    owed(result.report, result.checkpoint, earlier, [])
+    shown = image_result(result) if single else result
+    path = write_outputs(cfg, shown) if single else write_clip_outputs(cfg, result)
+    settle(result.checkpoint, out, record, hooks.log, f"wrote the frames so far, {path}",
+           f"wrote {len(result.variants)} image(s) and {path}" if single else
+           f"wrote {len(result.variants)} clip(s) of {result.frames.shape[1]} frame(s) and {path}",
+           earlier, shown.report["files"])
+    return result
+
+
+def owed(report: dict, checkpoint: Checkpoint | None, earlier: list[str], written: list[str]) -> None:
+    """An interrupted run's report keeps the overwritten run's files it has not yet removed
+    (``replaces``), so the finished run removes them; a finished run owes nothing."""
+    if checkpoint is not None and earlier:
+        report["replaces"] = [n for n in earlier if n not in written]
+
+
+def settle(checkpoint: Checkpoint | None, out: Path, record: dict, log: Callable[[str], None], so_far: str,
+           done: str, earlier: list[str] = (), current: list[str] = ()) -> None:
+    """After the outputs: an interrupted run's checkpoint saved, or a finished run's stale one
+    removed with the files of the run it replaced that it did not write again; and one line saying
+    which."""
+    if checkpoint is not None:
+        checkpoint.save(out / CHECKPOINT, record)
+        log(f"interrupted at {checkpoint.where}: {so_far} and {out / CHECKPOINT}; continue with --resume")
+    else:
+        (out / CHECKPOINT).unlink(missing_ok=True)
+        remove_stale(out, earlier, current)
+        log(done)
