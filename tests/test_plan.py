@@ -282,12 +282,22 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     assert back.where == "stage 2, pass 1, tile 4, iteration 5"
     with pytest.raises(OutputError, match=r"config changed since the checkpoint \(scales\)"):
         Checkpoint.load(path, validate({**BASE, "scales": [16]}).to_dict())
-    # A checkpoint of an earlier version (no format number: the old direct and staged kinds) is
-    # refused with one line.
-    for kind in ("direct", "stages"):
-        meta = json.dumps({"kind": kind, "iteration": 3, "config": cfg}).encode()
-        np.savez(tmp_path / "old.npz", meta=np.frombuffer(meta, np.uint8), leaf0=np.zeros(3))
-        with pytest.raises(OutputError, match="written by an older version of jaxstyle and cannot be resumed"):
+    # A clip's cursor, in the second program of a sweep, with the state its schedule owns.
+    clip = Checkpoint(Cursor(0, 0, 0, 2, frame=3, video_pass=1, schedule="clip", program=1), ck.images, 1.0, [],
+                      np.array([1, 1]), np.array([1, 1]), None, None, [], np.zeros((1, 4, 8, 8, 3), np.float32),
+                      [{"variants": []}], {"done": np.ones((2, 2, 8, 8, 3), np.float32)}, {"runs": [], "chunk": 1})
+    back = Checkpoint.load(clip.save(tmp_path / "clip.npz", cfg), cfg)
+    assert back.cursor == clip.cursor and back.cursor.clip and back.owned_meta == {"runs": [], "chunk": 1}
+    assert back.owned_arrays["done"].shape == (2, 2, 8, 8, 3) and back.finished.shape == (1, 4, 8, 8, 3)
+    assert back.where == "program 2, frame 4, video pass 2, stage 1, pass 1, tile 1, iteration 2"
+    # A checkpoint of an earlier version (no format number: the old direct and staged kinds; format
+    # 2: the cursor as a list, a clip's own state under other names) is refused with one line.
+    older = [{"kind": kind, "iteration": 3, "config": cfg} for kind in ("direct", "stages")]
+    older.append({"format": 2, "cursor": [0, 0, 0, 3, 0, 0, False], "run_s": 1.0, "stages": [], "history": [],
+                  "state_leaves": None, "config": cfg, "group": 0, "finished_reports": [], "clip_meta": {}})
+    for meta in older:
+        np.savez(tmp_path / "old.npz", meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), leaf0=np.zeros(3))
+        with pytest.raises(OutputError, match="written by another version of jaxstyle and cannot be resumed"):
             Checkpoint.load(tmp_path / "old.npz", cfg)
 
 

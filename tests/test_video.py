@@ -385,8 +385,35 @@ def test_tiles_colour_preservation_and_terms_work_on_a_clip(small_clip, vgg_para
     runs = result.report["clip"]["runs"]
     assert len(runs) == 3 and all(len(r["final_loss"]["tv"]) == 1 and r["stages"] == 1 for r in runs)
     assert runs[0]["final_loss"]["temporal"] == [0.0] and runs[2]["final_loss"]["temporal"][0] > 0
-    with pytest.raises(ConfigError, match="cannot sweep style_loss"):
-        validate({**clip_config(small_clip), "sweep": {"style_loss": ["gram", "mean_cov"]}})
+
+
+def test_a_clip_sweeps_style_losses_one_program_each_and_resumes_across_them(small_clip, vgg_params):
+    """A clip with a sweep over style losses: each style loss's clip equals that loss alone, the
+    report has a row of the comparison table per variant, the device count and the memory
+    estimate; stopped in the second program, it resumes to the same frames."""
+    from jaxstyle.driver.job import run
+    raw = clip_config(small_clip, mode="sequential", first=0, frames=3, frame_iterations=4)
+    raw.update(optimizer={"iterations": 6}, print_every=2, sweep={"style_loss": ["gram", "mean_cov"]})
+    quiet = RunHooks(log=lambda line: None, watch=Watchers())
+    whole = run(validate(raw), vgg_params, quiet)
+    assert whole.frames.shape == (2, 3, 32, 40, 3) and whole.checkpoint is None
+    for i, loss in enumerate(["gram", "mean_cov"]):
+        alone = run(validate({**raw, "sweep": {}, "style_loss": loss}), vgg_params, quiet)
+        np.testing.assert_array_equal(whole.frames[i], alone.frames[0])
+    report = whole.report
+    assert [row["style_loss"] for row in report["comparison"]] == ["gram", "mean_cov"]
+    assert all(row["content_loss"] > 0 and row["gram_style_loss"] > 0 for row in report["comparison"])
+    assert [p["style_loss"] for p in report["programs"]] == ["gram", "mean_cov"]
+    assert report["devices"] >= 1 and report["memory_estimate_mb"] > 0
+    assert len(report["clip"]["warping_error"]) == 2 and len(report["clip"]["runs"]) == 6
+    ticks = []
+    # Stop at the second program's fourth chunk (its second frame): inside a frame of that clip.
+    stop = RunHooks(log=lambda line: None, watch=Watchers((ticks.append,)),
+                    should_stop=lambda: sum(t.first == 1 for t in ticks) >= 4)
+    cut = run(validate(raw), vgg_params, stop)
+    assert cut.checkpoint is not None and cut.checkpoint.cursor.program == 1 and cut.checkpoint.cursor.clip
+    rest = run(validate(raw), vgg_params, RunHooks(log=lambda line: None, watch=Watchers(), resume=cut.checkpoint))
+    np.testing.assert_array_equal(rest.frames, whole.frames)
 
 
 def interrupt_after(chunks_done: int):

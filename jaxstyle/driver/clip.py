@@ -200,8 +200,8 @@ class ClipState:
 
     @classmethod
     def restore(cls, checkpoint: Checkpoint) -> "ClipState":
-        m = checkpoint.clip_meta
-        return cls(checkpoint.clip_arrays["done"], checkpoint.clip_arrays.get("previous"), list(m["runs"]),
+        m = checkpoint.owned_meta
+        return cls(checkpoint.owned_arrays["done"], checkpoint.owned_arrays.get("previous"), list(m["runs"]),
                    list(m["history"]), float(m["run_s"]), float(m["compile_s"]), int(m["chunk"]))
 
 
@@ -458,8 +458,8 @@ def run_clip(cfg: Config, clip: Clip | None = None, params=None, hooks: RunHooks
         state.compile_s += result.report["timing"]["compile_s"]
         if result.checkpoint is not None:
             cp = result.checkpoint
-            cp.cursor = dataclasses.replace(cp.cursor, frame=frame, video_pass=p, clip=True)
-            cp.clip_arrays, cp.clip_meta = state.arrays(), state.meta()
+            cp.cursor = dataclasses.replace(cp.cursor, frame=frame, video_pass=p, schedule="clip")
+            cp.owned_arrays, cp.owned_meta = state.arrays(), state.meta()
             checkpoint = cp
             break
         work = runner.run_work(len(run.frames.content), run.frames.iterations)

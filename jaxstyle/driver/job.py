@@ -19,7 +19,8 @@ import contextlib
 import dataclasses
 import os
 from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -47,22 +48,51 @@ def reported(cfg: Config, result: RunResult) -> RunResult:
     return result
 
 
-def run(cfg: Config, params=None, hooks: RunHooks = RunHooks()) -> RunResult:
-    """Optimise every variant of ``cfg`` (an image, not a clip) through every stage and tile of its
-    plan; the result with its report (and, for a sweep over style losses or terms, the comparison
-    table). ``hooks``: see :class:`~jaxstyle.engine.progress.RunHooks`.
+@dataclass(frozen=True)
+class Schedule:
+    """How the driver runs one program of a config and joins several: ``one(cfg, hooks)`` runs it
+    (a result with ``report`` and ``checkpoint``); ``arrays(result)`` is what a finished program
+    leaves (an image run's images ``(V, H, W, 3)``, a clip's frames ``(V, F, H, W, 3)``);
+    ``join(cfg, done, reports, results)`` makes one result of several programs'; ``photos(result)``
+    each variant's photograph for the comparison table (None: the config's)."""
+
+    one: Callable[[Config, RunHooks], Any]
+    arrays: Callable[[Any], np.ndarray]
+    join: Callable[..., Any]
+    photos: Callable[[Any], np.ndarray | None]
+
+
+def image_schedule(params) -> Schedule:
+    """An image: the plan's stages and tiles, one program per tile shape."""
+    return Schedule(lambda cfg, hooks: reported(cfg, run_plan(cfg, params, hooks)), lambda r: r.images,
+                    join_results, lambda r: None)
+
+
+def clip_schedule(clip: Clip, params) -> Schedule:
+    """A clip: its frames as batch slots, run after run (:func:`jaxstyle.driver.clip.run_clip`)."""
+    return Schedule(lambda cfg, hooks: run_clip(cfg, clip, params, hooks), lambda r: r.frames, join_clips,
+                    lambda r: np.repeat(r.clip.frames[r.frames.shape[1] - 1][None], len(r.variants), axis=0))
+
+
+def run(cfg: Config, params=None, hooks: RunHooks = RunHooks(), clip: Clip | None = None) -> RunResult | ClipResult:
+    """Run every variant of ``cfg``: an image through every stage and tile of its plan, or a clip
+    (``clip``: its frames, read from ``cfg.content`` when None) frame by frame; the result with its
+    report, and for a sweep over style losses or terms the comparison table. ``hooks``: see
+    :class:`~jaxstyle.engine.progress.RunHooks`.
 
     A sweep over ``style_loss`` runs one program per choice, one after another (:func:`run_groups`).
     """
     params = load_vgg19(cfg.weights) if params is None else params
     hooks = dataclasses.replace(hooks, watch=hooks.watchers())
-    groups = program_groups(cfg)
-    if len(groups) > 1:
-        result = run_groups(cfg, groups, params, hooks)
+    if cfg.is_clip:
+        schedule = clip_schedule(load_clip(cfg) if clip is None else clip, params)
     else:
-        result = reported(cfg, run_plan(cfg, params, hooks))
+        schedule = image_schedule(params)
+    groups = program_groups(cfg)
+    result = run_groups(cfg, groups, hooks, schedule) if len(groups) > 1 else schedule.one(cfg, hooks)
     if result.checkpoint is None and {"style_loss", "terms"} & set(cfg.sweep):
-        result.report["comparison"] = comparison(cfg, params, result.images, result.variants, result.report)
+        result.report["comparison"] = comparison(cfg, params, result.images, result.variants, result.report,
+                                                 schedule.photos(result))
     return result
 
 
@@ -75,38 +105,39 @@ def program_groups(cfg: Config) -> list[Config]:
     return [dataclasses.replace(cfg, style_loss=k, sweep=rest) for k in kinds]
 
 
-def run_groups(cfg: Config, groups: list[Config], params, hooks: RunHooks) -> RunResult:
-    """Each style loss of a sweep as its own program, one after another; the results joined.
+def run_groups(cfg: Config, groups: list[Config], hooks: RunHooks, schedule: Schedule):
+    """Each style loss of a sweep as its own program, one after another; the results joined. An
+    interrupted program's checkpoint keeps the finished programs' arrays and reports.
 
     One program per choice, not one program evaluating every loss for every variant: on the
     2-core CPU the latter cost more than the sum of the separate programs (docs/loss-lab.md).
     """
     log, resume, watch, save_intermediate = hooks.log, hooks.resume, hooks.watchers(), hooks.save_intermediate
     log(f"style_loss sweep: one program per choice ({', '.join(g.style_loss for g in groups)}), one after another")
-    first = resume.group if resume is not None else 0
+    first = resume.cursor.program if resume is not None else 0
     done = [resume.finished] if resume is not None and resume.finished is not None else []
     reports, results = list(resume.finished_reports) if resume is not None else [], []
     for g, r in enumerate(reports):  # the history of the programs a resumed run had finished
         for entry in r.get("history", []):
             watch.record({**entry, "program": g, "first": sum(len(q["variants"]) for q in reports[:g])})
     for g in range(first, len(groups)):
-        offset = sum(len(d) for d in done) + sum(len(r.images) for r in results)
+        offset = sum(len(d) for d in done) + sum(len(schedule.arrays(r)) for r in results)
         save = None if save_intermediate is None else \
             (lambda tag, images, start=0, o=offset: save_intermediate(tag, images, o + start))
         log(f"style_loss {groups[g].style_loss} ({g + 1}/{len(groups)})")
         earlier = reports + [x.report for x in results]
         spent = tuple(sum(e["timing"][k] for e in earlier) for k in ("run_s", "compile_s"))
-        r = reported(groups[g], run_plan(groups[g], params, dataclasses.replace(
+        r = schedule.one(groups[g], dataclasses.replace(
             hooks, save_intermediate=save, resume=resume if g == first else None,
-            watch=placed(watch, g, len(groups), offset, spent))))
+            watch=placed(watch, g, len(groups), offset, spent)))
         results.append(r)
         if r.checkpoint is not None:
-            before = [*done, *(x.images for x in results[:-1])]
-            r.checkpoint.group = g
+            before = [*done, *(schedule.arrays(x) for x in results[:-1])]
+            r.checkpoint.cursor = dataclasses.replace(r.checkpoint.cursor, program=g)
             r.checkpoint.finished = np.concatenate(before) if before else None
             r.checkpoint.finished_reports = reports + [x.report for x in results[:-1]]
             break
-    return join_results(cfg, done, reports, results)
+    return schedule.join(cfg, done, reports, results)
 
 
 def placed(watch: Watchers, g: int, groups: int, first: int, spent: tuple[float, float]) -> Watchers:
@@ -120,24 +151,45 @@ def placed(watch: Watchers, g: int, groups: int, first: int, spent: tuple[float,
         (lambda e: watch.record({**e, "program": g, "first": first}),))
 
 
-def join_results(cfg: Config, done: list[np.ndarray], reports: list[dict], results: list[RunResult]) -> RunResult:
-    """One result of several programs' (earlier ones given by their images and reports)."""
-    reports = reports + [r.report for r in results]
-    images = np.concatenate([*done, *(r.images for r in results)])
-    variants = expand_variants(cfg)[: len(images)]
+def joined_report(cfg: Config, reports: list[dict]) -> dict:
+    """One report of several programs' reports: their variants one after another, counts and
+    seconds summed, each program's style loss and seconds, the history marked by program."""
     report = dict(reports[-1])
     report.update(
         config=cfg.to_dict(), variants=[v for r in reports for v in r["variants"]],
         iterations=max(r["iterations"] for r in reports), evaluations=sum(r["evaluations"] for r in reports),
         stages=[r["stages"] for r in reports],
-        timing={"compile_s": round(sum(r["timing"]["compile_s"] for r in reports), 4),
-                "run_s": round(sum(r["timing"]["run_s"] for r in reports), 4)},
+        timing={k: round(sum(r["timing"][k] for r in reports), 4) for k in reports[-1]["timing"]},
         programs=[{"style_loss": r["config"]["style_loss"], "variants": len(r["variants"]), **r["timing"]}
                   for r in reports])
     starts = np.cumsum([0] + [len(r["variants"]) for r in reports])
     report["history"] = [{**h, "program": g, "first": int(starts[g])} for g, r in enumerate(reports)
                          for h in r.get("history", [])]
-    return RunResult(images, variants, report, report["history"], results[-1].checkpoint)
+    return report
+
+
+def join_results(cfg: Config, done: list[np.ndarray], reports: list[dict], results: list[RunResult]) -> RunResult:
+    """One image result of several programs' (earlier ones given by their images and reports)."""
+    report = joined_report(cfg, reports + [r.report for r in results])
+    images = np.concatenate([*done, *(r.images for r in results)])
+    return RunResult(images, expand_variants(cfg)[: len(images)], report, report["history"], results[-1].checkpoint)
+
+
+def join_clips(cfg: Config, done: list[np.ndarray], reports: list[dict], results: list[ClipResult]) -> ClipResult:
+    """One clip result of several programs' (earlier ones given by their frames and reports). An
+    interrupted program has fewer frames so far: the joined result has as many for every variant."""
+    reports = reports + [r.report for r in results]
+    report = joined_report(cfg, reports)
+    clips = [r["clip"] for r in reports]
+    frames = [*done, *(r.frames for r in results)]
+    n = min(f.shape[1] for f in frames)
+    frames = np.concatenate([f[:, :n] for f in frames])
+    report["clip"] = {**clips[-1], "frames_done": n,
+                      "runs": [{**run, "program": g} for g, c in enumerate(clips) for run in c["runs"]]}
+    if all("warping_error" in c for c in clips):
+        report["clip"]["warping_error"] = [e for c in clips for e in c["warping_error"]]
+    return ClipResult(frames, expand_variants(cfg)[: len(frames)], results[-1].clip, report, report["history"],
+                      results[-1].checkpoint)
 
 
 @contextlib.contextmanager
@@ -227,7 +279,7 @@ def save_images(cfg: Config, out: Path, record: dict, hooks: RunHooks) -> RunRes
 def save_clip(cfg: Config, out: Path, record: dict, hooks: RunHooks, clip: Clip) -> RunResult | ClipResult:
     """A clip's run and its outputs; a clip of one frame is an image run and writes an image's."""
     _, earlier = recorded_files(out, resume=hooks.resume is not None)
-    result = run_clip(cfg, clip, hooks=hooks)
+    result = run(cfg, hooks=hooks, clip=clip)
     single = len(clip.frames) == 1
     owed(result.report, result.checkpoint, earlier, [])
     shown = image_result(result) if single else result

@@ -42,10 +42,12 @@ def yardstick(cfg: Config, params, images: np.ndarray, photos: np.ndarray | None
     return {k: np.array([v[k] for v in values], np.float64) for k in ("content", "style")}
 
 
-def comparison(cfg: Config, params, images: np.ndarray, variants: list[Variant], report: dict) -> list[dict[str, Any]]:
+def comparison(cfg: Config, params, images: np.ndarray, variants: list[Variant], report: dict,
+               photos: np.ndarray | None = None) -> list[dict[str, Any]]:
     """report.json's ``comparison``: per variant its label, style loss, terms, the wall seconds of
-    the program that made it, the yardstick losses and the speckle index."""
-    measured = yardstick(cfg, params, images)
+    the program that made it, the yardstick losses and the speckle index. ``photos``: each image's
+    own photograph ``(V, H, W, 3)`` (a clip's last frame), else the config's."""
+    measured = yardstick(cfg, params, images, photos)
     seconds = [p["run_s"] for p in report.get("programs", []) for _ in range(p["variants"])] or \
         [report["timing"]["run_s"]] * len(variants)
     labels = variant_labels(variants, cfg.sweep)

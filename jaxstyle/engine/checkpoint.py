@@ -1,14 +1,17 @@
 """Where an interrupted run stands, saved so that a resumed run ends where the uninterrupted run ends.
 
-One format for every run (a direct run is a plan of one stage and one tile): the cursor (stage,
-pass, tile, iterations done in that tile), the batch as that tile found it, the solver state of the
-tile in progress, the last stage's starting losses once known, the counters of finished tiles and
-the report's stages so far, with the config it was written for. Files of older versions are
-refused with one line.
+One layout for every schedule (a direct run is a plan of one stage and one tile): the cursor
+(which schedule wrote it, the program of a sweep over style losses, a clip's frame and pass, then
+the stage, pass, tile and iterations done in that tile), the batch as that tile found it, the
+solver state of the tile in progress, the last stage's starting losses once known, the counters of
+finished tiles and the report's stages so far, the finished programs' arrays and reports, a slot
+for the state a schedule owns (a clip's finished frames), and the config it was written for.
+Files of other versions are refused with one line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +23,15 @@ from ..core.fileio import atomic_write
 
 #: Settings that may differ between an interrupted run and its resumption.
 RESUMABLE_CHANGES = ("overwrite", "print_every", "save_every")
-FORMAT = 2
+FORMAT = 3
 FILENAME = "checkpoint.npz"
 
 
 @dataclass(frozen=True)
 class Cursor:
-    """A position in a run's plan: stage, pass and tile indices and the iterations the tile has
-    run. Ordered, so a loop can skip everything before it."""
+    """A position in a run: which schedule (``image`` or ``clip``), the program of a sweep over
+    style losses, a clip's place, then the stage, pass and tile indices in the plan of the run in
+    progress and the iterations the tile has run. Ordered, so a loop can skip everything before it."""
 
     stage: int = 0
     pass_index: int = 0
@@ -37,11 +41,18 @@ class Cursor:
     #: (multipass), and the pass over the chunk; the fields above are then inside that run.
     frame: int = 0
     video_pass: int = 0
-    clip: bool = False
+    schedule: str = "image"
+    #: A sweep over style losses runs one program per choice (:func:`jaxstyle.driver.job.run_groups`).
+    program: int = 0
+
+    @property
+    def clip(self) -> bool:
+        return self.schedule == "clip"
 
     @property
     def where(self) -> str:
-        head = f"frame {self.frame + 1}, video pass {self.video_pass + 1}, " if self.clip else ""
+        head = f"program {self.program + 1}, " if self.program else ""
+        head += f"frame {self.frame + 1}, video pass {self.video_pass + 1}, " if self.clip else ""
         return head + f"stage {self.stage + 1}, pass {self.pass_index + 1}, tile {self.tile + 1}" + (
             f", iteration {self.done}" if self.done else "")
 
@@ -67,15 +78,14 @@ class Checkpoint:
     state: list[np.ndarray] | None = None
     initial: dict[str, np.ndarray] | None = None
     history: list = field(default_factory=list)
-    #: A sweep over style losses runs one program per choice (:func:`jaxstyle.engine.pipeline.run`): the
-    #: index of the one in progress, the finished ones' images ``(V_done, H, W, 3)`` and reports.
-    group: int = 0
+    #: The finished programs of a sweep over style losses: their arrays (images ``(V_done, H, W, 3)``
+    #: or a clip's frames ``(V_done, F, H, W, 3)``) and reports.
     finished: np.ndarray | None = None
     finished_reports: list = field(default_factory=list)
-    #: A clip's own state around the run in progress (:class:`jaxstyle.driver.clip.ClipState`): arrays and
-    #: what JSON keeps.
-    clip_arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    clip_meta: dict = field(default_factory=dict)
+    #: The state a schedule owns around the run in progress (a clip's finished frames:
+    #: :class:`jaxstyle.driver.clip.ClipState`): arrays, and what JSON keeps.
+    owned_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    owned_meta: dict = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -83,14 +93,12 @@ class Checkpoint:
 
     def save(self, path: Path, config: dict) -> Path:
         c = self.cursor
-        meta = json.dumps({"format": FORMAT, "cursor": [c.stage, c.pass_index, c.tile, c.done, c.frame,
-                                                        c.video_pass, c.clip],
+        meta = json.dumps({"format": FORMAT, "cursor": dataclasses.asdict(self.cursor),
                            "run_s": self.run_s, "stages": self.stages, "history": self.history,
                            "state_leaves": None if self.state is None else len(self.state), "config": config,
-                           "group": self.group, "finished_reports": self.finished_reports,
-                           "clip_meta": self.clip_meta})
+                           "finished_reports": self.finished_reports, "owned_meta": self.owned_meta})
         arrays = {f"state{i}": a for i, a in enumerate(self.state or [])}
-        arrays.update({f"clip_{k}": v for k, v in self.clip_arrays.items()})
+        arrays.update({f"owned_{k}": v for k, v in self.owned_arrays.items()})
         if self.finished is not None:
             arrays["finished"] = self.finished
         arrays.update({f"initial_{k}": v for k, v in (self.initial or {}).items()})
@@ -105,12 +113,11 @@ class Checkpoint:
     def load(cls, path: Path, config: dict) -> "Checkpoint":
         meta, z = read(path, config)
         n = meta["state_leaves"]
-        return cls(Cursor(*meta["cursor"]), z["images"], float(meta["run_s"]), list(meta["stages"]),
+        return cls(Cursor(**meta["cursor"]), z["images"], float(meta["run_s"]), list(meta["stages"]),
                    z["iterations"], z["evaluations"], None if n is None else [z[f"state{i}"] for i in range(n)],
                    {k[len("initial_"):]: v for k, v in z.items() if k.startswith("initial_")} or None,
-                   list(meta.get("history", [])), int(meta.get("group", 0)), z.get("finished"),
-                   list(meta.get("finished_reports", [])),
-                   {k[len("clip_"):]: v for k, v in z.items() if k.startswith("clip_")}, meta.get("clip_meta", {}))
+                   list(meta["history"]), z.get("finished"), list(meta["finished_reports"]),
+                   {k[len("owned_"):]: v for k, v in z.items() if k.startswith("owned_")}, meta["owned_meta"])
 
 
 def read(path: Path, config: dict) -> tuple[dict, dict[str, np.ndarray]]:
@@ -125,7 +132,7 @@ def read(path: Path, config: dict) -> tuple[dict, dict[str, np.ndarray]]:
     except (OSError, ValueError, KeyError) as exc:
         raise OutputError(f"cannot read checkpoint {path}: {exc}") from None
     if meta.get("format") != FORMAT:
-        raise OutputError(f"{path} was written by an older version of jaxstyle and cannot be resumed; "
+        raise OutputError(f"{path} was written by another version of jaxstyle and cannot be resumed; "
                           "start the run afresh")
     saved = {k: v for k, v in meta["config"].items() if k not in RESUMABLE_CHANGES}
     # Round-trip through JSON so tuples and lists compare as they were saved.

@@ -580,9 +580,6 @@ def video(name: str, value: Any, c: dict) -> VideoConfig:
             raise ConfigError("masks cannot be used with a clip: a mask would have to move with every frame")
         if c["init"] not in ("noise", "content"):
             raise ConfigError(f"init {c['init']} cannot be used with a clip: use noise or content")
-        if len(c["sweep"].get("style_loss", [])) > 1:
-            raise ConfigError("a clip cannot sweep style_loss (each style loss is a program of its own): "
-                              "run one clip per style loss")
     return v
 
 
