@@ -63,3 +63,34 @@ def test_the_resolved_config_round_trips(tmp_path):
     again = validate(c.to_dict())
     assert again.to_dict() == c.to_dict()
     assert Path(again.content) == Path(BASE["content"])
+
+
+# ---- presets ---------------------------------------------------------------------------------------
+def test_the_paper_preset_pins_the_papers_procedure():
+    from jaxstyle.engine.presets import apply_preset
+    cfg = validate(apply_preset({**BASE, "size": 64, "lattice": 1000, "padding": "reflect"}, "paper"))
+    assert (cfg.losses, cfg.noise, cfg.init, cfg.style_trim, cfg.padding, cfg.pooling) == \
+        ("paper", "uniform", "noise", "none", "zero", "avg")
+    assert cfg.scales == [] and cfg.optimizer.iterations == 500 and cfg.optimizer.name == "lbfgs"
+    # What the preset does not name follows its choices: the paper's ratio and white noise on [0, 1].
+    assert cfg.lattice == 0.0 and cfg.beta == 1000.0 and cfg.noise_amplitude == 0.5
+    assert cfg.content_layers == {"conv4_2": 1.0} and list(cfg.style_layers) == \
+        ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+
+
+def test_quick_and_fine_set_iterations_and_keep_the_rest():
+    from jaxstyle.engine.presets import QUICK_ITERATIONS, apply_preset
+    raw = {**BASE, "size": 512, "optimizer": {"history_size": 5, "iterations": 7}, "alpha": 3}
+    quick = apply_preset(raw, "quick")
+    assert quick["optimizer"] == {"history_size": 5, "iterations": QUICK_ITERATIONS} and quick["alpha"] == 3
+    # fine: twice what the default gives the size (60 at the last of three stages; 500 in one stage)
+    assert apply_preset(raw, "fine")["optimizer"]["iterations"] == 120
+    assert apply_preset({**BASE, "size": 64}, "fine")["optimizer"]["iterations"] == 1000
+    assert apply_preset(raw, "default") == raw and apply_preset(raw, None) == raw
+    assert raw["optimizer"] == {"history_size": 5, "iterations": 7}  # the caller's config is left as it was
+
+
+def test_an_unknown_preset_is_one_line():
+    from jaxstyle.engine.presets import apply_preset
+    with pytest.raises(ConfigError, match=r"^preset must be one of quick, default, fine, paper, not 'slow'$"):
+        apply_preset(BASE, "slow")

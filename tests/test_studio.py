@@ -21,6 +21,7 @@ from PIL import Image
 from conftest import EXAMPLES
 from jaxstyle import cli
 from jaxstyle.engine.progress import RunHooks
+from jaxstyle.engine.presets import QUICK_ITERATIONS
 from jaxstyle.serve import studio as st
 from jaxstyle.serve.live import AppServer
 from jaxstyle.engine.progress import PAUSE_ENV
@@ -247,7 +248,7 @@ def test_the_form_knobs_make_the_config_they_name(held):
                                          resolve), "quick")
     assert raw["beta"] == pytest.approx(400.0) and raw["alpha"] == 4  # alpha/beta = 10^-2
     assert raw["style"] == ["/x/b.png", "/x/c.png"] and raw["seeds"] == [3, 5]
-    assert raw["optimizer"] == {"iterations": st.QUICK_ITERATIONS} and raw["style_loss"] == "mean_cov"
+    assert raw["optimizer"] == {"iterations": QUICK_ITERATIONS} and raw["style_loss"] == "mean_cov"
     # fine: twice the default's iterations for that size (60 after coarser stages, 500 for one stage)
     fine = lambda size: st.apply_preset(st.form_config({"content": "a", "styles": ["b"], "size": size}, resolve),  # noqa: E731
                                         "fine")["optimizer"]

@@ -92,7 +92,6 @@ class Checkpoint:
         return self.cursor.where
 
     def save(self, path: Path, config: dict) -> Path:
-        c = self.cursor
         meta = json.dumps({"format": FORMAT, "cursor": dataclasses.asdict(self.cursor),
                            "run_s": self.run_s, "stages": self.stages, "history": self.history,
                            "state_leaves": None if self.state is None else len(self.state), "config": config,

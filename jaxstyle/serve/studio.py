@@ -38,6 +38,7 @@ import yaml
 from aiohttp import web
 from PIL import Image
 
+from ..engine.presets import PRESETS, apply_preset
 from ..engine.config import COLOR_MODES, Config, validate, yaml_load, yaml_problem
 from ..core.errors import ConfigError, JaxstyleError, quote
 from .live import answer, host_guard, secure_app
@@ -65,10 +66,6 @@ JSON_BYTES, JSON_DEPTH = 256 * 1024, 16
 UPLOAD_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif"}
 #: Clips by their container (FFmpeg's demuxer names), in the order they are matched.
 CLIP_CONTAINERS = (("mp4", ".mp4"), ("webm", ".webm"), ("matroska", ".mkv"), ("avi", ".avi"))
-#: The page's knobs; everything else goes through the "advanced" YAML box.
-PRESETS = ("quick", "default", "fine")
-#: The main job's iterations (examples/config.yaml): the last stage's, the coarser stages' twice that.
-QUICK_ITERATIONS = 30
 #: What the input lists offer: images and clips by their ending.
 INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", *VIDEO_SUFFIXES)
 #: A run folder's name: what the studio generates, and all a request may name.
@@ -100,7 +97,7 @@ def form_config(form: Mapping[str, Any], resolve_input) -> dict:
     ``form``: ``content`` and ``styles`` (input ids, see :meth:`Studio.input_path`), ``size``,
     ``balance`` (log10 of Eq. 7's alpha/beta, -3..1, or absent for the default), ``seeds``,
     ``style_loss``, ``preserve_colors``, ``style_scale``, ``preset`` (its name is checked here, its
-    iterations applied by :func:`apply_preset`) and ``advanced`` (YAML for any other key; the form's
+    settings applied by :func:`jaxstyle.engine.presets.apply_preset`) and ``advanced`` (YAML for any other key; the form's
     own knobs win over it). ``resolve_input(id) -> absolute path``. Nothing here validates the config
     or touches a path the form names: the studio's rules come first.
     """
@@ -148,20 +145,6 @@ def form_config(form: Mapping[str, Any], resolve_input) -> dict:
     if preset not in PRESETS:
         raise StudioError(f"preset must be one of {', '.join(PRESETS)}, not {quote(preset)}")
     return raw
-
-
-def apply_preset(raw: dict, preset: str) -> dict:
-    """``raw`` with the iterations of ``preset`` (``quick``: the main job's; ``fine``: twice what the
-    default gives that size). Called after :func:`studio_rules`: it validates ``raw``."""
-    if preset in (None, "", "default"):
-        return raw
-    optimizer = dict(raw.get("optimizer") or {}) if isinstance(raw.get("optimizer"), Mapping) else {}
-    if preset == "quick":
-        optimizer["iterations"] = QUICK_ITERATIONS
-    else:  # fine: twice the iterations the default would give this size
-        base = validate({**raw, "output": "/nonexistent", "optimizer": {**optimizer, "iterations": None}})
-        optimizer["iterations"] = 2 * base.optimizer.iterations
-    return {**raw, "optimizer": optimizer}
 
 
 def studio_rules(raw: dict, inside, allow_terms: bool) -> tuple[dict, list[str]]:
