@@ -135,7 +135,7 @@ def test_the_studio_uploads_runs_and_gives_a_runs_settings_back(tmp_path):
     the command line; a refused upload shows its message on the page."""
     from jaxstyle import cli
     from jaxstyle.serve import studio as st
-    from jaxstyle.serve.live import AppServer
+    from jaxstyle.serve.server import AppServer
 
     examples = tmp_path / "examples"
     examples.mkdir()

@@ -25,7 +25,7 @@ from jaxstyle import cli
 from jaxstyle.serve import studio as st
 from jaxstyle.engine.config import load_config, validate
 from jaxstyle.core.errors import ConfigError, JaxstyleError, OutputError
-from jaxstyle.serve.live import AppServer
+from jaxstyle.serve.server import AppServer
 from test_studio import TOKEN, Client, _bomb_png, _examples, _form, _multipart, _png
 
 #: A term file that leaves a marker when it is imported (and would kill a server that imports it).

@@ -233,3 +233,24 @@ def test_a_host_header_naming_another_site_is_refused(bound):
         assert _get_host(server, "/state.json", f"192.0.2.10:{port}") == (200 if bound == "0.0.0.0" else 403)
     finally:
         server.stop()
+
+
+def test_one_safe_file_check_for_both_servers(tmp_path):
+    """:func:`safe_file`: a file directly in its folder, by exact name and of an allowed suffix;
+    never a link (to a file inside or out), a name with a separator, or a folder."""
+    from jaxstyle.serve.server import safe_file
+    folder, outside = tmp_path / "run", tmp_path / "secret"
+    folder.mkdir()
+    outside.mkdir()
+    (folder / "a.png").write_bytes(b"png")
+    (outside / "b.png").write_bytes(b"secret")
+    (folder / "link.png").symlink_to(outside / "b.png")
+    (folder / "inner.png").mkdir()
+    (folder / "same.png").symlink_to(folder / "a.png")
+    (tmp_path / "moved").symlink_to(outside, target_is_directory=True)
+    assert safe_file(folder, "a.png", {".png"}) == folder / "a.png"
+    for name in ["link.png", "same.png", "inner.png", "../secret/b.png", "sub/a.png", "a.png/", "..", "", "a.PNG"]:
+        assert safe_file(folder, name, {".png"}) is None, name
+    assert safe_file(folder, "a.png", {".jpg"}) is None
+    assert safe_file(tmp_path / "moved", "b.png", {".png"}) == tmp_path / "moved" / "b.png"  # the folder as given
+    assert safe_file(folder, "b.png", {".png"}) is None

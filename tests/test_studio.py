@@ -23,7 +23,7 @@ from jaxstyle import cli
 from jaxstyle.engine.progress import RunHooks
 from jaxstyle.engine.presets import QUICK_ITERATIONS
 from jaxstyle.serve import studio as st
-from jaxstyle.serve.live import AppServer
+from jaxstyle.serve.server import AppServer
 from jaxstyle.engine.progress import PAUSE_ENV
 
 TOKEN = "test-token-123"

@@ -18,16 +18,9 @@ web page elsewhere cannot read the run through a name it makes resolve to this m
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import hashlib
 import io
-import ipaddress
 import json
-import os
-import re
 import threading
-from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,9 +28,9 @@ import numpy as np
 from aiohttp import web
 from PIL import Image
 
-from ..core.errors import OutputError
 from ..media.images import to_uint8
 from ..engine.progress import Tick
+from .server import CONTENT_TYPES, AppServer, answer, host_guard, page_answer, safe_file, secure_app
 
 #: Longest side of the thumbnails in the page's grid.
 THUMB = 320
@@ -135,81 +128,9 @@ class LiveState:
         """The path of a file this run wrote, by its exact name; None for anything else."""
         with self.lock:
             names = set(self.files.values()) | {f for f in self.variant_files if f}
-        if name not in names or "/" in name or "\\" in name:
-            return None
-        path = self.output / name
-        folder = os.path.realpath(self.output)
-        if path.is_symlink() or not path.is_file() or os.path.dirname(os.path.realpath(path)) != folder:
-            return None
-        return path
+        return safe_file(self.output, name, CONTENT_TYPES) if name in names else None
 
 
-def page_html() -> bytes:
-    """The page: one HTML file with its script and style inline (nothing loaded from elsewhere)."""
-    return resources.files("jaxstyle.serve").joinpath("live.html").read_bytes()
-
-
-CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp", ".tif": "image/tiff",
-                 ".json": "application/json", ".mp4": "video/mp4"}
-
-
-#: What any answer but a page may do in a browser: nothing (an image or JSON opened on its own runs
-#: no script and cannot be framed).
-BARE_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
-
-
-def page_csp(html: bytes) -> str:
-    """The Content-Security-Policy of one of our pages: its own inline scripts by their SHA-256 (no
-    ``'unsafe-inline'`` for scripts, so an injected one never runs), everything else from this
-    origin only, never framed."""
-    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(m).digest()).decode()}'"
-                      for m in _SCRIPT.findall(html))
-    return (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; img-src 'self' blob: data:; "
-            "media-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-
-
-def answer(body: bytes, content_type: str) -> web.Response:
-    """A complete answer the browser never caches (the page polls it); a page carries its CSP."""
-    headers = {"Cache-Control": "no-store"}
-    if content_type.startswith("text/html"):
-        headers["Content-Security-Policy"] = page_csp(body)
-    return web.Response(body=body, content_type=content_type.split(";")[0],
-                        charset="utf-8" if "charset" in content_type else None, headers=headers)
-
-
-async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Every answer (errors too): no type sniffing, no framing, no referrer; :data:`BARE_CSP` where
-    the answer is not a page with its own policy."""
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers.setdefault("Content-Security-Policy", BARE_CSP)
-
-
-def secure_app(middlewares: list, **options: Any) -> web.Application:
-    """An application (``options``: :class:`aiohttp.web.Application`'s) with :func:`security_headers`
-    on every answer."""
-    app = web.Application(middlewares=middlewares, **options)
-    app.on_response_prepare.append(security_headers)
-    return app
-
-
-def host_allowed(request: web.Request, bound: str) -> bool:
-    """Whether the request's Host header names localhost or the address the server is bound to (any
-    IP address of this machine when bound to all of them, ``0.0.0.0`` or ``::``). A name other than
-    localhost is refused: a page elsewhere that makes its own name resolve to this machine (DNS
-    rebinding) cannot reach the server through it."""
-    host = request.host
-    host = host[1:host.index("]")] if host.startswith("[") and "]" in host else host.rsplit(":", 1)[0]
-    host, bound = host.lower(), bound.strip("[]").lower()
-    if host in {"localhost", "127.0.0.1", "::1", bound}:
-        return True
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return bound in ("0.0.0.0", "::", "")
 
 
 def live_routes(state: LiveState) -> list[web.RouteDef]:
@@ -217,7 +138,7 @@ def live_routes(state: LiveState) -> list[web.RouteDef]:
     files. The page asks for everything by relative address, so the studio can relay it from
     under ``/watch/``."""
     async def page(request: web.Request) -> web.Response:
-        return answer(page_html(), "text/html; charset=utf-8")
+        return page_answer("live.html")
 
     async def state_json(request: web.Request) -> web.Response:
         since = request.query.get("since", "0")
@@ -237,47 +158,6 @@ def live_routes(state: LiveState) -> list[web.RouteDef]:
 
     return [web.get("/", page), web.get("/index.html", page), web.get("/state.json", state_json),
             web.get(r"/live/{kind:thumb|full}/{index:\d+}.png", image), web.get("/files/{name}", file)]
-
-
-class AppServer:
-    """An aiohttp application served from its own event loop in a daemon thread, bound at
-    construction (port 0: a free one), so a run (or a test) goes on in the calling thread."""
-
-    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0):
-        self.loop = asyncio.new_event_loop()
-        self.runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, host, port)
-        try:
-            self.loop.run_until_complete(site.start())
-        except OSError as exc:
-            self.loop.run_until_complete(self.runner.cleanup())
-            self.loop.close()
-            raise OutputError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
-        self.server_address = self.runner.addresses[0][:2]
-        self.thread = threading.Thread(target=self.loop.run_forever, name="jaxstyle-server", daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address
-        return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout=180)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=30)
-        self.loop.close()
-
-
-def host_guard(bound: str):
-    """Middleware refusing (403) a request whose Host names neither ``bound`` nor localhost."""
-    @web.middleware
-    async def check_host(request: web.Request, handler):
-        if not host_allowed(request, bound):
-            return web.Response(status=403, text="refused: the Host header names another address")
-        return await handler(request)
-    return check_host
 
 
 class LiveServer(AppServer):

@@ -29,7 +29,6 @@ import signal
 import socket
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
@@ -41,7 +40,7 @@ from PIL import Image
 from ..engine.presets import PRESETS, apply_preset
 from ..engine.config import COLOR_MODES, Config, validate, yaml_load, yaml_problem
 from ..core.errors import ConfigError, JaxstyleError, quote
-from .live import answer, host_guard, secure_app
+from .server import address_url, answer, host_guard, page_answer, safe_file, secure_app, start_server
 from .queue import CHECKPOINT, RUN_NAME, STATE_DIR, RunQueue, StudioError
 from .views import SERVED_SUFFIXES, TYPES, Views, report_of
 from ..model.style_losses import STYLE_LOSSES
@@ -410,10 +409,6 @@ class Studio:
 
 
 # ---- the server ----------------------------------------------------------------------------------
-def page_html() -> bytes:
-    return resources.files("jaxstyle.serve").joinpath("studio.html").read_bytes()
-
-
 def token_guard(token: str):
     """The middleware that asks every request for the token (the printed address's, then the
     per-port cookie) and every other method than GET for a same-site origin; a refusal of the
@@ -446,7 +441,7 @@ def api_routes(studio: Studio) -> list:
     """The page and the JSON API: state, upload, submit, and the actions on a run."""
 
     async def page(request: web.Request) -> web.Response:
-        return answer(page_html(), "text/html; charset=utf-8")
+        return page_answer("studio.html")
 
     async def state(request: web.Request) -> web.Response:
         running = next((j["name"] for j in studio.jobs if j["state"] == "running"), None)
@@ -614,9 +609,8 @@ def nesting(value: Any) -> int:
 
 def serve_file(folder: Path, name: str) -> web.Response:
     """A file directly inside ``folder`` by its exact name, of a type the studio serves; 404 else."""
-    path = folder / name
-    if (not INPUT_NAME.match(name) or path.suffix not in SERVED_SUFFIXES or path.is_symlink()
-            or not path.is_file() or os.path.dirname(os.path.realpath(path)) != os.path.realpath(folder)):
+    path = safe_file(folder, name, SERVED_SUFFIXES) if INPUT_NAME.match(name) else None
+    if path is None:
         raise web.HTTPNotFound()
     return answer(path.read_bytes(), TYPES[path.suffix])
 
@@ -639,17 +633,6 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, tuple[str, int]]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise StudioError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
-    return runner, runner.addresses[0][:2]
-
-
 def main(argv: list[str] | None = None) -> int:
     """``jaxstyle studio``: serve until Ctrl-C; a running job is stopped cleanly first. Every option
     is checked, and the port tried, before the folder is made."""
@@ -670,8 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     async def serve() -> None:
         studio = Studio(folder, examples, args.allow_terms, caps=caps)
         runner, (host, port) = await start_server(make_app(studio, token, args.host), args.host, args.port)
-        shown = f"[{host}]" if ":" in host else host
-        print(f"studio: http://{shown}:{port}/?token={token}", flush=True)
+        print(f"studio: {address_url(host, port)}?token={token}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for s in (signal.SIGINT, signal.SIGTERM):

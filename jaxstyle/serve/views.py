@@ -13,7 +13,7 @@ import yaml
 
 from ..core.errors import ConfigError
 from ..engine.config import validate, yaml_load
-from .live import CONTENT_TYPES
+from .server import CONTENT_TYPES
 from .queue import CHECKPOINT, RUN_NAME, STATE_DIR
 
 #: What the studio serves of a run's folder and of its inputs, by suffix.
