@@ -1,21 +1,19 @@
 """jaxstyle: Gatys, Ecker and Bethge's neural style transfer in JAX.
 
-The modules, in the order data flows through a run:
+Six layers, one folder each, bottom to top; a module imports only from its own layer and those
+below (README's "Where things are" names every module):
 
-* :mod:`~jaxstyle.engine.config`: the run's settings, each key declared once (default, check, meaning);
-* :mod:`~jaxstyle.model.weights` and :mod:`~jaxstyle.model.vgg`: the mean-normalised VGG-19 as a pure function
-  of its weights (:func:`load_vgg19`, :func:`vgg19_features`);
-* :mod:`~jaxstyle.model.losses`: the paper's equations, one small function each, and the objective;
-* :mod:`~jaxstyle.engine.variants`: seeds x sweep -> the batch and its loss weights as arrays;
-* :mod:`~jaxstyle.engine.plan`: stages (coarse to fine) and tiles; a direct run is one stage, one tile;
-* :mod:`~jaxstyle.engine.inputs`: the images at each stage's size and the start images;
-* :mod:`~jaxstyle.engine.solvers`: optimisers as (init, step) pairs in a registry, vmapped over the batch;
-* :mod:`~jaxstyle.engine.program` and :mod:`~jaxstyle.engine.loop`: compiled chunks of iterations, the one chunk loop;
-* :mod:`~jaxstyle.engine.pipeline`: the whole run, top to bottom (:func:`~jaxstyle.engine.pipeline.run`);
-* :mod:`~jaxstyle.media.video`, :mod:`~jaxstyle.media.flow` and :mod:`~jaxstyle.driver.clip`: a clip in and out, its
-  optical flow and consistency weights, and its frames as batch slots tied by the temporal term;
-* :mod:`~jaxstyle.engine.checkpoint`, :mod:`~jaxstyle.driver.report`, :mod:`~jaxstyle.driver.outputs`: what a run leaves;
-* :mod:`~jaxstyle.cli`: the ``jaxstyle`` command.
+* :mod:`jaxstyle.core`: errors with their one-line messages and exit statuses, atomic writes;
+* :mod:`jaxstyle.media`: images in and out (colour-managed), clips and their optical flow, measures;
+* :mod:`jaxstyle.model`: VGG-19 as a pure function of its weights (:func:`load_vgg19`,
+  :func:`vgg19_features`), the paper's equations, other style losses, loss terms from files;
+* :mod:`jaxstyle.engine`: the config, presets, the batch of variants, the plan of stages and tiles,
+  compiled chunks and the one chunk loop (:func:`~jaxstyle.engine.pipeline.run_plan`), checkpoints;
+* :mod:`jaxstyle.driver`: the one driver (:func:`~jaxstyle.driver.job.run`,
+  :func:`~jaxstyle.driver.job.run_and_save`), its schedules (an image, a comparison, a clip), the
+  report and the files a run leaves;
+* :mod:`jaxstyle.serve`: the live page and the studio;
+* :mod:`jaxstyle.cli`: the ``jaxstyle`` command.
 """
 
 from .core.errors import ConfigError, ImageError, JaxstyleError, OutputError, WeightsError

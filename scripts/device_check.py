@@ -10,8 +10,8 @@ There (nothing downloaded; jaxopt as a carried wheel, see docs/performance.md):
 
     python scripts/device_check.py --weights .device/vgg19_conv5_1_f16.npz --out "$OUT"
 
-It measures, on the default device, through the command line's code (``scripts/bench.py``'s
-``bench_case`` and :func:`jaxstyle.engine.pipeline.run`):
+It measures, on the default device, through the command line's code (``scripts/bench/bench.py``'s
+``bench_case`` and :func:`jaxstyle.driver.job.run`):
 
 * seconds per L-BFGS iteration at ``--size`` (512 px, the photograph's aspect) for each batch in
   ``--batches`` (1 and 8), evaluations per iteration, compile seconds;
@@ -29,30 +29,27 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import sys
 import time
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxstyle.driver.bench import bench_case, conv_flops, peak_memory_mb
+from jaxstyle.cli import run_main
+from jaxstyle.engine.progress import RunHooks
+from jaxstyle.engine.config import validate
+from jaxstyle.core.errors import ConfigError
+from jaxstyle.media.images import to_uint8
+from jaxstyle.engine.memory import estimate_peak_bytes
+from jaxstyle.media.metrics import speckle_index
+from jaxstyle.driver.job import run
+from jaxstyle.engine.progress import Watchers
+from jaxstyle.model.vgg import LAYER_NAMES, PARAM_SHAPES
+from jaxstyle.model.weights import load_vgg19
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from bench import bench_case, conv_flops, peak_memory_mb  # noqa: E402
-from jaxstyle.cli import run_main  # noqa: E402
-from jaxstyle.engine.progress import RunHooks  # noqa: E402
-from jaxstyle.engine.config import validate  # noqa: E402
-from jaxstyle.core.errors import ConfigError  # noqa: E402
-from jaxstyle.media.images import to_uint8  # noqa: E402
-from jaxstyle.engine.memory import estimate_peak_bytes  # noqa: E402
-from jaxstyle.media.metrics import speckle_index  # noqa: E402
-from jaxstyle.driver.job import run  # noqa: E402
-from jaxstyle.engine.progress import Watchers  # noqa: E402
-from jaxstyle.model.vgg import LAYER_NAMES, PARAM_SHAPES  # noqa: E402
-from jaxstyle.model.weights import load_vgg19  # noqa: E402
 
 #: The deepest layer of the paper's losses (conv4_2 content, conv1_1..conv5_1 style).
 DEEPEST = "conv5_1"

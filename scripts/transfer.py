@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Render a photo in the style of an artwork (Gatys, Ecker and Bethge 2016): the ``jaxstyle``
-command, runnable from a checkout.
+"""Render a photo in the style of an artwork: the ``jaxstyle`` command, runnable from a checkout.
+
+Gatys, Ecker and Bethge 2016, with every option of the ``jaxstyle`` command.
 
     python scripts/transfer.py --config examples/config.yaml
     python scripts/transfer.py --config cfg.yaml --set size=256 --set seeds=[0,1,2,3]

@@ -16,8 +16,10 @@ SCRIPT = str(ROOT / "scripts" / "device_check.py")
 
 
 def test_compact_weights_are_the_converted_ones_rounded_to_float16(tmp_path, vgg_params):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import device_check
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("device_check", SCRIPT)
+    device_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(device_check)
 
     path = tmp_path / "w16.npz"
     device_check.pack(path)

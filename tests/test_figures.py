@@ -19,7 +19,7 @@ ART = str(EXAMPLES / "starry_night.jpg")
 
 
 def _run(params, **kw):
-    # The figures' settings (scripts/figures.py): the defaults (at these sizes, one stage).
+    # The figures' settings (scripts/figures/figures.py): the defaults (at these sizes, one stage).
     raw = {"content": PHOTO, "style": ART, "size": 40, "print_every": 0, "seeds": [0], **kw}
     raw.setdefault("optimizer", {"iterations": 40})
     return run(validate(raw), params, hooks=RunHooks(log=lambda s: None))
@@ -63,20 +63,19 @@ def test_fig5_conv2_2_keeps_closer_to_the_photo_than_conv4_2(vgg_params):
 
 
 def test_figures_script_writes_a_labelled_sheet(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "figures.py"), "--figure", "5", "--size", "32",
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "figures" / "figures.py"), "--figure", "5", "--size", "32",
                         "--iterations", "2", "--output", str(tmp_path)], capture_output=True, text=True,
                        cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "figure5.png").is_file() and (tmp_path / "fig5" / "layers" / "report.json").is_file()
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "figures.py"), "--figure", "2"],
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "figures" / "figures.py"), "--figure", "2"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.strip() == "error: no figure 2; figures: 1, 3, 4, 5, 6, 7"
 
 
 def test_docs_jpegs_stay_under_the_size_limit(tmp_path):
     """A sheet of pure noise (the worst case for JPEG) is reduced until it fits, every time alike."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from figures import DOCS_BYTES, write_docs_jpeg
+    from jaxstyle.media.images import DOCS_BYTES, write_docs_jpeg
     from PIL import Image
     noise = np.random.default_rng(0).integers(0, 256, (1400, 1400, 3), dtype=np.uint8)
     a = write_docs_jpeg(Image.fromarray(noise), tmp_path / "a.jpg")

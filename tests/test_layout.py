@@ -148,3 +148,34 @@ def test_code_lines_counts_code_only():
     text = 'def f():\n    """Doc\n    string."""\n    # a comment\n\n    a = 1\n    return a\n'
     node = ast.parse(text).body[0]
     assert code_lines(node, text.splitlines()) == 3  # def, a = 1, return
+
+
+def test_the_readme_lists_every_script_with_its_docstring():
+    """Each script under scripts/ is in the README's index with its docstring's first line, and
+    none edits ``sys.path`` or imports another script: what they share is in the package."""
+    text = (ROOT / "README.md").read_text()
+    index = text.split("<!-- scripts index -->")[1].split("<!-- end of scripts index -->")[0]
+    listed = dict(re.findall(r"^\| `(scripts/[\w/]+\.py)` \| (.*) \|$", index, re.M))
+    scripts = sorted(ROOT.glob("scripts/**/*.py"))
+    assert sorted(listed) == [str(p.relative_to(ROOT)) for p in scripts]
+    names = {p.stem for p in scripts}
+    for path in scripts:
+        tree = ast.parse(path.read_text())
+        first = (ast.get_docstring(tree) or "").split("\n")[0].replace("``", "`")
+        assert first and listed[str(path.relative_to(ROOT))] == first, path
+        assert "sys.path" not in path.read_text(), path
+        imported = {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
+            {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not imported & names - {"jaxstyle"}, (path, imported & names)
+        private = [a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("jaxstyle")
+                   for a in n.names if a.name.startswith("_")]
+        assert private == [], (path, private)
+
+
+def test_the_readme_diagram_is_the_folders():
+    """The diagram in the README's "Where things are" names the layers top to bottom as they are
+    ranked here, and nothing else."""
+    text = (ROOT / "README.md").read_text().split("### Where things are")[1]
+    block = text.split("```")[1]
+    drawn = [line.split()[0].rstrip("/") for line in block.strip().splitlines()]
+    assert drawn == ["cli.py", *reversed(LAYERS)]

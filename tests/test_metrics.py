@@ -200,7 +200,7 @@ def test_lattice_sheet_shows_where_the_grid_was_and_refuses_bad_pairs(tmp_path):
     for name, a in (("before.png", before), ("after.png", after)):
         Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(tmp_path / name)
         paths.append(str(tmp_path / name))
-    script = [sys.executable, "scripts/lattice_sheet.py"]
+    script = [sys.executable, str(ROOT / "scripts" / "figures" / "lattice_sheet.py")]
     done = subprocess.run(script + [":".join(paths), "--out", str(tmp_path / "sheet.jpg")], capture_output=True,
                           text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr

@@ -222,18 +222,19 @@ def output_lock(out: Path):
 
 
 def run_and_save(cfg: Config, hooks: RunHooks = RunHooks(), resume: bool = False,
-                 on_start: Callable[[], None] | None = None) -> RunResult | ClipResult:
+                 on_start: Callable[[], None] | None = None, params=None) -> RunResult | ClipResult:
     """Check the output, run, write everything: what the command line does.
 
     An interrupted run writes its images so far, ``report.json`` (``"interrupted": true``),
     ``losses.png`` and ``checkpoint.npz``; ``resume=True`` continues from that checkpoint (the
     folder's, not ``hooks.resume``). ``on_start`` is called once the output folder is checked and
-    held. Under ``jax.distributed`` (several processes) every process runs its share and process 0
-    alone writes the outputs.
+    held; ``params``: the network's weights, when the caller has them loaded already. Under
+    ``jax.distributed`` (several processes) every process runs its share and process 0 alone
+    writes the outputs.
     """
     out = Path(cfg.output)
     if jax.process_index() != 0:
-        return run(cfg, hooks=RunHooks(log=lambda line: None, should_stop=hooks.should_stop, watch=Watchers()))
+        return run(cfg, params, RunHooks(log=lambda line: None, should_stop=hooks.should_stop, watch=Watchers()))
     record = {**cfg.to_dict(), "term_files": term_file_hashes(used_terms(cfg.terms, cfg.sweep))}
     checkpoint = Checkpoint.load(out / CHECKPOINT, record) if resume else None
     clip = load_clip(cfg) if cfg.is_clip else None  # a bad clip is refused before anything is written
@@ -246,8 +247,8 @@ def run_and_save(cfg: Config, hooks: RunHooks = RunHooks(), resume: bool = False
             if on_start is not None:
                 on_start()
             if clip is not None:
-                return save_clip(cfg, out, record, hooks, clip)
-            return save_images(cfg, out, record, hooks)
+                return save_clip(cfg, out, record, hooks, clip, params)
+            return save_images(cfg, out, record, hooks, params)
     except JaxstyleError:
         # A mistake found once the run began (a user term that fails when traced): leave no
         # trace of the folder this run made.
@@ -256,7 +257,7 @@ def run_and_save(cfg: Config, hooks: RunHooks = RunHooks(), resume: bool = False
         raise
 
 
-def save_images(cfg: Config, out: Path, record: dict, hooks: RunHooks) -> RunResult:
+def save_images(cfg: Config, out: Path, record: dict, hooks: RunHooks, params=None) -> RunResult:
     """An image run (or a comparison) and its outputs, intermediate images included."""
     variants = expand_variants(cfg)
     # Read before any file is replaced: this run's own files so far, and those it replaces.
@@ -268,7 +269,7 @@ def save_images(cfg: Config, out: Path, record: dict, hooks: RunHooks) -> RunRes
             write_image(img, out / name, cfg.image_format, cfg.image_quality, cfg.image_bits)
             written.append(name)
 
-    result = run(cfg, hooks=dataclasses.replace(hooks, save_intermediate=save_intermediate))
+    result = run(cfg, params, dataclasses.replace(hooks, save_intermediate=save_intermediate))
     owed(result.report, result.checkpoint, earlier, written)
     path = write_outputs(cfg, result, written)
     settle(result.checkpoint, out, record, hooks.log, f"wrote the images so far, {path}",
@@ -276,10 +277,10 @@ def save_images(cfg: Config, out: Path, record: dict, hooks: RunHooks) -> RunRes
     return result
 
 
-def save_clip(cfg: Config, out: Path, record: dict, hooks: RunHooks, clip: Clip) -> RunResult | ClipResult:
+def save_clip(cfg: Config, out: Path, record: dict, hooks: RunHooks, clip: Clip, params=None) -> RunResult | ClipResult:
     """A clip's run and its outputs; a clip of one frame is an image run and writes an image's."""
     _, earlier = recorded_files(out, resume=hooks.resume is not None)
-    result = run(cfg, hooks=hooks, clip=clip)
+    result = run(cfg, params, hooks, clip)
     single = len(clip.frames) == 1
     owed(result.report, result.checkpoint, earlier, [])
     shown = image_result(result) if single else result

@@ -10,6 +10,7 @@ channels (no 8-bit rounding in between). Written images carry the sRGB profile.
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -215,3 +216,25 @@ def _wrap(text: str, width: int, draw: ImageDraw.ImageDraw, font) -> list[str]:
         else:
             line = trial
     return lines + [line] if line else lines
+
+
+#: Largest side, in pixels, of a sheet written to docs/ (files there stay under 500 KB).
+DOCS_SIDE = 1600
+#: Files written to docs/ stay below this many bytes.
+DOCS_BYTES = 500_000
+
+
+def write_docs_jpeg(sheet: Image.Image, path: Path) -> Path:
+    """The sheet as a JPEG (quality 90), at most :data:`DOCS_SIDE` px on its long side and under
+    :data:`DOCS_BYTES`: a sheet of fine texture is reduced in steps of 10% until it fits."""
+    scale = min(1.0, DOCS_SIDE / max(sheet.size))
+    while True:
+        small = sheet if scale == 1.0 else sheet.resize(
+            (round(sheet.width * scale), round(sheet.height * scale)), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        small.convert("RGB").save(buf, format="JPEG", quality=90)
+        if buf.tell() < DOCS_BYTES:
+            break
+        scale *= 0.9
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))

@@ -283,7 +283,7 @@ def winograd_conv(x: jax.Array, u: jax.Array, transposed: bool = False) -> jax.A
     return _winograd_padded(x, u, 1, transposed)
 
 
-def _conv_hwio(x: jax.Array, kernel: jax.Array, pad: int = 1) -> jax.Array:
+def conv_hwio(x: jax.Array, kernel: jax.Array, pad: int = 1) -> jax.Array:
     """The 3x3 convolution with ``pad`` zeros on each side: 1 keeps the size, 0 pads nothing (the
     input was padded already), 2 is the full convolution (a valid one's input gradient)."""
     return jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
@@ -301,17 +301,17 @@ def _conv_hwio(x: jax.Array, kernel: jax.Array, pad: int = 1) -> jax.Array:
 # padding; its transpose pads the cotangent by 2 - pad.
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _conv(x: jax.Array, kernel: jax.Array, flipped: jax.Array, pad: int = 1) -> jax.Array:
-    return _conv_hwio(x, kernel, pad)
+    return conv_hwio(x, kernel, pad)
 
 
 def _conv_fwd(x, kernel, flipped, pad):
-    return _conv_hwio(x, kernel, pad), (x, kernel, flipped)
+    return conv_hwio(x, kernel, pad), (x, kernel, flipped)
 
 
 def _input_grad_flipped(g: jax.Array, kernel: jax.Array, flipped: jax.Array, pad: int = 1) -> jax.Array:
-    """Transpose of :func:`_conv_hwio` in its input: the convolution of the cotangent with the
+    """Transpose of :func:`conv_hwio` in its input: the convolution of the cotangent with the
     flipped kernel, padded by 2 - pad (1 again for a convolution that keeps the size)."""
-    return _conv_hwio(g, flipped, 2 - pad)
+    return conv_hwio(g, flipped, 2 - pad)
 
 
 def _input_grad_jax(g: jax.Array, kernel: jax.Array, flipped: jax.Array, pad: int = 1) -> jax.Array:
@@ -319,13 +319,13 @@ def _input_grad_jax(g: jax.Array, kernel: jax.Array, flipped: jax.Array, pad: in
     grow = 2 - 2 * pad  # an unpadded convolution's input is 2 px larger than its output
     x_shape = jax.ShapeDtypeStruct((*g.shape[:-3], g.shape[-3] + grow, g.shape[-2] + grow, kernel.shape[2]),
                                    g.dtype)
-    return jax.linear_transpose(lambda z: _conv_hwio(z, kernel, pad), x_shape)(g)[0]
+    return jax.linear_transpose(lambda z: conv_hwio(z, kernel, pad), x_shape)(g)[0]
 
 
 def _kernel_grad(x: jax.Array, kernel: jax.Array, g: jax.Array, pad: int) -> jax.Array:
     # The kernel's gradient (for experiments on the weights); XLA removes it when unused. A linear
     # transpose, unlike jax.vjp, traces no forward convolution to throw away.
-    return jax.linear_transpose(lambda k: _conv_hwio(x, k, pad), kernel)(g)[0]
+    return jax.linear_transpose(lambda k: conv_hwio(x, k, pad), kernel)(g)[0]
 
 
 def _conv_bwd(pad, residuals, g):
@@ -342,7 +342,7 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 # The Winograd path's gradients: the input gradient is the same convolution of the cotangent with
 # the flipped kernel (read from the same transformed kernel), the kernel gradient that of ``_conv``.
 def _winograd_padded(x: jax.Array, u: jax.Array, pad: int, transposed: bool = False) -> jax.Array:
-    """:func:`winograd_valid` of ``x`` with ``pad`` zeros on each side (as :func:`_conv_hwio`)."""
+    """:func:`winograd_valid` of ``x`` with ``pad`` zeros on each side (as :func:`conv_hwio`)."""
     return winograd_valid(jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))), u, transposed)
 
 

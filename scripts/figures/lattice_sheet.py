@@ -7,7 +7,7 @@ is found, and the 160 x 160 pixels at its centre are shown from both images, enl
 smoothing (a JPEG at 1:1 would blur a 2-px grid away), then the 2-px grid each holds there, alone
 and amplified (:func:`grid_part`): one row per pair, before left of after.
 
-    python scripts/lattice_sheet.py base512.png:new512.png base1024.png:new1024.png \\
+    python scripts/figures/lattice_sheet.py base512.png:new512.png base1024.png:new1024.png \\
         --out docs/lattice.jpg
 """
 
@@ -21,13 +21,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from jaxstyle.media.images import write_docs_jpeg
 
-from figures import write_docs_jpeg  # noqa: E402
+from jaxstyle.media.metrics import LATTICE_REGION, lattice_windows
 
-from jaxstyle.media.metrics import LATTICE_REGION, lattice_windows  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 CROP, ZOOM, GAP, GAIN = 160, 2, 12, 20.0
 

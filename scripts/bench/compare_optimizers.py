@@ -19,7 +19,7 @@ start's search has ended, so its seconds per iteration are those of a batch wait
 Prints the loss after each of --marks iterations, evaluations per iteration, steps refused and
 seconds per iteration, and writes JSON.
 
-    python scripts/compare_optimizers.py --iterations 500 --marks 100 500 --seeds 4 --runs lbfgs/20 optax-lbfgs/20
+    python scripts/bench/compare_optimizers.py --iterations 500 --marks 100 500 --seeds 4 --runs lbfgs/20 optax-lbfgs/20
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from jaxstyle.media.images import load_image
 from jaxstyle.model.losses import LossWeights, Objective
 from jaxstyle.engine.solvers import REGISTRY, Solver
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def trace(init, step, read, x0, args, marks: list[int]) -> dict:
@@ -96,7 +96,7 @@ def vmapped(init, step):
             lambda state: (state.value, state.num_fun_eval))
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--iterations", type=int, default=500)
@@ -111,7 +111,29 @@ def main() -> None:
                          "e.g. lbfgs/20 lbfgs-retry/20 optax-lbfgs/20 adam")
     ap.add_argument("--without-default", action="store_true", help="skip jaxopt's default configuration")
     ap.add_argument("--json", default="compare_optimizers.json")
-    args = ap.parse_args()
+    return ap
+
+
+def registry_rows(args, obj, x0, run_args, marks) -> dict:
+    """Every ``--runs`` entry of the registry, traced at ``marks``."""
+    rows = {}
+    for run in args.runs:
+        name, _, history = run.partition("/")
+        if name not in REGISTRY:
+            raise ConfigError(f"--runs {run}: no optimiser '{name}'; registered: {', '.join(REGISTRY)}")
+        if history and (not history.isdigit() or "history_size" not in REGISTRY[name].options):
+            raise ConfigError(f"--runs {run}: the part after '/' must be a history size, for an L-BFGS entry")
+        options = {k: o.default for k, o in REGISTRY[name].options.items()}
+        if history:
+            options["history_size"] = int(history)
+        label = name + (f", history {options['history_size']}" if "history_size" in options else "")
+        rows[f"jaxstyle ({label})"] = trace(
+            *ours(Solver(obj, name, args.iterations, 0.0, tuple(sorted(options.items())))), x0, run_args, marks)
+    return rows
+
+
+def main() -> None:
+    args = parser().parse_args()
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, not {args.seeds}")
     if args.first_seed < 0:
@@ -131,19 +153,7 @@ def main() -> None:
                     for seed in range(args.first_seed, args.first_seed + args.seeds)])
     run_args = (params, targets, weights)
 
-    rows = {}
-    for run in args.runs:
-        name, _, history = run.partition("/")
-        if name not in REGISTRY:
-            raise ConfigError(f"--runs {run}: no optimiser '{name}'; registered: {', '.join(REGISTRY)}")
-        if history and (not history.isdigit() or "history_size" not in REGISTRY[name].options):
-            raise ConfigError(f"--runs {run}: the part after '/' must be a history size, for an L-BFGS entry")
-        options = {k: o.default for k, o in REGISTRY[name].options.items()}
-        if history:
-            options["history_size"] = int(history)
-        label = name + (f", history {options['history_size']}" if "history_size" in options else "")
-        rows[f"jaxstyle ({label})"] = trace(
-            *ours(Solver(obj, name, args.iterations, 0.0, tuple(sorted(options.items())))), x0, run_args, marks)
+    rows = registry_rows(args, obj, x0, run_args, marks)
     if not args.without_default:
         default = jaxopt.LBFGS(fun=obj, has_aux=True, maxiter=args.iterations)
         rows["jaxopt default (zoom)"] = trace(*vmapped(default.init_state, default.update), x0, run_args, marks)

@@ -1,16 +1,18 @@
-"""Measure the style losses: each one's cost per loss-and-gradient evaluation, the cost of one
-program evaluating all of them, and how strongly each pulls compared with the Gram loss.
+"""The style losses measured: the cost of each, of one program for all, and each one's pull.
 
-    python scripts/style_losses.py                 # 256 px, the three sample pairs
-    python scripts/style_losses.py --size 128 --repeats 3
-    python scripts/style_losses.py --results outputs/quality/default --repeats 0   # weights only
+Each one's cost per loss-and-gradient evaluation, the cost of one program evaluating all of them,
+and how strongly each pulls compared with the Gram loss.
+
+    python scripts/bench/style_losses.py                 # 256 px, the three sample pairs
+    python scripts/bench/style_losses.py --size 128 --repeats 3
+    python scripts/bench/style_losses.py --results outputs/quality/default --repeats 0   # weights only
 
 For every pair (photo x artwork) and style loss it takes the gradient of the (unweighted) style
 loss, Eq. 5 with the default layers, and divides the Gram loss's gradient norm by each loss's:
 the factor that makes its pull as strong as the Gram loss's there. It does so at three points:
 the default start image (grey plus faint noise); the photograph, where only the style pulls; and,
 with ``--results``, the default Gram run's result for the pair (``<pair folder>/000_seed0.png``
-as ``scripts/quality.py`` writes them). These ratios are a first guess only: the default weights
+as ``scripts/bench/quality.py`` writes them). These ratios are a first guess only: the default weights
 (``jaxstyle.model.style_losses.DEFAULT_WEIGHTS``) come from whole runs, matched on their final content
 loss (docs/loss-lab.md), and differ from every one of them.
 Timings: jit-compiled loss and gradient of the whole objective (content + style, one image), the
@@ -36,8 +38,8 @@ from jaxstyle.core.errors import ConfigError
 from jaxstyle.media.images import load_image
 from jaxstyle.model.losses import LossWeights, Objective
 from jaxstyle.model.style_losses import DEFAULT_WEIGHTS, STYLE_LOSSES
+from jaxstyle.driver.bench import EXAMPLES, QUALITY_PAIRS
 
-PAIRS = [("leuvenA.jpg", "starry_night.jpg"), ("home.jpg", "graf1.png"), ("fruits.jpg", "starry_night.jpg")]
 
 
 def weights(objective: Objective) -> LossWeights:
@@ -61,7 +63,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=256, help="longest side in px (default 256)")
     ap.add_argument("--repeats", type=int, default=5, help="timed calls per loss (0: no timing)")
     ap.add_argument("--results", type=Path, default=None,
-                    help="folder of the default Gram runs' results, one subfolder per pair (scripts/quality.py)")
+                    help="folder of the default Gram runs' results, one subfolder per pair (scripts/bench/quality.py)")
     args = ap.parse_args()
     params = load_vgg19()
     layers = tuple(PAPER_STYLE_LAYERS)
@@ -69,9 +71,9 @@ def main() -> int:
     points = ("start", "photo") + (("result",) if args.results else ())
     ratios = {k: {at: [] for at in points} for k in STYLE_LOSSES}
     costs = {k: [] for k in [*STYLE_LOSSES, "all"]}
-    for photo_name, art_name in PAIRS:
-        photo = jnp.asarray(load_image(f"examples/{photo_name}", size=args.size))
-        art = jnp.asarray(load_image(f"examples/{art_name}", shape=photo.shape[:2]))
+    for photo_name, art_name in QUALITY_PAIRS:
+        photo = jnp.asarray(load_image(EXAMPLES / photo_name, size=args.size))
+        art = jnp.asarray(load_image(EXAMPLES / art_name, shape=photo.shape[:2]))
         start = 0.5 + 0.02 * jax.random.normal(jax.random.key(0), photo.shape)
         at = {"start": start, "photo": photo}
         if args.results:
@@ -80,9 +82,9 @@ def main() -> int:
                 raise ConfigError(f"no result for {photo_name} x {art_name} under {args.results}")
             result = jnp.asarray(load_image(found[0]))
             at["result"] = result
-            result_targets = {k: o.targets(params, jnp.asarray(load_image(f"examples/{photo_name}",
+            result_targets = {k: o.targets(params, jnp.asarray(load_image(EXAMPLES / photo_name,
                                                                           shape=result.shape[:2])),
-                                           jnp.asarray(load_image(f"examples/{art_name}", shape=result.shape[:2])))
+                                           jnp.asarray(load_image(EXAMPLES / art_name, shape=result.shape[:2])))
                               for k, o in objectives.items()}
         targets = {k: o.targets(params, photo, art) for k, o in objectives.items()}
         norms = {}
@@ -102,8 +104,14 @@ def main() -> int:
         if args.repeats:
             costs["all"].append(timed(jax.jit(jax.value_and_grad(every_loss)), start, repeats=args.repeats))
         print(f"{photo_name} x {art_name} at {photo.shape[1]}x{photo.shape[0]}: measured", flush=True)
+    print_tables(args, points, ratios, costs)
+    return 0
+
+
+def print_tables(args, points, ratios: dict, costs: dict) -> None:
+    """The gradient-norm ratios per style loss and point, and the costs of one evaluation."""
     geo = lambda xs: float(np.exp(np.mean(np.log(xs))))  # noqa: E731
-    print(f"\nGradient-norm ratio Gram / loss (per pair: {', '.join(f'{a} x {b}' for a, b in PAIRS)}), "
+    print(f"\nGradient-norm ratio Gram / loss (per pair: {', '.join(f'{a} x {b}' for a, b in QUALITY_PAIRS)}), "
           "and the geometric mean:\n")
     print("| style loss | " + " | ".join(f"at the {p}" for p in points) + " |")
     print("| --- |" + " --- |" * len(points))
@@ -119,7 +127,6 @@ def main() -> int:
         all_in_one = len(STYLE_LOSSES) * statistics.median(costs["all"])
         print(f"\nA sweep of the {len(STYLE_LOSSES)} losses, one variant each, per iteration: one program per "
               f"choice {one_each:.2f} s, one program for all {all_in_one:.2f} s ({all_in_one / one_each:.2f}x)")
-    return 0
 
 
 if __name__ == "__main__":

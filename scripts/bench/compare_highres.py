@@ -6,7 +6,7 @@ its full-resolution loss is read at the last report that came before the direct 
 out (and at its own end). Compilation inside a multi-stage run counts against it; the direct
 run's single compilation does not.
 
-    python scripts/compare_highres.py --size 512 --iterations 200 --scales 128 256 \\
+    python scripts/bench/compare_highres.py --size 512 --iterations 200 --scales 128 256 \\
         --scale-iterations 200 100 --tile 256
 """
 
@@ -26,7 +26,7 @@ from jaxstyle.engine.config import validate
 from jaxstyle.engine.memory import peak_rss_bytes
 from jaxstyle.driver.job import run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:

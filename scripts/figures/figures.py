@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Regenerate the paper's figures (Gatys, Ecker and Bethge 2016) with jaxstyle's defaults.
 
-    python scripts/figures.py --figure 4
-    python scripts/figures.py --all                  # every figure at its own size (docs/figures.md)
-    python scripts/figures.py --all --docs           # ... and write docs/figures/figureN.jpg
+    python scripts/figures/figures.py --figure 4
+    python scripts/figures/figures.py --all                  # every figure at its own size (docs/figures.md)
+    python scripts/figures/figures.py --all --docs           # ... and write docs/figures/figureN.jpg
 
 Each figure is a list of runs of the same engine (content-only and style-only reconstructions are
 the total loss with beta = 0 or alpha = 0), with the project's defaults: mean-normalised losses,
@@ -17,7 +17,6 @@ time or date, so the same command gives the same files.
 from __future__ import annotations
 
 import argparse
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,22 +29,18 @@ from jaxstyle.engine.progress import RunHooks
 from jaxstyle.cli import run_main
 from jaxstyle.engine.config import Config, validate
 from jaxstyle.core.errors import ConfigError
-from jaxstyle.core.fileio import atomic_write
-from jaxstyle.media.images import contact_sheet, save_png
-from jaxstyle.driver.outputs import write_json, write_outputs
-from jaxstyle.driver.job import run
+from jaxstyle.media.images import contact_sheet, save_png, write_docs_jpeg
+from jaxstyle.driver.bench import EXAMPLES
+from jaxstyle.driver.job import run_and_save
+from jaxstyle.driver.outputs import write_json
 from jaxstyle.engine.pipeline import RunResult
 
-EX = "examples"
-PHOTO, ART = f"{EX}/leuvenA.jpg", f"{EX}/starry_night.jpg"
+PHOTO, ART = str(EXAMPLES / "leuvenA.jpg"), str(EXAMPLES / "starry_night.jpg")
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 STYLE_SETS = [{f"conv{j}_1": 1.0 / i for j in range(1, i + 1)} for i in range(1, 6)]
 #: Figure 4's alpha/beta columns (losses: mean), chosen from docs/calibration.md to run from nearly
 #: pure texture to nearly the photograph, as the paper's columns do.
 RATIOS = [1e-3, 1e-2, 1e-1, 1.0]
-#: Largest side, in pixels, of a sheet written to docs/ (files there stay under 500 KB).
-DOCS_SIDE = 1600
-#: Files written to docs/ stay below this many bytes.
-DOCS_BYTES = 500_000
 
 
 @dataclass(frozen=True)
@@ -81,7 +76,7 @@ def figure(n: int) -> Figure:
     if n == 3:
         return Figure("Figure 3: one photograph in several styles", 512, [
             (Path(style).stem, {**seed0, "style": style}, lambda v, s=style: Path(s).stem)
-            for style in (ART, f"{EX}/graf1.png", f"{EX}/fruits.jpg")
+            for style in (ART, str(EXAMPLES / "graf1.png"), str(EXAMPLES / "fruits.jpg"))
         ], 3)
     if n == 4:
         return Figure("Figure 4: style layers (rows: conv1_1 .. conv1_1-5_1) x alpha/beta (columns)", 256, [
@@ -101,7 +96,7 @@ def figure(n: int) -> Figure:
         ], 3)
     if n == 7:
         return Figure("Figure 7: photo-to-photo transfer (home.jpg in the light and colours of leuvenA.jpg)", 512, [
-            ("photo", {**seed0, "content": f"{EX}/home.jpg", "style": PHOTO}, lambda v: "home x leuvenA"),
+            ("photo", {**seed0, "content": str(EXAMPLES / "home.jpg"), "style": PHOTO}, lambda v: "home x leuvenA"),
         ], 1)
     raise ConfigError(f"no figure {n}; figures: 1, 3, 4, 5, 6, 7")
 
@@ -117,9 +112,7 @@ def make_figure(n: int, args, params) -> Path:
         if args.iterations:
             raw["optimizer"] = {"iterations": args.iterations}
         cfg = validate(raw)
-        Path(cfg.output).mkdir(parents=True, exist_ok=True)
-        result: RunResult = run(cfg, params, hooks=RunHooks(log=lambda s: None))
-        write_outputs(cfg, result)
+        result: RunResult = run_and_save(cfg, RunHooks(log=lambda s: None), params=params)
         images += list(result.images)
         labels += [label(v) for v in result.variants]
         reports.append({"run": name, "image_size": result.report["image_size"],
@@ -134,25 +127,9 @@ def make_figure(n: int, args, params) -> Path:
                 "iterations": cfg.optimizer.iterations, "losses": cfg.losses, "wall_s": round(wall, 1),
                 "runs": reports}, args.output / f"figure{n}.json")
     if args.docs:
-        write_docs_jpeg(sheet, Path("docs") / "figures" / f"figure{n}.jpg")
+        write_docs_jpeg(sheet, DOCS / "figures" / f"figure{n}.jpg")
     print(f"figure {n}: {path} ({wall:.0f} s)", flush=True)
     return path
-
-
-def write_docs_jpeg(sheet: Image.Image, path: Path) -> Path:
-    """The sheet as a JPEG (quality 90), at most :data:`DOCS_SIDE` px on its long side and under
-    :data:`DOCS_BYTES`: a sheet of fine texture is reduced in steps of 10% until it fits."""
-    scale = min(1.0, DOCS_SIDE / max(sheet.size))
-    while True:
-        small = sheet if scale == 1.0 else sheet.resize(
-            (round(sheet.width * scale), round(sheet.height * scale)), Image.Resampling.LANCZOS)
-        buf = io.BytesIO()
-        small.convert("RGB").save(buf, format="JPEG", quality=90)
-        if buf.tell() < DOCS_BYTES:
-            break
-        scale *= 0.9
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
 
 
 def main() -> int:
@@ -179,7 +156,7 @@ def main() -> int:
             sheet = args.output / f"figure{n}.png"
             if not sheet.is_file():
                 raise ConfigError(f"{sheet} not found: make figure {n} first")
-            print(write_docs_jpeg(Image.open(sheet), Path("docs") / "figures" / f"figure{n}.jpg"))
+            print(write_docs_jpeg(Image.open(sheet), DOCS / "figures" / f"figure{n}.jpg"))
         return 0
     args.output.mkdir(parents=True, exist_ok=True)
     params = load_vgg19()

@@ -13,7 +13,7 @@ same frames, seed and iterations, it measures:
 * seconds per frame (compilation left out), and the optical flow's share; ``per-frame-solo``
   runs the per-frame schedule's frames one at a time, to see what one batch saves.
 
-    python scripts/video_quality.py --clip examples/leuven_pan.mp4 --size 128 --frames 12 --every 2 \\
+    python scripts/bench/video_quality.py --clip examples/leuven_pan.mp4 --size 128 --frames 12 --every 2 \\
         [--temporal 100] [--schedules per-frame sequential multipass] [--json out.json] [--frames-out DIR]
 """
 
@@ -22,22 +22,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from jaxstyle.driver.clip import load_clip, run_clip
+from jaxstyle.engine.progress import RunHooks
+from jaxstyle.engine.config import validate
+from jaxstyle.media.flow import warping_error
+from jaxstyle.driver.lab import yardstick
+from jaxstyle.engine.progress import Watchers
+from jaxstyle.model.weights import load_vgg19
 
-from jaxstyle.driver.clip import load_clip, run_clip  # noqa: E402
-from jaxstyle.engine.progress import RunHooks  # noqa: E402
-from jaxstyle.engine.config import validate  # noqa: E402
-from jaxstyle.media.flow import warping_error  # noqa: E402
-from jaxstyle.driver.lab import yardstick  # noqa: E402
-from jaxstyle.engine.progress import Watchers  # noqa: E402
-from jaxstyle.model.weights import load_vgg19  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def box3(a: np.ndarray) -> np.ndarray:
@@ -59,7 +57,7 @@ def drift(stylised: np.ndarray, original: np.ndarray) -> dict:
     return {"still_share": round(share, 3), "drift_levels": round(float(change[still].mean()), 3)}
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clip", default=str(ROOT / "examples" / "leuven_pan.mp4"))
     ap.add_argument("--style", default=str(ROOT / "examples" / "starry_night.jpg"))
@@ -83,7 +81,11 @@ def main() -> None:
     ap.add_argument("--json", help="write the table as JSON here")
     ap.add_argument("--frames-out", help="save each schedule's frames as an .npy here")
     ap.add_argument("--preview", help="write an animated WebP of the input and each row's frames, side by side")
-    args = ap.parse_args()
+    return ap
+
+
+def base_config(args) -> dict:
+    """The config every schedule starts from."""
     base = {"content": args.clip, "style": args.style, "size": args.size, "output": "/nonexistent",
             "print_every": 0, "optimizer": {"iterations": args.iterations},
             "video": {"first": args.first, "frames": args.frames * args.every, "every": args.every,
@@ -99,60 +101,90 @@ def main() -> None:
         base["temporal"] = args.temporal[0]
     elif args.temporal is not None:
         base["sweep"] = {"temporal": args.temporal}
+    return base
+
+
+def solo_row(args, base: dict, clip, params) -> dict:
+    """The same frames one at a time: what batching saves."""
+    raw = json.loads(json.dumps(base))
+    raw["temporal"] = 0
+    raw.pop("sweep", None)
+    raw["optimizer"]["iterations"] = args.iterations + (args.passes - 1) * args.pass_iterations
+    cfg = validate(raw)
+    spent = 0.0
+    for i in range(len(clip.frames)):
+        one = dataclasses.replace(clip, frames=clip.frames[i:i + 1], numbers=clip.numbers[i:i + 1])
+        t0 = time.perf_counter()
+        r = run_clip(cfg, one, params, hooks=RunHooks(log=lambda line: None, watch=Watchers()))
+        spent += time.perf_counter() - t0 - r.report["timing"]["compile_s"]  # each solo run compiles anew
+    return {"schedule": "per-frame-solo", "temporal": 0.0, "s_per_frame": spent / len(clip.frames)}
+
+
+def schedule_config(args, base: dict, name: str) -> dict:
+    """The config of one schedule: ``per-frame``, ``sequential`` or ``multipass``."""
+    raw = json.loads(json.dumps(base))
+    if name == "per-frame":
+        raw["temporal"] = 0
+        raw.pop("sweep", None)
+        # The same iterations a frame as the multipass schedule gives it.
+        raw["optimizer"]["iterations"] = args.iterations + (args.passes - 1) * args.pass_iterations
+    else:
+        raw["video"]["mode"] = name
+        if name == "sequential":  # the first frame is stylised as per-frame stylisation does every frame
+            raw["optimizer"]["iterations"] = args.first_iterations or \
+                args.iterations + (args.passes - 1) * args.pass_iterations
+    return raw
+
+
+def schedule_rows(args, name: str, cfg, clip, params) -> list[tuple[dict, str, np.ndarray]]:
+    """One schedule's run: per variant its row of the table, its label and its frames."""
+    out = []
+    t0 = time.perf_counter()
+    result = run_clip(cfg, clip, params, hooks=RunHooks(log=lambda line: None, watch=Watchers()))
+    seconds = time.perf_counter() - t0
+    for v, frames in zip(result.variants, result.frames):
+        measured = yardstick(cfg, params, frames, clip.frames)
+        temporal = v.terms.get("temporal", 0.0)
+        row = {"schedule": name, "temporal": temporal, "iterations": result.report["iterations"],
+               "warping_error": warping_error(frames, clip.frames),
+               "style": float(measured["style"].mean()), "content": float(measured["content"].mean()),
+               "s_per_frame": (seconds - result.report["timing"]["compile_s"]) / frames.shape[0]
+               / len(result.variants),
+               "flow_share": result.report["clip"]["flow_s"] / seconds,
+               "compile_s": result.report["timing"]["compile_s"], **drift(frames, clip.frames)}
+        out.append((row, f"{name}" + (f", temporal {temporal:g}" if name != "per-frame" else ""), frames))
+        if args.frames_out:
+            Path(args.frames_out).mkdir(parents=True, exist_ok=True)
+            np.save(Path(args.frames_out) / f"{name}-{temporal:g}.npy", frames)
+    return out
+
+
+def main() -> None:
+    args = parser().parse_args()
+    base = base_config(args)
     params = load_vgg19()
     clip = load_clip(validate(base))
     rows, shown = [], []
-    if "per-frame-solo" in args.schedules:  # the same frames one at a time: what batching saves
-        raw = json.loads(json.dumps(base))
-        raw["temporal"] = 0
-        raw.pop("sweep", None)
-        raw["optimizer"]["iterations"] = args.iterations + (args.passes - 1) * args.pass_iterations
-        cfg = validate(raw)
-        spent = 0.0
-        for i in range(len(clip.frames)):
-            one = dataclasses.replace(clip, frames=clip.frames[i:i + 1], numbers=clip.numbers[i:i + 1])
-            t0 = time.perf_counter()
-            r = run_clip(cfg, one, params, hooks=RunHooks(log=lambda line: None, watch=Watchers()))
-            spent += time.perf_counter() - t0 - r.report["timing"]["compile_s"]  # each solo run compiles anew
-        row = {"schedule": "per-frame-solo", "temporal": 0.0, "s_per_frame": spent / len(clip.frames)}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    if "per-frame-solo" in args.schedules:
+        rows.append(solo_row(args, base, clip, params))
+        print(json.dumps(rows[-1]), flush=True)
     for name in [n for n in args.schedules if n != "per-frame-solo"]:
-        raw = json.loads(json.dumps(base))
-        if name == "per-frame":
-            raw["temporal"] = 0
-            raw.pop("sweep", None)
-            # The same iterations a frame as the multipass schedule gives it.
-            raw["optimizer"]["iterations"] = args.iterations + (args.passes - 1) * args.pass_iterations
-        else:
-            raw["video"]["mode"] = name
-            if name == "sequential":  # the first frame is stylised as per-frame stylisation does every frame
-                raw["optimizer"]["iterations"] = args.first_iterations or \
-                    args.iterations + (args.passes - 1) * args.pass_iterations
-        cfg = validate(raw)
-        t0 = time.perf_counter()
-        result = run_clip(cfg, clip, params, hooks=RunHooks(log=lambda line: None, watch=Watchers()))
-        seconds = time.perf_counter() - t0
-        for v, frames in zip(result.variants, result.frames):
-            measured = yardstick(cfg, params, frames, clip.frames)
-            temporal = v.terms.get("temporal", 0.0)
-            row = {"schedule": name, "temporal": temporal, "iterations": result.report["iterations"],
-                   "warping_error": warping_error(frames, clip.frames),
-                   "style": float(measured["style"].mean()), "content": float(measured["content"].mean()),
-                   "s_per_frame": (seconds - result.report["timing"]["compile_s"]) / frames.shape[0]
-                   / len(result.variants),
-                   "flow_share": result.report["clip"]["flow_s"] / seconds,
-                   "compile_s": result.report["timing"]["compile_s"], **drift(frames, clip.frames)}
+        for row, label, frames in schedule_rows(args, name, validate(schedule_config(args, base, name)), clip, params):
             rows.append(row)
-            shown.append((f"{name}" + (f", temporal {temporal:g}" if name != "per-frame" else ""), frames))
+            shown.append((label, frames))
             print(json.dumps(row), flush=True)
-            if args.frames_out:
-                Path(args.frames_out).mkdir(parents=True, exist_ok=True)
-                np.save(Path(args.frames_out) / f"{name}-{temporal:g}.npy", frames)
     summary = {"clip": args.clip, "size": args.size, "frames": len(clip.frames), "every": args.every,
                "input_warping_error": warping_error(clip.frames, clip.frames), "rows": rows}
     print(f"\ninput clip: warping error {summary['input_warping_error']:.5f}; {len(clip.frames)} frames at "
           f"{clip.frames.shape[2]}x{clip.frames.shape[1]} px")
+    print_table(rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    if args.preview:
+        write_preview([("input", clip.frames), *shown], clip.fps, args.preview)
+
+
+def print_table(rows: list[dict]) -> None:
     print("| schedule | temporal | warping error | style | content | drift (levels) | s/frame/variant | flow share |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
@@ -162,10 +194,6 @@ def main() -> None:
         d = "n/a" if r["drift_levels"] is None else f"{r['drift_levels']:.2f}"
         print(f"| {r['schedule']} | {r['temporal']:g} | {r['warping_error']:.5f} | {r['style']:.4f} | "
               f"{r['content']:.4f} | {d} | {r['s_per_frame']:.2f} | {100 * r['flow_share']:.1f} % |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
-    if args.preview:
-        write_preview([("input", clip.frames), *shown], clip.fps, args.preview)
 
 
 def write_preview(columns: list[tuple[str, np.ndarray]], fps: float, path: str) -> None:

@@ -19,9 +19,9 @@ all at the same comparison size. A side-by-side sheet (photo, artwork, paper, de
 The paper's procedure takes many minutes per pair on a CPU, so its results are kept in
 ``OUT/reference.json`` with their date and reused; ``--rerun-reference`` runs them again.
 
-    python scripts/quality.py                      # all pairs at 512 px
-    python scripts/quality.py --pairs leuvenA.jpg:starry_night.jpg --size 256
-    python scripts/quality.py --docs               # ... and write docs/quality.jpg and docs/gallery.jpg
+    python scripts/bench/quality.py                      # all pairs at 512 px
+    python scripts/bench/quality.py --pairs leuvenA.jpg:starry_night.jpg --size 256
+    python scripts/bench/quality.py --docs               # ... and write docs/quality.jpg and docs/gallery.jpg
 """
 
 from __future__ import annotations
@@ -37,17 +37,16 @@ from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from jaxstyle.cli import run_main
+from jaxstyle.core.errors import ConfigError
+from jaxstyle.driver.bench import QUALITY_PAIR_TEXTS, parse_pairs
+from jaxstyle.engine.presets import PRESETS
+from jaxstyle.media.images import contact_sheet, load_image, save_png
+from jaxstyle.media.metrics import comparison_shape, speckle_index, speckle_pair
+from jaxstyle.media.images import write_docs_jpeg
 
-from jaxstyle.cli import run_main  # noqa: E402
-from jaxstyle.core.errors import ConfigError  # noqa: E402
-from jaxstyle.engine.presets import PRESETS  # noqa: E402
-from jaxstyle.media.images import contact_sheet, load_image, save_png  # noqa: E402
-from jaxstyle.media.metrics import comparison_shape, speckle_index, speckle_pair  # noqa: E402
-from figures import write_docs_jpeg  # noqa: E402  (scripts/ is on the path of a script run)
+ROOT = Path(__file__).resolve().parents[2]
 
-PAIRS = ("leuvenA.jpg:starry_night.jpg", "home.jpg:graf1.png", "fruits.jpg:starry_night.jpg")
 #: The reference: a preset of the table, and what is changed in it (the normalisation, so the totals compare).
 REFERENCE = ("paper", {"losses": "mean"})
 
@@ -96,20 +95,6 @@ def measure(out: Path, content: Path, style: Path, wall: float) -> dict:
             "speckle_photo": round(speckle_index(photo), 1), "image": str(out / variant["image"]),
             "shape": [image.height, image.width], "losses": report["config"]["losses"],
             "alpha": report["config"]["alpha"], "beta": report["config"]["beta"]}
-
-
-def parse_pairs(texts: list[str]) -> list[tuple[str, Path, Path]]:
-    """``photo:artwork`` names (in examples/) or paths, checked."""
-    pairs = []
-    for text in texts:
-        if text.count(":") != 1:
-            raise ConfigError(f"--pairs takes photo:artwork, not {text!r}")
-        paths = [Path(p) if Path(p).is_file() else ROOT / "examples" / p for p in text.split(":")]
-        for p in paths:
-            if not p.is_file():
-                raise ConfigError(f"image not found: {p}")
-        pairs.append((text, *paths))
-    return pairs
 
 
 def run_pairs(pairs, size: int, out_dir: Path, rerun_reference: bool) -> list[dict]:
@@ -173,7 +158,7 @@ def publish(rows: list[dict], pairs, size: int, date: str, out_dir: Path, docs: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pairs", nargs="+", default=list(PAIRS), metavar="PHOTO:ARTWORK",
+    ap.add_argument("--pairs", nargs="+", default=list(QUALITY_PAIR_TEXTS), metavar="PHOTO:ARTWORK",
                     help="file names in examples/ (or paths), photo:artwork")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "quality")

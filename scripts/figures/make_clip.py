@@ -4,23 +4,21 @@ The camera pans across examples/leuvenA.jpg and slowly zooms in, while a disc cu
 examples/fruits.jpg rolls across the street, so the clip has camera motion, an object moving
 against it and the occlusions that makes. Deterministic: the same command writes the same frames.
 
-    python scripts/make_clip.py [--frames 48] [--fps 12] [--size 256x192] [-o examples/leuven_pan.mp4]
-    python scripts/make_clip.py --photo home.jpg --still -o examples/home_still.mp4   # the second clip
+    python scripts/figures/make_clip.py [--frames 48] [--fps 12] [--size 256x192] [-o examples/leuven_pan.mp4]
+    python scripts/figures/make_clip.py --photo home.jpg --still -o examples/home_still.mp4   # the second clip
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from jaxstyle.media.video import write_mp4
 
-from jaxstyle.media.video import write_mp4  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def frame(photo: Image.Image, disc: Image.Image, mask: Image.Image, t: float, size: tuple[int, int],

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The README's examples of what goes beyond the paper, as one labelled sheet.
 
-    python scripts/beyond_examples.py [--size 128] [--iterations 150] [--output outputs/beyond]
+    python scripts/figures/beyond_examples.py [--size 128] [--iterations 150] [--output outputs/beyond]
 
 Style blend, style scale, the three kinds of colour preservation, a spatial mask, and total
 variation / denoising against the plain result at equal iterations; every tile is one config.
@@ -17,13 +17,14 @@ import numpy as np
 from PIL import Image
 
 from jaxstyle import load_vgg19
+from jaxstyle.driver.bench import EXAMPLES
 from jaxstyle.engine.progress import RunHooks
 from jaxstyle.cli import run_main
 from jaxstyle.engine.config import validate
 from jaxstyle.media.images import contact_sheet, load_image, save_png
 from jaxstyle.driver.job import run
 
-PHOTO, ART, GRAF = "examples/leuvenA.jpg", "examples/starry_night.jpg", "examples/graf1.png"
+PHOTO, ART, GRAF = (str(EXAMPLES / name) for name in ("leuvenA.jpg", "starry_night.jpg", "graf1.png"))
 
 
 def main() -> int:

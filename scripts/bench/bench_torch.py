@@ -7,7 +7,7 @@ conv1_1..conv5_1 style, the config's alpha and beta):
 
 * **Iterations**: ``torch.optim.LBFGS`` (``history_size=100``, ``max_iter`` = the iterations,
   tolerances -1, no line search) against jaxstyle's default L-BFGS through the command line's
-  path (:func:`jaxstyle.engine.pipeline.run`, one stage, ``history_size: 100`` or ``--history``), both from the
+  path (:func:`jaxstyle.driver.job.run`, one stage, ``history_size: 100`` or ``--history``), both from the
   photograph. jaxstyle's time per iteration is the difference between runs of n + 1 and of 1
   iterations, compilation left out; PyTorch's is its ``step``, after one warm-up evaluation. Both
   sides' loss at the photograph is printed: they must agree.
@@ -19,8 +19,8 @@ conv1_1..conv5_1 style, the config's alpha and beta):
 PyTorch is a benchmark extra only (``pip install -e ".[bench]"``), never a dependency of the
 package or of its tests.
 
-    python scripts/bench_torch.py                          # 256 x 192 px, 30 iterations, 2 threads
-    python scripts/bench_torch.py --rounds 2 --json bench_torch.json
+    python scripts/bench/bench_torch.py                          # 256 x 192 px, 30 iterations, 2 threads
+    python scripts/bench/bench_torch.py --rounds 2 --json bench_torch.json
 """
 
 from __future__ import annotations
@@ -33,30 +33,29 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from jaxstyle.cli import run_main  # noqa: E402
-from jaxstyle.engine.progress import RunHooks  # noqa: E402
-from jaxstyle.engine.config import validate  # noqa: E402
-from jaxstyle.core.errors import ConfigError  # noqa: E402
-from jaxstyle.engine.inputs import prepare_images, start_images  # noqa: E402
-from jaxstyle.engine.plan import plan_stages, upsample  # noqa: E402
-from jaxstyle.engine.variants import expand_variants  # noqa: E402
-from jaxstyle.model.losses import LossWeights, Objective  # noqa: E402
-from jaxstyle.driver.job import run, uses_winograd  # noqa: E402
-from jaxstyle.engine.progress import Watchers  # noqa: E402
-from jaxstyle.model.vgg import (LAYER_NAMES, LAYERS, _conv_hwio, conv3x3, layer_padding, prepare_kernels,  # noqa: E402
+from jaxstyle.cli import run_main
+from jaxstyle.engine.progress import RunHooks
+from jaxstyle.engine.config import validate
+from jaxstyle.core.errors import ConfigError
+from jaxstyle.engine.inputs import prepare_images, start_images
+from jaxstyle.engine.plan import plan_stages, upsample
+from jaxstyle.engine.variants import expand_variants
+from jaxstyle.model.losses import LossWeights, Objective
+from jaxstyle.driver.job import run
+from jaxstyle.engine.pipeline import uses_winograd
+from jaxstyle.engine.progress import Watchers
+from jaxstyle.model.vgg import (LAYER_NAMES, LAYERS, conv_hwio, conv3x3, layer_padding, prepare_kernels,
                           winograd_conv, winograd_pays)
-from jaxstyle.model.weights import load_vgg19  # noqa: E402
+from jaxstyle.model.weights import load_vgg19
+
+ROOT = Path(__file__).resolve().parents[2]
 
 #: CPU flags that decide which kernels the libraries can use.
 FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
@@ -327,7 +326,7 @@ def per_layer(params, h: int, w: int, deepest: str, repeats: int, winograd: bool
         fwd = jax.jit(lambda x: jax.nn.relu(conv3x3(x, k, b, fk, wg)))
         # The CPU input-gradient rules of vgg._conv and vgg._conv_winograd.
         path = wg is not None and winograd_pays(lh, lw, cin)
-        bwd = jax.jit(lambda g: winograd_conv(g, wg, transposed=True) if path else _conv_hwio(g, fk))
+        bwd = jax.jit(lambda g: winograd_conv(g, wg, transposed=True) if path else conv_hwio(g, fk))
         tw = torch.from_numpy(np.ascontiguousarray(np.asarray(k).transpose(3, 2, 0, 1)))
         tb = torch.from_numpy(np.array(b))
         tx = torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2)))
@@ -345,7 +344,7 @@ def per_layer(params, h: int, w: int, deepest: str, repeats: int, winograd: bool
     return rows
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--content", default=str(ROOT / "examples" / "leuvenA.jpg"))
     ap.add_argument("--style", default=str(ROOT / "examples" / "starry_night.jpg"))
@@ -365,7 +364,52 @@ def main() -> int:
     ap.add_argument("--schedule-seeds", default="0", help="comma-separated seeds, one schedule each per round")
     ap.add_argument("--skip-layers", action="store_true")
     ap.add_argument("--json", help="write everything measured here")
-    args = ap.parse_args()
+    return ap
+
+
+def iteration_rounds(args, cfg, params, content, style) -> list[dict]:
+    """``--rounds`` of the same iterations on both sides, alternating."""
+    rounds = []
+    for r in range(args.rounds):
+        t = torch_lbfgs(cfg, params, content, style, args.iterations)
+        j = ours(cfg, params)
+        rounds.append({"jaxstyle": j, "torch": t, "ratio": j["s_per_iteration"] / t["s_per_iteration"]})
+        print(f"round {r + 1}: jaxstyle {j['s_per_iteration']:.3f} s/iteration ({j['evaluations']} evaluations, "
+              f"final loss {j['final_loss']:.5g}); PyTorch {t['s_per_iteration']:.3f} s/iteration "
+              f"({t['evaluations']} evaluations, final loss {t['final_loss']:.5g}); ratio {rounds[-1]['ratio']:.2f}")
+    return rounds
+
+
+def schedule_rounds(args, seeds: list[int]) -> list[dict]:
+    """The default picture's whole schedule on both sides, per round and seed (``--schedule``)."""
+    schedule = []
+    for r, seed in itertools.product(range(args.rounds), seeds):
+        sc = schedule_config(args, seed)
+        t, j = torch_schedule(sc), our_schedule(sc)
+        schedule.append({"seed": seed, "jaxstyle": j, "torch": t, "ratio": j["s"] / t["s"]})
+        print(f"default picture at {args.schedule} px, seed {seed}, round {r + 1} (stages {j['stages']}): jaxstyle {j['s']:.1f} s "
+              f"(+ {j['compile_s']:.1f} s compiling; {j['evaluations']} evaluations, final loss "
+              f"{j['final_loss']:.4g}); PyTorch {t['s']:.1f} s ({t['evaluations']} evaluations, final loss "
+              f"{t['final_loss']:.4g}); ratio {schedule[-1]['ratio']:.2f}", flush=True)
+    return schedule
+
+
+def print_layers(layers: list[dict]) -> None:
+    print("\n| layer | shape (w x h x cin -> cout) | jaxstyle's path | jaxstyle fwd ms | PyTorch fwd ms | ratio | "
+          "jaxstyle grad ms | PyTorch grad ms | ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for row in layers:
+        print(f"| {row['layer']} | {row['shape']} | {row['path']} | {1e3 * row['jax_fwd_s']:.2f} | {1e3 * row['torch_fwd_s']:.2f} | "
+              f"{row['fwd_ratio']:.2f} | {1e3 * row['jax_grad_s']:.2f} | "
+              f"{1e3 * row['torch_grad_s']:.2f} | {row['grad_ratio']:.2f} |")
+    tot = {k: sum(r[k] for r in layers) for k in ("jax_fwd_s", "torch_fwd_s", "jax_grad_s", "torch_grad_s")}
+    print(f"| all | | | {1e3 * tot['jax_fwd_s']:.1f} | {1e3 * tot['torch_fwd_s']:.1f} | "
+          f"{tot['jax_fwd_s'] / tot['torch_fwd_s']:.2f} | {1e3 * tot['jax_grad_s']:.1f} | "
+          f"{1e3 * tot['torch_grad_s']:.1f} | {tot['jax_grad_s'] / tot['torch_grad_s']:.2f} |")
+
+
+def main() -> int:
+    args = parser().parse_args()
     try:
         seeds = [int(s) for s in args.schedule_seeds.split(",")]
     except ValueError:
@@ -388,41 +432,15 @@ def main() -> int:
     loss_fn, x0 = torch_objective(cfg, params, content, style)
     print(f"loss at the photograph: jaxstyle {first_loss(cfg, params, content, style):.6g}, "
           f"PyTorch {float(loss_fn(x0)):.6g}")
-    rounds = []
-    for r in range(args.rounds):
-        t = torch_lbfgs(cfg, params, content, style, args.iterations)
-        j = ours(cfg, params)
-        rounds.append({"jaxstyle": j, "torch": t, "ratio": j["s_per_iteration"] / t["s_per_iteration"]})
-        print(f"round {r + 1}: jaxstyle {j['s_per_iteration']:.3f} s/iteration ({j['evaluations']} evaluations, "
-              f"final loss {j['final_loss']:.5g}); PyTorch {t['s_per_iteration']:.3f} s/iteration "
-              f"({t['evaluations']} evaluations, final loss {t['final_loss']:.5g}); ratio {rounds[-1]['ratio']:.2f}")
-    schedule = []
-    if args.schedule:
-        for r, seed in itertools.product(range(args.rounds), seeds):
-            sc = schedule_config(args, seed)
-            t, j = torch_schedule(sc), our_schedule(sc)
-            schedule.append({"seed": seed, "jaxstyle": j, "torch": t, "ratio": j["s"] / t["s"]})
-            print(f"default picture at {args.schedule} px, seed {seed}, round {r + 1} (stages {j['stages']}): jaxstyle {j['s']:.1f} s "
-                  f"(+ {j['compile_s']:.1f} s compiling; {j['evaluations']} evaluations, final loss "
-                  f"{j['final_loss']:.4g}); PyTorch {t['s']:.1f} s ({t['evaluations']} evaluations, final loss "
-                  f"{t['final_loss']:.4g}); ratio {schedule[-1]['ratio']:.2f}", flush=True)
+    rounds = iteration_rounds(args, cfg, params, content, style)
+    schedule = schedule_rounds(args, seeds) if args.schedule else []
     winograd = uses_winograd(cfg)
     ev = evaluations(cfg, prepare_kernels(params, ["conv5_1"], winograd=winograd), content, style, args.repeats)
     print(f"one loss-and-gradient alone: jaxstyle {ev['jaxstyle_s']:.3f} s, PyTorch {ev['torch_s']:.3f} s, "
           f"ratio {ev['ratio']:.2f}")
     layers = [] if args.skip_layers else per_layer(params, h, w, "conv5_1", args.repeats, winograd)
     if layers:
-        print("\n| layer | shape (w x h x cin -> cout) | jaxstyle's path | jaxstyle fwd ms | PyTorch fwd ms | ratio | "
-              "jaxstyle grad ms | PyTorch grad ms | ratio |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        for row in layers:
-            print(f"| {row['layer']} | {row['shape']} | {row['path']} | {1e3 * row['jax_fwd_s']:.2f} | {1e3 * row['torch_fwd_s']:.2f} | "
-                  f"{row['fwd_ratio']:.2f} | {1e3 * row['jax_grad_s']:.2f} | "
-                  f"{1e3 * row['torch_grad_s']:.2f} | {row['grad_ratio']:.2f} |")
-        tot = {k: sum(r[k] for r in layers) for k in ("jax_fwd_s", "torch_fwd_s", "jax_grad_s", "torch_grad_s")}
-        print(f"| all | | | {1e3 * tot['jax_fwd_s']:.1f} | {1e3 * tot['torch_fwd_s']:.1f} | "
-              f"{tot['jax_fwd_s'] / tot['torch_fwd_s']:.2f} | {1e3 * tot['jax_grad_s']:.1f} | "
-              f"{1e3 * tot['torch_grad_s']:.1f} | {tot['jax_grad_s'] / tot['torch_grad_s']:.2f} |")
+        print_layers(layers)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "size": [w, h], "iterations": args.iterations,
                                                "history": args.history, "convolution": args.convolution,

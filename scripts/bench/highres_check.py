@@ -9,7 +9,7 @@ of the same crop of the style image enlarged to the output's size, for reference
 measures (:func:`jaxstyle.media.metrics.lattice_index` and :func:`~jaxstyle.media.metrics.lattice_tail`) of
 that crop and of the whole output, at 1:1, the index also per period.
 
-    python scripts/highres_check.py outputs/highres/000_seed0.png examples/starry_night.jpg \\
+    python scripts/bench/highres_check.py outputs/highres/000_seed0.png examples/starry_night.jpg \\
         --docs docs/highres.jpg
 """
 
@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from jaxstyle.media.images import write_docs_jpeg
 
-from figures import write_docs_jpeg  # noqa: E402
-
-from jaxstyle.media.metrics import (LATTICE_PERIODS, LATTICE_REGION, LATTICE_WINDOW, lattice_index,  # noqa: E402
+from jaxstyle.media.metrics import (LATTICE_PERIODS, LATTICE_REGION, LATTICE_WINDOW, lattice_index,
                               lattice_tail, speckle_index, speckle_pair)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CROP = 640
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env python
-"""What the live page costs a run: the main job with ``--serve`` and a browser watching the page,
-against the main job without it, in alternating pairs; prints a table and writes JSON.
+"""What the live page costs a run: the main job with and without a watched ``--serve`` page.
+
+The main job with ``--serve`` and a browser watching the page, against the main job without it,
+in alternating pairs; prints a table and writes JSON.
 
 Each run is a fresh process (``python scripts/transfer.py --config CONFIG``, its output in a
 temporary folder). Its time is the report's ``run_s`` (start of the optimisation to its end) and
@@ -8,8 +10,8 @@ the wall time from the process's start to the run's last line. With ``--serve`` 
 (Debian's chromium and chromium-driver, driven by selenium) keeps the page open, so the page polls
 its state every second and fetches each new image, as a user's would.
 
-    python scripts/bench_serve.py                      # 5 pairs of the README's main job
-    python scripts/bench_serve.py --pairs 3 --set size=128
+    python scripts/bench/bench_serve.py                      # 5 pairs of the README's main job
+    python scripts/bench/bench_serve.py --pairs 3 --set size=128
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = str(ROOT / "scripts" / "transfer.py")
 
 

@@ -9,10 +9,10 @@ Two measurements, both with the default settings (``losses: mean``, the automati
   mean-normalised L_content and L_style, and for each the ratio of its largest to its smallest
   value across the sizes, and the speckle index of the result against the artwork's.
 
-    python scripts/calibrate.py                          # 128, 256 and 512 px, three pairs
-    python scripts/calibrate.py --sizes 64 128 --ratios 0.1 1 --pairs home.jpg:graf1.png
+    python scripts/bench/calibrate.py                          # 128, 256 and 512 px, three pairs
+    python scripts/bench/calibrate.py --sizes 64 128 --ratios 0.1 1 --pairs home.jpg:graf1.png
 
-The default run at one size is exactly what ``scripts/quality.py`` runs at that size (the command
+The default run at one size is exactly what ``scripts/bench/quality.py`` runs at that size (the command
 with only the images, ``size`` and ``seeds: [0]`` set); ``--reuse OUT/quality.json`` takes the
 table's rows at that size from its default rows instead of running them again.
 """
@@ -23,41 +23,29 @@ import argparse
 import datetime
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from jaxstyle import load_vgg19
+from jaxstyle.engine.progress import RunHooks
+from jaxstyle.cli import run_main
+from jaxstyle.engine.config import DEFAULT_BETA, validate
+from jaxstyle.core.errors import ConfigError
+from jaxstyle.media.images import contact_sheet, save_png
+from jaxstyle.media.metrics import speckle_pair
+from jaxstyle.driver.job import run
+from jaxstyle.media.images import write_docs_jpeg
+from jaxstyle.driver.bench import QUALITY_PAIR_TEXTS, parse_pairs
 
-from jaxstyle import load_vgg19  # noqa: E402
-from jaxstyle.engine.progress import RunHooks  # noqa: E402
-from jaxstyle.cli import run_main  # noqa: E402
-from jaxstyle.engine.config import DEFAULT_BETA, validate  # noqa: E402
-from jaxstyle.core.errors import ConfigError  # noqa: E402
-from jaxstyle.media.images import contact_sheet, save_png  # noqa: E402
-from jaxstyle.media.metrics import speckle_pair  # noqa: E402
-from jaxstyle.driver.job import run  # noqa: E402
-from figures import write_docs_jpeg  # noqa: E402  (scripts/ is on the path of a script run)
-
-PAIRS = ("leuvenA.jpg:starry_night.jpg", "home.jpg:graf1.png", "fruits.jpg:starry_night.jpg")
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def _paths(text: str) -> tuple[Path, Path]:
-    if text.count(":") != 1:
-        raise ConfigError(f"--pairs takes photo:artwork, not {text!r}")
-    paths = tuple(Path(p) if Path(p).is_file() else ROOT / "examples" / p for p in text.split(":"))
-    for p in paths:
-        if not p.is_file():
-            raise ConfigError(f"image not found: {p}")
-    return paths
 
-
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pairs", nargs="+", default=list(PAIRS), metavar="PHOTO:ARTWORK")
+    ap.add_argument("--pairs", nargs="+", default=list(QUALITY_PAIR_TEXTS), metavar="PHOTO:ARTWORK")
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
     ap.add_argument("--ratios", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1, 1.0, 10.0],
                     help="alpha/beta values of the sheet (beta stays at its default)")
@@ -65,16 +53,17 @@ def main() -> int:
     ap.add_argument("--reuse", type=Path, metavar="QUALITY_JSON",
                     help="take the table's default runs at the quality benchmark's size from its results")
     ap.add_argument("--docs", action="store_true", help="also write the sheet as docs/calibration.jpg")
-    args = ap.parse_args()
-    if min(args.sizes) < 32 or min(args.ratios) <= 0:
-        raise ConfigError("--sizes must be at least 32 and --ratios greater than 0")
-    pairs = [(text, *_paths(text)) for text in args.pairs]
-    params = load_vgg19()
-    beta = DEFAULT_BETA["mean"]
-    quiet = lambda line: None  # noqa: E731
-    args.out.mkdir(parents=True, exist_ok=True)
+    return ap
 
-    name, content, style = pairs[0]
+
+def quiet(line: str) -> None:
+    pass
+
+
+def ratio_sheet(args, pair, params, beta: float) -> dict:
+    """The first pair at every size, one batch of every alpha/beta each: the sheet (saved) and the
+    runs by size."""
+    name, content, style = pair
     columns = {}
     for size in args.sizes:
         t0 = time.perf_counter()
@@ -95,7 +84,32 @@ def main() -> int:
     save_png(sheet, args.out / "sheet.png")
     if args.docs:
         write_docs_jpeg(sheet, ROOT / "docs" / "calibration.jpg")
+    return columns
 
+
+def default_run(content: Path, style: Path, size: int, params) -> dict:
+    """The default command's losses, speckle and seconds for one pair at one size."""
+    cfg = validate({"content": str(content), "style": str(style), "size": size, "print_every": 0})
+    t0 = time.perf_counter()
+    result = run(cfg, params, hooks=RunHooks(log=quiet))
+    loss = result.report["variants"][0]["final_loss"]
+    with Image.open(style) as art:
+        speckle, speckle_style = speckle_pair(result.images[0], art)
+    return {"content": loss["content"], "style": loss["style"], "total": loss["total"],
+            "speckle": round(speckle, 1), "speckle_style": round(speckle_style, 1),
+            "run_s": round(time.perf_counter() - t0, 1), "scales": cfg.scales,
+            "iterations": [*cfg.scale_iterations, cfg.optimizer.iterations]}
+
+
+def main() -> int:
+    args = parser().parse_args()
+    if min(args.sizes) < 32 or min(args.ratios) <= 0:
+        raise ConfigError("--sizes must be at least 32 and --ratios greater than 0")
+    pairs = parse_pairs(args.pairs)
+    params = load_vgg19()
+    beta = DEFAULT_BETA["mean"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    columns = ratio_sheet(args, pairs[0], params, beta)
     reused = {}
     if args.reuse:
         quality = json.loads(args.reuse.read_text())
@@ -108,17 +122,8 @@ def main() -> int:
                 r = reused[(name, size)]
                 per_size[size] = {k: r[k] for k in ("content", "style", "total", "speckle", "speckle_style")}
                 per_size[size].update(run_s=r["wall_s"], source=str(args.reuse))
-                continue
-            cfg = validate({"content": str(content), "style": str(style), "size": size, "print_every": 0})
-            t0 = time.perf_counter()
-            result = run(cfg, params, hooks=RunHooks(log=quiet))
-            loss = result.report["variants"][0]["final_loss"]
-            with Image.open(style) as art:
-                speckle, speckle_style = speckle_pair(result.images[0], art)
-            per_size[size] = {"content": loss["content"], "style": loss["style"], "total": loss["total"],
-                              "speckle": round(speckle, 1), "speckle_style": round(speckle_style, 1),
-                              "run_s": round(time.perf_counter() - t0, 1), "scales": cfg.scales,
-                              "iterations": [*cfg.scale_iterations, cfg.optimizer.iterations]}
+            else:
+                per_size[size] = default_run(content, style, size, params)
         spread = {k: max(v[k] for v in per_size.values()) / min(v[k] for v in per_size.values())
                   for k in ("content", "style")}
         rows.append({"pair": name, "sizes": per_size, "spread": spread})
