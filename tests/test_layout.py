@@ -35,7 +35,7 @@ def imports(module: str, text: str, known: set[str], init: bool = False) -> set[
     parts = [] if module == "__init__" else module.split(".")
     package = parts if init else parts[:-1]
     found = set()
-    for node in ast.walk(ast.parse(text)):
+    for node in runtime_nodes(ast.parse(text)):
         names: list[str] = []
         if isinstance(node, ast.ImportFrom):
             if node.level:
@@ -49,6 +49,17 @@ def imports(module: str, text: str, known: set[str], init: bool = False) -> set[
             names = [a.name.split(".", 1)[1] for a in node.names if a.name.startswith("jaxstyle.")]
         found.update(n for n in names if n in known and n != module)
     return found
+
+
+def runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:``, which a type checker reads and
+    Python never runs."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            yield from (n for child in node.orelse for n in [child, *runtime_nodes(child)])
+            continue
+        yield node
+        yield from runtime_nodes(node)
 
 
 def graph() -> dict[str, set[str]]:
@@ -97,6 +108,8 @@ def test_the_checker_sees_what_it_must():
     assert imports("engine.plan", text, known) == {"serve.live", "media.images", "core.errors"}
     assert imports("media", "from .images import x\nfrom ..serve import live\n", known | {"serve"}, init=True) \
         == {"media.images", "serve.live", "serve"}
+    typed = "if TYPE_CHECKING:\n    from ..serve.live import LiveState\nelse:\n    from ..media import images\n"
+    assert imports("engine.plan", typed, known | {"media"}) == {"media.images", "media"}
     assert rank("serve.live") > rank("engine.plan") > rank("media.images") > rank("core.errors")
     assert rank("cli") > rank("serve.studio")
 

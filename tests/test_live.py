@@ -194,12 +194,12 @@ def test_a_port_in_use_is_one_line_exit_2_and_leaves_no_folder(tmp_path, capsys)
 
 
 def test_a_sweeps_later_program_counts_the_earlier_ones_in_its_eta():
-    from jaxstyle.driver.job import placed
+    from jaxstyle.driver.job import program_watch
     from jaxstyle.engine.progress import Watchers
 
     ticks, records = [], []
     # Program 2 of 3 (0-based 1), its variants from index 4 on, after 100 s (10 of compilation).
-    watch = placed(Watchers((ticks.append,), (records.append,)), 1, 3, 4, (100.0, 10.0))
+    watch = program_watch(Watchers((ticks.append,), (records.append,)), 1, 3, 4, (100.0, 10.0))
     watch.tick(_tick(elapsed_s=70.0, compile_s=10.0, work=300.0, work_total=1200.0))
     watch.record({"iteration": 3})
     t = ticks[0]

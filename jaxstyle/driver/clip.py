@@ -43,8 +43,9 @@ from ..engine.inputs import finish_images, input_lines, style_trims, trim_report
 from ..engine.memory import available_bytes, require_fits
 from ..engine.pipeline import FrameBatch, RunResult, Summary, run_plan, run_winograd_layers
 from ..engine.plan import plan_stages, stage_peak_bytes, stage_work
-from ..engine.progress import RunHooks, Watchers
-from .report import build_report, json_float
+from ..engine.progress import RunHooks, Tick, placed
+from ..core.fileio import json_float
+from .report import build_report
 from ..engine.variants import Variant, expand_variants, objective_for
 from ..media.video import Clip, clip_summary, read_clip
 from ..model.weights import load_vgg19
@@ -205,22 +206,13 @@ class ClipState:
                    list(m["history"]), float(m["run_s"]), float(m["compile_s"]), int(m["chunk"]))
 
 
-@dataclass
-class ClipResult:
-    """A clip's frames ``(V, F, H, W, 3)`` in [0, 1] (finished: clipped, colours recombined), the
-    variants, the clip, report.json's content, the history and, when interrupted, a checkpoint."""
-
-    frames: np.ndarray
-    variants: list[Variant]
-    clip: Clip
-    report: dict[str, Any]
-    history: list = field(default_factory=list)
-    checkpoint: Checkpoint | None = None
-
-    @property
-    def images(self) -> np.ndarray:
-        """Each variant's last finished frame ``(V, H, W, 3)`` (what the live page shows at the end)."""
-        return self.frames[:, -1] if self.frames.shape[1] else np.zeros((len(self.variants), 1, 1, 3), np.float32)
+def clip_result(frames: np.ndarray, variants: list[Variant], clip: Clip, report: dict[str, Any], history: list,
+                checkpoint: Checkpoint | None) -> RunResult:
+    """A clip's result: its frames ``(V, F, H, W, 3)`` in [0, 1] (finished: clipped, colours
+    recombined) and the clip, with each variant's last finished frame as its image ``(V, H, W, 3)``
+    (what the live page shows at the end)."""
+    images = frames[:, -1] if frames.shape[1] else np.zeros((len(variants), 1, 1, 3), np.float32)
+    return RunResult(images, variants, report, history, checkpoint, frames=frames, clip=clip)
 
 
 @dataclass
@@ -298,23 +290,23 @@ class ClipRunner:
         mean = lambda vals: [json_float(np.nanmean([np.nan if a is None else a for a in vals[i::v]]))  # noqa: E731
                              for i in range(v)]
 
-        def tick(t):
+        def tick(t: Tick) -> Tick:
             images = t.images
-            self.watch.tick(dataclasses.replace(
+            return dataclasses.replace(
                 t, clip=run.label, elapsed_s=spent + t.elapsed_s, compile_s=compiled + t.compile_s,
                 work=before + batch * t.work, work_total=total,
                 parts={k: np.asarray(a).reshape(-1, v).mean(0) for k, a in t.parts.items()},
-                images=None if images is None else (lambda: images()[show * v:(show + 1) * v])))
+                images=None if images is None else (lambda: images()[show * v:(show + 1) * v]))
 
-        def record(entry: dict) -> None:
+        def record(entry: dict) -> dict:
             out = {**entry, "stage": index + 1, "run_stage": entry["stage"], "frame": run.start,
                    "video_pass": run.video_pass + 1, "iteration": base + entry["iteration"],
                    "elapsed_s": round(spent + entry["elapsed_s"], 3),
                    **{k: mean(entry[k]) for k in ("total", "content", "style")}}
             state.history.append(out)
-            self.watch.record(out)
+            return out
 
-        hooks = RunHooks(self.hooks.log, self.hooks.should_stop, Watchers((tick,), (record,)), resume)
+        hooks = RunHooks(self.hooks.log, self.hooks.should_stop, placed(self.watch, tick, record), resume)
         result = run_plan(self.cfg, self.params, hooks, slots, run.frames, self.cache, announce=False)
         result.report = build_report(self.cfg, slots, result.summary)
         return result
@@ -412,7 +404,7 @@ class ClipRunner:
             state.previous = None
 
 
-def run_clip(cfg: Config, clip: Clip | None = None, params=None, hooks: RunHooks = RunHooks()) -> ClipResult:
+def run_clip(cfg: Config, clip: Clip | None = None, params=None, hooks: RunHooks = RunHooks()) -> RunResult:
     """Stylise every frame of ``cfg``'s clip, every variant (seeds x sweep) a clip of its own.
 
     ``hooks.should_stop`` and ``hooks.resume`` work as for an image run
@@ -488,7 +480,7 @@ def frame_losses(runner: ClipRunner, state: ClipState) -> list[list[dict]]:
 
 
 def finish_clip(cfg: Config, runner: ClipRunner, state: ClipState, checkpoint: Checkpoint | None,
-                seconds: float, resume: Checkpoint | None) -> ClipResult:
+                seconds: float, resume: Checkpoint | None) -> RunResult:
     """The clip's frames, finished, and its report."""
     clip, v = runner.clip, runner.v
     done = state.done  # (F_done, V, H, W, 3)
@@ -527,5 +519,5 @@ def finish_clip(cfg: Config, runner: ClipRunner, state: ClipState, checkpoint: C
         "flow_s": round(runner.motion.seconds, 3) if runner.motion is not None else 0.0,
         "runs": state.runs, **measures}
     report["timing"]["wall_s"] = round(seconds, 3)
-    return ClipResult(frames, runner.variants, clip, report, state.history, checkpoint)
+    return clip_result(frames, runner.variants, clip, report, state.history, checkpoint)
 

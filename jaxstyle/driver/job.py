@@ -1,8 +1,8 @@
 """The one driver: what a command runs. Validated config in, files out: check the output folder,
 take its lock, run the schedule the config asks for, write the outputs, settle the checkpoint.
 
-The schedules share one result type (:class:`~jaxstyle.engine.pipeline.RunResult`, a clip's
-:class:`~jaxstyle.driver.clip.ClipResult` being its frames' form), one report builder
+The schedules share one result type (:class:`~jaxstyle.engine.pipeline.RunResult`; a clip's also
+carries its frames and the clip), one report builder
 (:func:`~jaxstyle.driver.report.build_report`) and one way to take a run's
 :class:`~jaxstyle.engine.progress.RunHooks`:
 
@@ -30,12 +30,12 @@ from ..engine.checkpoint import FILENAME as CHECKPOINT
 from ..engine.checkpoint import Checkpoint
 from ..engine.config import Config
 from ..engine.pipeline import RunResult, run_plan
-from ..engine.progress import RunHooks, Watchers
+from ..engine.progress import RunHooks, Watchers, placed
 from ..engine.variants import expand_variants
 from ..media.video import Clip
 from ..model.terms import term_file_hashes, used_terms
 from ..model.weights import load_vgg19
-from .clip import ClipResult, load_clip, run_clip
+from .clip import clip_result, load_clip, run_clip
 from .lab import comparison
 from .outputs import (image_name, image_result, prepare_output, recorded_files, remove_stale, write_clip_outputs,
                       write_image, write_outputs)
@@ -74,7 +74,7 @@ def clip_schedule(clip: Clip, params) -> Schedule:
                     lambda r: np.repeat(r.clip.frames[r.frames.shape[1] - 1][None], len(r.variants), axis=0))
 
 
-def run(cfg: Config, params=None, hooks: RunHooks = RunHooks(), clip: Clip | None = None) -> RunResult | ClipResult:
+def run(cfg: Config, params=None, hooks: RunHooks = RunHooks(), clip: Clip | None = None) -> RunResult:
     """Run every variant of ``cfg``: an image through every stage and tile of its plan, or a clip
     (``clip``: its frames, read from ``cfg.content`` when None) frame by frame; the result with its
     report, and for a sweep over style losses or terms the comparison table. ``hooks``: see
@@ -129,7 +129,7 @@ def run_groups(cfg: Config, groups: list[Config], hooks: RunHooks, schedule: Sch
         spent = tuple(sum(e["timing"][k] for e in earlier) for k in ("run_s", "compile_s"))
         r = schedule.one(groups[g], dataclasses.replace(
             hooks, save_intermediate=save, resume=resume if g == first else None,
-            watch=placed(watch, g, len(groups), offset, spent)))
+            watch=program_watch(watch, g, len(groups), offset, spent)))
         results.append(r)
         if r.checkpoint is not None:
             before = [*done, *(schedule.arrays(x) for x in results[:-1])]
@@ -140,15 +140,14 @@ def run_groups(cfg: Config, groups: list[Config], hooks: RunHooks, schedule: Sch
     return schedule.join(cfg, done, reports, results)
 
 
-def placed(watch: Watchers, g: int, groups: int, first: int, spent: tuple[float, float]) -> Watchers:
+def program_watch(watch: Watchers, g: int, groups: int, first: int, spent: tuple[float, float]) -> Watchers:
     """``watch`` as program ``g`` of ``groups`` sees it: its variants placed from index ``first`` on
     among all the run's, the seconds (and compilation) ``spent`` by the programs before it added,
     and the programs still to come in the ETA (each counted as costing what this one does)."""
-    return Watchers(
-        (lambda t: watch.tick(dataclasses.replace(
-            t, first=first, elapsed_s=spent[0] + t.elapsed_s, compile_s=spent[1] + t.compile_s,
-            work=g * t.work_total + t.work, work_total=groups * t.work_total)),),
-        (lambda e: watch.record({**e, "program": g, "first": first}),))
+    return placed(watch, lambda t: dataclasses.replace(
+        t, first=first, elapsed_s=spent[0] + t.elapsed_s, compile_s=spent[1] + t.compile_s,
+        work=g * t.work_total + t.work, work_total=groups * t.work_total),
+        lambda e: {**e, "program": g, "first": first})
 
 
 def joined_report(cfg: Config, reports: list[dict]) -> dict:
@@ -175,7 +174,7 @@ def join_results(cfg: Config, done: list[np.ndarray], reports: list[dict], resul
     return RunResult(images, expand_variants(cfg)[: len(images)], report, report["history"], results[-1].checkpoint)
 
 
-def join_clips(cfg: Config, done: list[np.ndarray], reports: list[dict], results: list[ClipResult]) -> ClipResult:
+def join_clips(cfg: Config, done: list[np.ndarray], reports: list[dict], results: list[RunResult]) -> RunResult:
     """One clip result of several programs' (earlier ones given by their frames and reports). An
     interrupted program has fewer frames so far: the joined result has as many for every variant."""
     reports = reports + [r.report for r in results]
@@ -188,8 +187,8 @@ def join_clips(cfg: Config, done: list[np.ndarray], reports: list[dict], results
                       "runs": [{**run, "program": g} for g, c in enumerate(clips) for run in c["runs"]]}
     if all("warping_error" in c for c in clips):
         report["clip"]["warping_error"] = [e for c in clips for e in c["warping_error"]]
-    return ClipResult(frames, expand_variants(cfg)[: len(frames)], results[-1].clip, report, report["history"],
-                      results[-1].checkpoint)
+    return clip_result(frames, expand_variants(cfg)[: len(frames)], results[-1].clip, report, report["history"],
+                       results[-1].checkpoint)
 
 
 @contextlib.contextmanager
@@ -222,7 +221,7 @@ def output_lock(out: Path):
 
 
 def run_and_save(cfg: Config, hooks: RunHooks = RunHooks(), resume: bool = False,
-                 on_start: Callable[[], None] | None = None, params=None) -> RunResult | ClipResult:
+                 on_start: Callable[[], None] | None = None, params=None) -> RunResult:
     """Check the output, run, write everything: what the command line does.
 
     An interrupted run writes its images so far, ``report.json`` (``"interrupted": true``),
@@ -277,7 +276,7 @@ def save_images(cfg: Config, out: Path, record: dict, hooks: RunHooks, params=No
     return result
 
 
-def save_clip(cfg: Config, out: Path, record: dict, hooks: RunHooks, clip: Clip, params=None) -> RunResult | ClipResult:
+def save_clip(cfg: Config, out: Path, record: dict, hooks: RunHooks, clip: Clip, params=None) -> RunResult:
     """A clip's run and its outputs; a clip of one frame is an image run and writes an image's."""
     _, earlier = recorded_files(out, resume=hooks.resume is not None)
     result = run(cfg, params, hooks, clip)

@@ -24,7 +24,6 @@ import png
 import tifffile
 from PIL import Image
 
-from .clip import ClipResult
 from ..engine.config import Config
 from .curves import write_loss_curves
 from ..core.errors import OutputError
@@ -140,7 +139,7 @@ def write_outputs(cfg: Config, result: RunResult, also: list[str] = ()) -> Path:
     return write_json(result.report, out / "report.json")
 
 
-def write_clip_outputs(cfg: Config, result: ClipResult, also: list[str] = ()) -> Path:
+def write_clip_outputs(cfg: Config, result: RunResult, also: list[str] = ()) -> Path:
     """Per variant its frames (``frames/<name>/000000.png`` ...) and, once the clip is finished, its
     video (``<name>.mp4``, H.264); a sheet of evenly spaced frames of the first variant, the loss
     curves and report.json (written last)."""
@@ -248,7 +247,6 @@ def clip_sheet(frames: np.ndarray, clip: Clip, count: int = 8):
                          tile=min(256, max(frames.shape[1:3])))
 
 
-def image_result(result: ClipResult) -> RunResult:
+def image_result(result: RunResult) -> RunResult:
     """A one-frame clip's result as an image run's."""
-    report = dict(result.report)
-    return RunResult(result.frames[:, 0], result.variants, report, result.history, result.checkpoint)
+    return RunResult(result.frames[:, 0], result.variants, dict(result.report), result.history, result.checkpoint)

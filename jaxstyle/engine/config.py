@@ -28,6 +28,7 @@ import numpy as np
 import yaml
 
 from ..core.errors import ConfigError, quote
+from .plan import DIRECT_ITERATIONS, LAST_STAGE_ITERATIONS, auto_scale_iterations, auto_scales
 from ..media.images import DEFAULT_MAX_PIXELS
 from ..model.losses import NORMALISATIONS, TERMS
 from ..model.style_losses import STYLE_LOSSES
@@ -55,19 +56,6 @@ DEFAULT_TEMPORAL = 5.0
 #: 1 % (docs/highres.md); with ``paper`` the objective stays the paper's, so it is off.
 DEFAULT_LATTICE = {"paper": 0.0, "mean": 1000.0}
 VIDEO_MODES = ("sequential", "multipass")
-#: ``scales: auto``: coarser stages halve the long side while it stays at least this many pixels,
-#: so the coarsest stage has a long side from 128 to 255 px ...
-PYRAMID_MIN_SIDE = 128
-#: ... and a smaller image, down to twice this, gets one stage at half its size, 64 to 127 px: at
-#: 128 px it cleared the speckle that 500 direct iterations left and gave the content/style balance
-#: of the larger sizes (docs/quality.md). Below 128 px one stage.
-SMALL_PYRAMID_MIN_SIDE = 64
-#: ``optimizer.iterations`` when the config gives none: the paper's 500 for a run of one stage; the
-#: last stage of a multi-stage run refines what its coarser stages made.
-DIRECT_ITERATIONS, LAST_STAGE_ITERATIONS = 500, 60
-#: ``scale_iterations: auto``: the coarsest stage, which starts from noise, gets this many times the
-#: last stage's iterations; the stages between get as many as the last.
-COARSEST_FACTOR = 2
 IMAGE_FORMATS = ("png", "jpg", "webp", "tiff")
 
 
@@ -375,25 +363,6 @@ def denoise(name: str, value: Any, c: dict) -> int:
 def long_side(c: dict) -> int:
     """The final image's long side in pixels (``size`` may be ``[height, width]``)."""
     return int(max(np.atleast_1d(c["size"])))
-
-
-def auto_scales(size: int) -> list[int]:
-    """Long sides of the automatic pyramid's coarser stages for a final long side ``size``: halved
-    (rounding up) while at least :data:`PYRAMID_MIN_SIDE`; where that gives none, one half of at
-    least :data:`SMALL_PYRAMID_MIN_SIDE`; coarsest first. 512 -> [128, 256], 200 -> [100]."""
-    scales, side = [], size
-    while (side + 1) // 2 >= PYRAMID_MIN_SIDE:
-        side = (side + 1) // 2
-        scales.insert(0, side)
-    if not scales and (size + 1) // 2 >= SMALL_PYRAMID_MIN_SIDE:
-        scales = [(size + 1) // 2]
-    return scales
-
-
-def auto_scale_iterations(n_coarse: int, last: int) -> list[int]:
-    """Iterations of ``n_coarse`` coarser stages, coarsest first, when the last stage runs ``last``:
-    :data:`COARSEST_FACTOR` times ``last`` for the coarsest, ``last`` for the others."""
-    return [COARSEST_FACTOR * last if i == 0 else last for i in range(n_coarse)]
 
 
 def scales(name: str, value: Any, c: dict) -> list[int]:

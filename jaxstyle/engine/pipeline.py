@@ -78,6 +78,10 @@ class RunResult:
     #: next pass or frame continues from it).
     raw: np.ndarray | None = None
     summary: Summary | None = None
+    #: A clip's: its frames ``(V, F, H, W, 3)`` (``images`` are their last) and the clip
+    #: (:class:`jaxstyle.media.video.Clip`).
+    frames: np.ndarray | None = None
+    clip: Any = None
 
 
 @dataclass

@@ -112,6 +112,13 @@ def lines(write: Callable[[str], None]) -> Watchers:
     return Watchers((Meter(tty=False, write=write).tick,))
 
 
+def placed(watch: Watchers, tick: Callable[[Tick], Tick], record: Callable[[dict], dict]) -> Watchers:
+    """``watch`` as a run inside a larger one sees it (a program of a comparison, a clip's run):
+    each tick and history entry of the inner run mapped to the outer run's by ``tick`` and
+    ``record`` (its variants' places, the seconds and work before it, its label)."""
+    return Watchers((lambda t: watch.tick(tick(t)),), (lambda e: watch.record(record(e)),))
+
+
 @dataclass(frozen=True)
 class RunHooks:
     """How a run talks to its caller, passed once: ``log`` takes a line; ``should_stop`` is asked
