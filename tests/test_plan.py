@@ -222,14 +222,16 @@ def test_coarse_to_fine_tiled_run_interrupts_resumes_and_has_no_seams(vgg_params
     assert len(tiles) == 2 * 10 and tiles[:2] == [(2, 1, 1, "tile", 11), (2, 1, 1, "tile", 13)]
     assert [w for w in where if w[0] == 2 and w[3] == "image"] == [(2, 1, 4, "image", 13), (2, 2, 6, "image", 18)]
     assert history[-1]["total"] == [v["final_loss"]["total"]]
-    # The parts add up as Eq. 7 says, alpha * content + beta * style, plus the lattice term (on by
-    # default; the history keeps the paper's two parts, so there it is what remains, >= 0 and small).
+    # The parts add up as Eq. 7 says, alpha * content + beta * style (times each stage's factor,
+    # ``weighting: auto``), plus the lattice term (on by default; the history keeps the paper's two
+    # parts, so there it is what remains, >= 0 and small).
     final = v["final_loss"]
-    assert cfg.lattice == 1000.0 and final["lattice"] > 0
-    np.testing.assert_allclose(final["total"], v["alpha"] * final["content"] + v["beta"] * final["style"]
+    factor = {k + 1: stage["style_factor"][0] for k, stage in enumerate(stages)}
+    assert cfg.lattice == 1000.0 and final["lattice"] > 0 and factor[1] != 1.0 and factor[2] != 1.0
+    np.testing.assert_allclose(final["total"], v["alpha"] * final["content"] + v["beta"] * factor[2] * final["style"]
                                + cfg.lattice * final["lattice"], rtol=1e-5)
     for h in history:
-        rest = h["total"][0] - (v["alpha"] * h["content"][0] + v["beta"] * h["style"][0])
+        rest = h["total"][0] - (v["alpha"] * h["content"][0] + v["beta"] * factor[h["stage"]] * h["style"][0])
         assert -1e-5 * h["total"][0] <= rest < 0.01 * h["total"][0]
     strip = lambda hs: [{k: x for k, x in h.items() if k != "elapsed_s"} for h in hs]  # noqa: E731
     assert strip(resumed.report["history"]) == strip(history)

@@ -36,6 +36,7 @@ from typing import Any, Callable
 import jax.numpy as jnp
 import numpy as np
 
+from ..engine.balance import group_key
 from ..engine.checkpoint import Checkpoint
 from ..engine.config import Config
 from ..media.flow import clip_flows, consistency, dis_flow, require_flow, warp_batch, warping_error, warping_pairs
@@ -479,6 +480,14 @@ def frame_losses(runner: ClipRunner, state: ClipState) -> list[list[dict]]:
     return out
 
 
+def clip_factors(runner: ClipRunner) -> dict[str, list[float]]:
+    """``weighting: auto``'s factor of each variant per stage size, measured once for the clip (on its
+    first frame; a variant with ``fixed`` has 1): ``{"HxW": [factor, ...]}``."""
+    known = runner.cache.get("factors", {})
+    return {shape: [round(groups.get(group_key(v.content_layers, v.style_layers, v.style_loss), 1.0), 6)
+                    if v.weighting == "auto" else 1.0 for v in runner.variants] for shape, groups in known.items()}
+
+
 def finish_clip(cfg: Config, runner: ClipRunner, state: ClipState, checkpoint: Checkpoint | None,
                 seconds: float, resume: Checkpoint | None) -> RunResult:
     """The clip's frames, finished, and its report."""
@@ -517,7 +526,7 @@ def finish_clip(cfg: Config, runner: ClipRunner, state: ClipState, checkpoint: C
         "source_fps": clip.source_fps, "mode": runner.mode, "passes": runner.passes,
         "frames_done": len(done), "audio": "the source's sound is not carried over" if clip.audio else "none",
         "flow_s": round(runner.motion.seconds, 3) if runner.motion is not None else 0.0,
-        "runs": state.runs, **measures}
+        "style_factors": clip_factors(runner), "runs": state.runs, **measures}
     report["timing"]["wall_s"] = round(seconds, 3)
     return clip_result(frames, runner.variants, clip, report, state.history, checkpoint)
 

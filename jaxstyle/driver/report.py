@@ -38,7 +38,7 @@ def variant_entry(v: Variant, initial: dict, final: dict, iterations: int, evalu
     entry = {"seed": v.seed, "initial_loss": initial, "final_loss": final, "iterations": iterations,
              "evaluations": evaluations, "alpha": v.alpha, "beta": v.beta,
              "content_layers": v.content_layers, "style_layers": v.style_layers, "terms": v.terms,
-             "style_loss": v.style_loss}
+             "style_loss": v.style_loss, "weighting": v.weighting}
     if nonfinite_at >= 0:
         entry["nonfinite_at"] = nonfinite_at
     return entry

@@ -86,6 +86,9 @@ class Checkpoint:
     #: :class:`jaxstyle.driver.clip.ClipState`): arrays, and what JSON keeps.
     owned_arrays: dict[str, np.ndarray] = field(default_factory=dict)
     owned_meta: dict = field(default_factory=dict)
+    #: ``weighting: auto``'s factors measured so far: ``{"HxW": {group key: factor}}``
+    #: (:mod:`jaxstyle.engine.balance`), so the resumed run optimises the same objective.
+    factors: dict = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -95,7 +98,8 @@ class Checkpoint:
         meta = json.dumps({"format": FORMAT, "cursor": dataclasses.asdict(self.cursor),
                            "run_s": self.run_s, "stages": self.stages, "history": self.history,
                            "state_leaves": None if self.state is None else len(self.state), "config": config,
-                           "finished_reports": self.finished_reports, "owned_meta": self.owned_meta})
+                           "finished_reports": self.finished_reports, "owned_meta": self.owned_meta,
+                           "factors": self.factors})
         arrays = {f"state{i}": a for i, a in enumerate(self.state or [])}
         arrays.update({f"owned_{k}": v for k, v in self.owned_arrays.items()})
         if self.finished is not None:
@@ -116,7 +120,8 @@ class Checkpoint:
                    z["iterations"], z["evaluations"], None if n is None else [z[f"state{i}"] for i in range(n)],
                    {k[len("initial_"):]: v for k, v in z.items() if k.startswith("initial_")} or None,
                    list(meta["history"]), z.get("finished"), list(meta["finished_reports"]),
-                   {k[len("owned_"):]: v for k, v in z.items() if k.startswith("owned_")}, meta["owned_meta"])
+                   {k[len("owned_"):]: v for k, v in z.items() if k.startswith("owned_")}, meta["owned_meta"],
+                   meta.get("factors", {}))
 
 
 def read(path: Path, config: dict) -> tuple[dict, dict[str, np.ndarray]]:

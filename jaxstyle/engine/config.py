@@ -48,13 +48,18 @@ NOISE_DISTRIBUTIONS = ("normal", "uniform")
 DEFAULT_NOISE_AMPLITUDE = {"normal": 0.02, "uniform": 0.5}
 UPSAMPLE_METHODS = ("nearest", "linear", "cubic", "lanczos3")
 COLOR_MODES = ("none", "luminance", "histogram", "chroma")
-SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms", "style_loss", "temporal", "lattice")
+SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms", "style_loss", "temporal", "lattice",
+             "weighting")
 #: ``temporal``'s default with ``losses: mean`` (docs/video.md: how it was measured); with ``paper``
 #: the content term grows with the image's area, so the same weight ties frames less.
 DEFAULT_TEMPORAL = 5.0
 #: ``lattice``'s default: with ``losses: mean`` it removes the 2-px lattice at a yardstick loss within
 #: 1 % (docs/highres.md); with ``paper`` the objective stays the paper's, so it is off.
 DEFAULT_LATTICE = {"paper": 0.0, "mean": 1000.0}
+#: How the style term is weighed against the content term (docs/calibration.md): ``auto`` measures a
+#: factor per stage from the two ends of the trade; ``fixed`` is alpha/beta alone, as the paper has it.
+WEIGHTINGS = ("auto", "fixed")
+DEFAULT_WEIGHTING = {"paper": "fixed", "mean": "auto"}
 VIDEO_MODES = ("sequential", "multipass")
 IMAGE_FORMATS = ("png", "jpg", "webp", "tiff")
 
@@ -323,7 +328,7 @@ def sweep(name: str, value: Any, c: dict) -> dict[str, list]:
             raise ConfigError(f"sweep.{k} must be a non-empty list")
     if "temporal" in value and not is_clip(c["content"]):
         raise ConfigError("sweep.temporal needs a clip as the content (a video file or a folder of frames)")
-    parse = {"terms": _terms, "style_loss": _style_loss}
+    parse = {"terms": _terms, "style_loss": _style_loss, "weighting": lambda n, v: choice(*WEIGHTINGS)(n, v, {})}
     return {k: [(_layer_weights(f"sweep.{k}[]", v) if k.endswith("layers") else
                  parse.get(k, _number)(f"sweep.{k}[]", v)) for v in vs]
             for k, vs in value.items()}
@@ -611,6 +616,12 @@ class Config:
     seeds: list[int] = key([0], seeds, "one variant per seed, in one batch")
     terms: dict[str, float] = key({}, terms, "extra loss terms by name -> weight; built in: `tv` (squared total "
                                   "variation); your own: `path/to/file.py:function` (docs/loss-lab.md)")
+    weighting: str = key(Computed(lambda c: DEFAULT_WEIGHTING[c["losses"]]), choice(*WEIGHTINGS),
+                         "`auto`: the style term times a factor measured at each stage from the photograph's style "
+                         "loss and the artwork's content loss (the two ends of the trade), so one alpha/beta keeps "
+                         "the photograph for a sparse artwork as for a dense painting, at any size; anchored to "
+                         "1 for the main job's pair at 256 px (docs/calibration.md). `fixed`: alpha/beta alone",
+                         "`auto` with `mean`, `fixed` with `paper`")
     lattice: float = key(Computed(lambda c: DEFAULT_LATTICE[c["losses"]]), number,
                          "weight of the lattice term, the energy of a 2-px grid in phase over tens of pixels "
                          "(docs/highres.md); 0: off", "1000 with `mean`, 0 with `paper`")
@@ -718,6 +729,9 @@ def validate(raw: Mapping[str, Any]) -> Config:
         checked[f.name] = meta["check"](f.name, value, checked)
     cfg = Config(**checked, source=dict(raw))
     check_style_losses(cfg)
+    if cfg.losses != "mean" and "auto" in [cfg.weighting, *cfg.sweep.get("weighting", [])]:
+        raise ConfigError("weighting: auto needs losses: mean (its anchor is measured in that normalisation); "
+                          "use weighting: fixed")
     if not cfg.content_layers and not cfg.style_layers and "content_layers" not in cfg.sweep \
             and "style_layers" not in cfg.sweep:
         raise ConfigError("content_layers and style_layers are both empty: nothing to optimise")

@@ -7,6 +7,7 @@ every stage and tile together, in one compiled program per tile shape.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .balance import group_key, measure_factors
 from .checkpoint import Checkpoint, Cursor
 from .config import Config
 from .inputs import Inputs, finish_images, input_lines, prepare_images, start_images, trim_report
@@ -183,15 +185,33 @@ class Setup:
             return (self.params, targets), (weights,)
         return (self.params,), (targets, weights)
 
-    def full_losses(self, x: np.ndarray, targets: Targets) -> dict[str, np.ndarray]:
+    def full_losses(self, x: np.ndarray, targets: Targets, weights: LossWeights) -> dict[str, np.ndarray]:
         """The whole image's loss parts, one variant at a time: a forward pass over a print-size
         batch would not fit where a tile does."""
         pick = lambda tree, i: jax.tree_util.tree_map(lambda a: a[i], tree)  # noqa: E731
         parts = [jax.device_get(self.loss_fn(jnp.asarray(xi), self.params,
                                              targets if self.frames is None else pick(targets, i),
-                                             pick(self.weights, i)))
+                                             pick(weights, i)))
                  for i, xi in enumerate(x[: self.n])]
         return {k: np.array([p[k] for p in parts]) for k in parts[0]}
+
+    def style_factors(self, shape: tuple[int, int], inputs: Inputs, grams: dict, masks) -> np.ndarray | None:
+        """``weighting: auto``'s factor on each batch slot's style term at a stage of ``shape``
+        (:mod:`jaxstyle.engine.balance`; 1 for ``fixed``), or None where no slot weighs
+        automatically. Measured the first time a shape is seen and kept (a clip's later runs use its
+        first frame's; a resumed run the checkpoint's)."""
+        auto = [v.weighting == "auto" for v in self.padded]
+        if not any(auto):
+            return None
+        keys = [group_key(v.content_layers, v.style_layers, v.style_loss) for v in self.padded]
+        known = self.cache.setdefault("factors", {}).setdefault(f"{shape[0]}x{shape[1]}", {})
+        missing = [a and k not in known for k, a in zip(keys, auto)]
+        if any(missing):
+            photo = jnp.asarray(inputs.content if self.frames is None else inputs.content[0])
+            targets = self.targets_fn(self.params, photo, grams, self.cfg.blend, masks)
+            known.update(measure_factors(self.loss_fn, self.params, targets, self.weights, keys, missing, photo,
+                                         [jnp.asarray(a) for a in inputs.styles], self.cfg.blend))
+        return np.array([known[k] if a else 1.0 for k, a in zip(keys, auto)], np.float32)
 
 
 def uses_winograd(cfg: Config) -> bool:
@@ -300,6 +320,10 @@ class StageData:
     full_targets: Targets | None
     tile_weights: LossWeights
     t0: float
+    #: The whole image's weights (``weighting: auto``'s factor in beta) and the factor per slot
+    #: (None: every slot's is 1).
+    full_weights: LossWeights | None = None
+    factor: np.ndarray | None = None
 
 
 @dataclass
@@ -353,12 +377,15 @@ def begin_stage(setup: Setup, k: int, x: np.ndarray | None, progress: Progress) 
     elif x.shape[1:3] != stage.shape:
         x = upsample(x, stage.shape, cfg.upsample)
     x = np.array(x, np.float32)
-    weights = setup.weights._replace(beta=setup.weights.beta * tile_style_share(stage, setup.objective.losses))
-    data = StageData(k, stage, inputs, content, masks, prior, weight, hold, grams, None, weights, time.perf_counter())
+    factor = setup.style_factors(stage.shape, inputs, grams, masks)
+    full = setup.weights if factor is None else setup.weights._replace(beta=setup.weights.beta * factor)
+    weights = full._replace(beta=full.beta * tile_style_share(stage, setup.objective.losses))
+    data = StageData(k, stage, inputs, content, masks, prior, weight, hold, grams, None, weights, time.perf_counter(),
+                     full, factor)
     if stage.tiled:
         data.full_targets = setup.targets(data, (0, 0), stage.shape)
     if k == len(setup.stages) - 1 and stage.tiled and progress.initial is None:
-        progress.initial = setup.full_losses(x, data.full_targets)
+        progress.initial = setup.full_losses(x, data.full_targets, data.full_weights)
     return data, x
 
 
@@ -462,7 +489,7 @@ def run_stage(setup: Setup, data: StageData, x: np.ndarray, cursor: Cursor, resu
             if stop is not None:
                 return x, stop
         if stage.tiled:  # the whole image's losses after every pass, for the history and the report
-            progress.stage_end = setup.full_losses(x, data.full_targets)
+            progress.stage_end = setup.full_losses(x, data.full_targets, data.full_weights)
             progress.record((k, p, len(grid) - 1), setup.offsets[k] + (p + 1) * stage.iterations_per_tile(),
                             hooks.elapsed(), progress.stage_end, "image")
     return x, None
@@ -479,7 +506,8 @@ def end_stage(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, 
              "memory_estimate_mb": round(setup.estimates[k] / 2**20, 1),
              "winograd_layers": winograd_layers(*stage.tile, setup.objective.layers)
              if uses_winograd(cfg) else [],
-             "total_loss": [json_float(v) for v in end["total"]]}
+             "total_loss": [json_float(v) for v in end["total"]],
+             "style_factor": [1.0] * setup.n if data.factor is None else [round(float(f), 6) for f in data.factor[: setup.n]]}
     if stage.tiled:
         rows, cols = tile_borders(stage, cfg.tile_overlap)
         entry["seam_ratio"] = round(max(seam_ratio(np.clip(im, 0, 1), rows, cols) for im in x[: setup.n]), 4)
@@ -506,6 +534,9 @@ def run_plan(cfg: Config, params=None, run_hooks: RunHooks = RunHooks(), variant
     ``cache`` of compiled programs for all of them."""
     setup = prepare(cfg, params, variants, frames, cache)
     resume, log = run_hooks.resume, run_hooks.log
+    if resume is not None:  # the factors the interrupted run measured, whatever this machine would
+        for shape, groups in resume.factors.items():
+            setup.cache.setdefault("factors", {}).setdefault(shape, {}).update(groups)
     watch = run_hooks.watchers()
     hooks = Hooks(log, watch, run_hooks.save_intermediate, run_hooks.should_stop,
                   time.perf_counter() - (resume.run_s if resume else 0.0))
@@ -543,7 +574,8 @@ def finish(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, sto
     if stop is not None:
         initial = None if progress.initial is None else {k: np.asarray(v) for k, v in progress.initial.items()}
         checkpoint = Checkpoint(stop.cursor, x[:n].copy(), run_s, progress.stages, iterations, evaluations,
-                                stop.state, initial, progress.history)
+                                stop.state, initial, progress.history,
+                                factors=copy.deepcopy(setup.cache.get("factors", {})))
         if stop.partial is not None:  # this report counts the interrupted tile's iterations too
             iterations, evaluations = iterations + stop.partial[0], evaluations + stop.partial[1]
         x = stop.preview if stop.preview is not None else x

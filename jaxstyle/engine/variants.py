@@ -31,6 +31,7 @@ class Variant:
     style_layers: dict[str, float]
     terms: dict[str, float]
     style_loss: str = "gram"
+    weighting: str = "fixed"
 
     def label(self, swept: tuple[str, ...]) -> str:
         parts = [f"seed {self.seed}"]
@@ -49,6 +50,8 @@ class Variant:
             parts.append(f"temporal {self.terms.get('temporal', 0.0):g}")
         if "lattice" in swept:
             parts.append(f"lattice {self.terms.get('lattice', 0.0):g}")
+        if "weighting" in swept:
+            parts.append(f"{self.weighting} weighting")
         return ", ".join(parts)
 
 
@@ -76,7 +79,8 @@ def expand_variants(cfg: Config) -> list[Variant]:
                 terms={**setting.get("terms", cfg.terms),
                        **({"temporal": setting.get("temporal", cfg.temporal)} if cfg.is_clip else {}),
                        **({"lattice": lattice} if (lattice := setting.get("lattice", cfg.lattice)) else {})},
-                style_loss=setting.get("style_loss", cfg.style_loss)))
+                style_loss=setting.get("style_loss", cfg.style_loss),
+                weighting=setting.get("weighting", cfg.weighting)))
     return out
 
 

@@ -1,0 +1,139 @@
+"""``weighting: auto``: the style term's factor against an independent float64 NumPy computation on
+made images (a flat artwork and a dense one), a sweep over alpha/beta equal to each alone, the
+fixed weighting's objective unchanged, and a resumed run using the factors it stored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import EXAMPLES
+from helpers import np_vgg19
+from jaxstyle.driver.job import run
+from jaxstyle.engine.balance import ANCHOR, factor
+from jaxstyle.engine.config import validate
+from jaxstyle.engine.progress import RunHooks
+
+LAYERS = {"content_layers": {"conv2_1": 1.0}, "style_layers": {"conv1_1": 0.5, "conv2_1": 0.5}}
+QUIET = RunHooks(log=lambda line: None)
+
+
+def made(tmp_path, name: str, image: np.ndarray) -> str:
+    path = tmp_path / name
+    Image.fromarray(image).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def images(tmp_path):
+    """A photograph (shapes on a gradient), a flat artwork (a red disc on white) and a dense one
+    (coloured noise), all 32 x 32 px."""
+    yy, xx = np.mgrid[:32, :32]
+    photo = np.stack([xx * 8, yy * 8, 255 - xx * 4], -1).astype(np.uint8)
+    photo[8:20, 10:24] = (20, 200, 60)
+    flat = np.full((32, 32, 3), 255, np.uint8)
+    flat[((yy - 16) ** 2 + (xx - 12) ** 2) < 49] = (220, 30, 30)
+    dense = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    return {name: made(tmp_path, f"{name}.png", a) for name, a in
+            (("photo", photo), ("flat", flat), ("dense", dense))}
+
+
+def numpy_factor(params, photo: np.ndarray, art: np.ndarray) -> float:
+    """The rule in float64 NumPy: ANCHOR times the artwork's content loss (Eq. 1, mean over positions
+    and filters, conv2_1) over the photograph's style loss (Eq. 5 of Eq. 4's mean form, conv1_1 and
+    conv2_1 at 0.5 each)."""
+    fp, fa = np_vgg19(params, photo), np_vgg19(params, art)
+    c_art = np.mean((fa["conv2_1"] - fp["conv2_1"]) ** 2)
+    s_photo = 0.0
+    for layer, w in LAYERS["style_layers"].items():
+        p, a = fp[layer].reshape(-1, fp[layer].shape[-1]), fa[layer].reshape(-1, fa[layer].shape[-1])
+        g_p, g_a = p.T @ p / len(p), a.T @ a / len(a)
+        s_photo += w * np.sum((g_p - g_a) ** 2) / p.shape[1] ** 2
+    return ANCHOR * c_art / s_photo
+
+
+def config(images, style: str, **extra) -> dict:
+    return {"content": images["photo"], "style": images[style], "size": 32, "padding": "zero", "style_trim": "none",
+            "scales": [], "print_every": 0, "optimizer": {"iterations": 4}, **LAYERS, **extra}
+
+
+def test_the_factor_is_the_rule_computed_in_float64(images, vgg_params):
+    got = {}
+    for style in ("flat", "dense"):
+        r = run(validate(config(images, style)), vgg_params, QUIET)
+        got[style] = r.report["stages"][-1]["style_factor"][0]
+        photo = np.asarray(Image.open(images["photo"]), np.float64) / 255
+        art = np.asarray(Image.open(images[style]), np.float64) / 255
+        assert got[style] == pytest.approx(numpy_factor(vgg_params, photo, art), rel=2e-4), style
+    assert abs(got["dense"] - got["flat"]) > 0.01  # two artworks, two balances
+    # The photograph as its own artwork: no trade at all (its style loss is 0), so the factor is 1.
+    same = run(validate({**config(images, "flat"), "style": images["photo"]}), vgg_params, QUIET)
+    assert same.report["stages"][-1]["style_factor"] == [1.0]
+
+
+def test_the_anchor_pair_keeps_the_fixed_balance_and_degenerate_ends_give_one(vgg_params):
+    cfg = validate({"content": str(EXAMPLES / "leuvenA.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
+                    "size": 256, "scales": [], "optimizer": {"iterations": 0}, "print_every": 0})
+    assert run(cfg, vgg_params, QUIET).report["stages"][-1]["style_factor"] == [pytest.approx(1.0, abs=1e-5)]
+    assert factor(0.0, 1.0) == factor(1.0, 0.0) == factor(float("nan"), 1.0) == 1.0
+    assert factor(2.0, 4.0) == pytest.approx(ANCHOR / 2)
+
+
+def test_an_alpha_beta_sweep_with_auto_equals_each_ratio_alone(images, vgg_params):
+    swept = run(validate(config(images, "flat", sweep={"alpha": [1.0, 30.0]})), vgg_params, QUIET)
+    for i, alpha in enumerate([1.0, 30.0]):
+        alone = run(validate(config(images, "flat", alpha=alpha)), vgg_params, QUIET)
+        assert swept.report["stages"][-1]["style_factor"][i] == alone.report["stages"][-1]["style_factor"][0]
+        np.testing.assert_allclose(swept.images[i], alone.images[0], atol=2e-3)
+    # Sweeping the weighting itself: one batch, the fixed variant's factor 1.
+    both = run(validate(config(images, "flat", sweep={"weighting": ["auto", "fixed"]})), vgg_params, QUIET)
+    factors = both.report["stages"][-1]["style_factor"]
+    assert factors[1] == 1.0 and factors[0] == swept.report["stages"][-1]["style_factor"][0]
+    assert [v["weighting"] for v in both.report["variants"]] == ["auto", "fixed"]
+
+
+def test_the_fixed_weighting_is_eq_7_with_alpha_and_beta(images, vgg_params):
+    """With ``fixed`` the objective is alpha L_content + beta L_style (+ terms): the initial total the
+    run reports is that sum of its own reported parts, to the last bit of float32; with ``auto``
+    it is beta times the factor."""
+    for weighting in ("fixed", "auto"):
+        r = run(validate(config(images, "flat", weighting=weighting, lattice=0, alpha=3.0, beta=7.0)), vgg_params, QUIET)
+        f = r.report["stages"][-1]["style_factor"][0]
+        start = r.report["variants"][0]["initial_loss"]
+        expected = np.float32(3.0) * np.float32(start["content"]) + np.float32(7.0 * f) * np.float32(start["style"])
+        assert start["total"] == pytest.approx(float(expected), rel=1e-6)
+        assert (f == 1.0) == (weighting == "fixed")
+    with pytest.raises(Exception, match="weighting: auto needs losses: mean"):
+        validate({**config(images, "flat"), "losses": "paper", "weighting": "auto"})
+    assert validate({**config(images, "flat"), "losses": "paper"}).weighting == "fixed"
+
+
+def test_a_resumed_run_uses_the_factors_it_stored(images, vgg_params):
+    cfg = validate(config(images, "flat", print_every=1, optimizer={"iterations": 6}))
+    whole = run(cfg, vgg_params, QUIET)
+    asked = []
+    cut = run(cfg, vgg_params, RunHooks(log=lambda line: None, should_stop=lambda: asked.append(1) or len(asked) > 2))
+    assert cut.checkpoint is not None and list(cut.checkpoint.factors) == ["32x32"]
+    assert len(cut.checkpoint.factors["32x32"]) == 1  # one group of layer weights
+    rest = run(cfg, vgg_params, RunHooks(log=lambda line: None, resume=cut.checkpoint))
+    np.testing.assert_array_equal(rest.images, whole.images)
+    # The stored factor is the one used: a resume from a checkpoint that says otherwise follows it.
+    (key, value), = cut.checkpoint.factors["32x32"].items()
+    cut.checkpoint.factors["32x32"][key] = 2 * value
+    other = run(cfg, vgg_params, RunHooks(log=lambda line: None, resume=cut.checkpoint))
+    assert other.report["stages"][-1]["style_factor"][0] == pytest.approx(2 * value, abs=1e-6)
+
+
+def test_a_clip_has_one_factor_per_size_its_first_frames(tmp_path, vgg_params):
+    """Every frame of a clip runs with the factor its first frame gives (per-frame factors would
+    flicker): the same as the first frame alone, as an image, has."""
+    from helpers import made_clip, write_frames
+    folder = write_frames(made_clip(3, 32, 40, pan=2, obj=10, speed=3), tmp_path / "clip")
+    raw = {"content": str(folder), "style": str(EXAMPLES / "starry_night.jpg"), "size": 40, "print_every": 0,
+           "scales": [], "optimizer": {"iterations": 3}, **LAYERS, "video": {"frame_iterations": 2}}
+    clip = run(validate(raw), vgg_params, QUIET)
+    image = {k: v for k, v in raw.items() if k != "video"}
+    first = run(validate({**image, "content": str(folder / "frame_00000.png")}), vgg_params, QUIET)
+    assert clip.report["clip"]["style_factors"] == {"32x40": first.report["stages"][-1]["style_factor"]}
+    assert clip.report["clip"]["style_factors"]["32x40"][0] != 1.0
