@@ -55,7 +55,7 @@ def numpy_factor(params, photo: np.ndarray, art: np.ndarray) -> float:
 
 def config(images, style: str, **extra) -> dict:
     return {"content": images["photo"], "style": images[style], "size": 32, "padding": "zero", "style_trim": "none",
-            "scales": [], "print_every": 0, "optimizer": {"iterations": 4}, **LAYERS, **extra}
+            "scales": [], "print_every": 0, "optimizer": {"iterations": 4}, "weighting": "auto", **LAYERS, **extra}
 
 
 def test_the_factor_is_the_rule_computed_in_float64(images, vgg_params):
@@ -74,7 +74,7 @@ def test_the_factor_is_the_rule_computed_in_float64(images, vgg_params):
 
 def test_the_anchor_pair_keeps_the_fixed_balance_and_degenerate_ends_give_one(vgg_params):
     cfg = validate({"content": str(EXAMPLES / "leuvenA.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
-                    "size": 256, "scales": [], "optimizer": {"iterations": 0}, "print_every": 0})
+                    "size": 256, "scales": [], "optimizer": {"iterations": 0}, "print_every": 0, "weighting": "auto"})
     assert run(cfg, vgg_params, QUIET).report["stages"][-1]["style_factor"] == [pytest.approx(1.0, abs=1e-5)]
     assert factor(0.0, 1.0) == factor(1.0, 0.0) == factor(float("nan"), 1.0) == 1.0
     assert factor(2.0, 4.0) == pytest.approx(ANCHOR / 2)
@@ -106,7 +106,7 @@ def test_the_fixed_weighting_is_eq_7_with_alpha_and_beta(images, vgg_params):
         assert (f == 1.0) == (weighting == "fixed")
     with pytest.raises(Exception, match="weighting: auto needs losses: mean"):
         validate({**config(images, "flat"), "losses": "paper", "weighting": "auto"})
-    assert validate({**config(images, "flat"), "losses": "paper"}).weighting == "fixed"
+    assert validate({k: v for k, v in config(images, "flat").items() if k != "weighting"}).weighting == "fixed"
 
 
 def test_a_resumed_run_uses_the_factors_it_stored(images, vgg_params):
@@ -131,7 +131,8 @@ def test_a_clip_has_one_factor_per_size_its_first_frames(tmp_path, vgg_params):
     from helpers import made_clip, write_frames
     folder = write_frames(made_clip(3, 32, 40, pan=2, obj=10, speed=3), tmp_path / "clip")
     raw = {"content": str(folder), "style": str(EXAMPLES / "starry_night.jpg"), "size": 40, "print_every": 0,
-           "scales": [], "optimizer": {"iterations": 3}, **LAYERS, "video": {"frame_iterations": 2}}
+           "scales": [], "optimizer": {"iterations": 3}, "weighting": "auto", **LAYERS,
+           "video": {"frame_iterations": 2}}
     clip = run(validate(raw), vgg_params, QUIET)
     image = {k: v for k, v in raw.items() if k != "video"}
     first = run(validate({**image, "content": str(folder / "frame_00000.png")}), vgg_params, QUIET)

@@ -146,10 +146,9 @@ def test_tv_and_denoise_reduce_pixel_noise_at_equal_iterations(vgg_params):
     def roughness(img):
         return float(np.mean(np.diff(img, axis=0) ** 2) + np.mean(np.diff(img, axis=1) ** 2))
 
-    # The fixed weighting: the tv weight here was set against beta 1e5 as it stands.
-    plain = _run(vgg_params, optimizer={"iterations": 20}, weighting="fixed")
-    tv = _run(vgg_params, optimizer={"iterations": 20}, terms={"tv": 50.0}, weighting="fixed")
-    den = _run(vgg_params, optimizer={"iterations": 20}, denoise=3, weighting="fixed")
+    plain = _run(vgg_params, optimizer={"iterations": 20})
+    tv = _run(vgg_params, optimizer={"iterations": 20}, terms={"tv": 50.0})
+    den = _run(vgg_params, optimizer={"iterations": 20}, denoise=3)
     assert roughness(tv.images[0]) < roughness(plain.images[0])
     assert roughness(den.images[0]) < roughness(plain.images[0])
     spike = np.zeros((5, 5, 3))

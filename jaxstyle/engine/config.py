@@ -57,9 +57,10 @@ DEFAULT_TEMPORAL = 5.0
 #: 1 % (docs/highres.md); with ``paper`` the objective stays the paper's, so it is off.
 DEFAULT_LATTICE = {"paper": 0.0, "mean": 1000.0}
 #: How the style term is weighed against the content term (docs/calibration.md): ``auto`` measures a
-#: factor per stage from the two ends of the trade; ``fixed`` is alpha/beta alone, as the paper has it.
+#: factor per stage from the two ends of the trade; ``fixed`` is alpha/beta alone, as the paper has it
+#: and the default: ``auto`` keeps more of the photograph for a sparse artwork, but it also moves the
+#: dense paintings' balance, which the default must not (measured in docs/calibration.md).
 WEIGHTINGS = ("auto", "fixed")
-DEFAULT_WEIGHTING = {"paper": "fixed", "mean": "auto"}
 VIDEO_MODES = ("sequential", "multipass")
 IMAGE_FORMATS = ("png", "jpg", "webp", "tiff")
 
@@ -616,12 +617,12 @@ class Config:
     seeds: list[int] = key([0], seeds, "one variant per seed, in one batch")
     terms: dict[str, float] = key({}, terms, "extra loss terms by name -> weight; built in: `tv` (squared total "
                                   "variation); your own: `path/to/file.py:function` (docs/loss-lab.md)")
-    weighting: str = key(Computed(lambda c: DEFAULT_WEIGHTING[c["losses"]]), choice(*WEIGHTINGS),
-                         "`auto`: the style term times a factor measured at each stage from the photograph's style "
-                         "loss and the artwork's content loss (the two ends of the trade), so one alpha/beta keeps "
-                         "the photograph for a sparse artwork as for a dense painting, at any size; anchored to "
-                         "1 for the main job's pair at 256 px (docs/calibration.md). `fixed`: alpha/beta alone",
-                         "`auto` with `mean`, `fixed` with `paper`")
+    weighting: str = key("fixed", choice(*WEIGHTINGS),
+                         "`fixed`: alpha/beta alone. `auto` (with `mean`): the style term times a factor measured "
+                         "at each stage from the photograph's style loss and the artwork's content loss (the two "
+                         "ends of the trade), anchored to 1 for the main job's pair at 256 px; it keeps more of the "
+                         "photograph for a sparse artwork, and moves a dense painting's balance too "
+                         "(docs/calibration.md)")
     lattice: float = key(Computed(lambda c: DEFAULT_LATTICE[c["losses"]]), number,
                          "weight of the lattice term, the energy of a 2-px grid in phase over tens of pixels "
                          "(docs/highres.md); 0: off", "1000 with `mean`, 0 with `paper`")

@@ -43,7 +43,7 @@ from jaxstyle.engine.balance import endpoints, unit_weights
 from jaxstyle.engine.config import validate
 from jaxstyle.engine.pipeline import prepare
 from jaxstyle.engine.progress import RunHooks
-from jaxstyle.media.images import contact_sheet, save_png
+from jaxstyle.media.images import contact_sheet, load_image, save_png
 from jaxstyle.media.metrics import speckle_pair
 
 #: Debian's opencv-doc samples (``apt-get install opencv-doc``).
@@ -139,8 +139,7 @@ def main() -> int:
             rows += got
             if size == max(args.sizes):
                 shape = images.shape[1:3]
-                tiles += [np.asarray(Image.open(p).convert("RGB").resize(shape[::-1]), np.float32) / 255
-                          for p in (content, style)] + list(images)
+                tiles += [load_image(p, shape=shape) for p in (content, style)] + list(images)  # as runs read them
                 labels += [content.name, style.name] + [f"{r['weighting']}: c {r['content_fraction']:.2f}, "
                                                         f"s {r['style_fraction']:.2f}" for r in got]
     if args.json:
