@@ -216,6 +216,7 @@ def test_an_upload_over_the_byte_cap_is_refused(held):
     (_form(balance=-1, advanced="alpha: lots"), "alpha must be a number"),
     (_form(seeds="one two"), "seeds must be whole numbers"),
     (_form(preset="slow"), "preset must be one of"),
+    (_form(preset=["quick"]), "preset must be one of"),
     (_form(content="examples/../../secret.png"), "unknown input"),
     (_form(content="/etc/passwd"), "unknown input"),
     (_form(styles=[]), "choose at least one artwork"),

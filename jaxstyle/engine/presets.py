@@ -44,7 +44,7 @@ PRESETS: dict[str, Preset] = {
 def check_preset(name: Any) -> str:
     """``name`` if it names a preset (None and ``""`` name the default); a :class:`ConfigError` else."""
     name = name or "default"
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:  # a page's JSON may send a list or a mapping
         raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, not {quote(name)}")
     return name
 

@@ -37,7 +37,7 @@ import yaml
 from aiohttp import web
 from PIL import Image
 
-from ..engine.presets import PRESETS, apply_preset
+from ..engine.presets import PRESETS, apply_preset, check_preset
 from ..engine.config import COLOR_MODES, Config, validate, yaml_load, yaml_problem
 from ..core.errors import ConfigError, JaxstyleError, quote
 from .server import address_url, answer, host_guard, page_answer, safe_file, secure_app, start_server
@@ -140,9 +140,7 @@ def form_config(form: Mapping[str, Any], resolve_input) -> dict:
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
             raise StudioError(f"alpha must be a number to set the balance, not {quote(alpha)}")
         raw["beta"] = alpha / 10.0 ** balance
-    preset = form.get("preset") or "default"
-    if preset not in PRESETS:
-        raise StudioError(f"preset must be one of {', '.join(PRESETS)}, not {quote(preset)}")
+    check_preset(form.get("preset"))
     return raw
 
 
