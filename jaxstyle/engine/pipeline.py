@@ -28,7 +28,7 @@ from ..media.metrics import seam_ratio
 from .plan import (Stage, blend_ramp, pass_tiles, plan_stages, stage_peak_bytes, stage_work, tile_borders,
                    tile_grid, tile_style_share, upsample)
 from .program import Program, resolved_strategy, restore_state, state_leaves, to_host
-from .progress import RunHooks, Tick, Watchers
+from .progress import RunHooks, Tick
 from ..core.fileio import json_float
 from .solvers import Solver
 from .variants import Variant, batch_weights, expand_variants, objective_for, split_over_devices
@@ -337,19 +337,12 @@ class Stop:
     partial: tuple | None = None
 
 
-@dataclass
-class Hooks:
-    """A run's view of its caller's :class:`RunHooks`: log lines, a :class:`Tick` after every chunk
-    (the watchers resolved), intermediate saves, the stop request, and the run's clock."""
+@dataclass(frozen=True)
+class Hooks(RunHooks):
+    """A run's view of its caller's :class:`RunHooks`: the same, its watchers resolved, with the
+    run's clock."""
 
-    log: Log
-    watch: Watchers
-    save_intermediate: Callable[[str, np.ndarray], None] | None
-    should_stop: Callable[[], bool] | None
-    t0: float
-
-    def stop_requested(self) -> bool:
-        return self.should_stop is not None and self.should_stop()
+    t0: float = 0.0
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
@@ -538,7 +531,7 @@ def run_plan(cfg: Config, params=None, run_hooks: RunHooks = RunHooks(), variant
         for shape, groups in resume.factors.items():
             setup.cache.setdefault("factors", {}).setdefault(shape, {}).update(groups)
     watch = run_hooks.watchers()
-    hooks = Hooks(log, watch, run_hooks.save_intermediate, run_hooks.should_stop,
+    hooks = Hooks(log, run_hooks.should_stop, watch, resume, run_hooks.save_intermediate,
                   time.perf_counter() - (resume.run_s if resume else 0.0))
     cursor = resume.cursor if resume is not None else Cursor()
     progress = Progress.start(setup.n, resume)
