@@ -1,5 +1,6 @@
 """``weighting: auto``: the style term's factor against an independent float64 NumPy computation on
-made images (a flat artwork and a dense one), a sweep over alpha/beta equal to each alone, the
+made images (a flat artwork, a dense one and one between), the flat share on hand-made images, a
+dense artwork run bit for bit as with ``fixed``, a sweep over alpha/beta equal to each alone, the
 fixed weighting's objective unchanged, and a resumed run using the factors it stored."""
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from PIL import Image
 from conftest import EXAMPLES
 from helpers import np_vgg19
 from jaxstyle.driver.job import run
-from jaxstyle.engine.balance import ANCHOR, factor
+from jaxstyle.engine.balance import ANCHOR, endpoints, factor, flat_share, sparsity, unit_weights
 from jaxstyle.engine.config import validate
+from jaxstyle.engine.pipeline import prepare
 from jaxstyle.engine.progress import RunHooks
 
 LAYERS = {"content_layers": {"conv2_1": 1.0}, "style_layers": {"conv1_1": 0.5, "conv2_1": 0.5}}
@@ -27,22 +29,38 @@ def made(tmp_path, name: str, image: np.ndarray) -> str:
 
 @pytest.fixture
 def images(tmp_path):
-    """A photograph (shapes on a gradient), a flat artwork (a red disc on white) and a dense one
-    (coloured noise), all 32 x 32 px."""
+    """A photograph (shapes on a gradient), a flat artwork (a red disc on white), a dense one
+    (coloured noise) and one between (the disc on white, its top rows noise), all 32 x 32 px."""
     yy, xx = np.mgrid[:32, :32]
     photo = np.stack([xx * 8, yy * 8, 255 - xx * 4], -1).astype(np.uint8)
     photo[8:20, 10:24] = (20, 200, 60)
     flat = np.full((32, 32, 3), 255, np.uint8)
     flat[((yy - 16) ** 2 + (xx - 12) ** 2) < 49] = (220, 30, 30)
     dense = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    between = flat.copy()
+    between[:19] = dense[:19]
     return {name: made(tmp_path, f"{name}.png", a) for name, a in
-            (("photo", photo), ("flat", flat), ("dense", dense))}
+            (("photo", photo), ("flat", flat), ("dense", dense), ("between", between))}
+
+
+def numpy_flat_share(image: np.ndarray) -> float:
+    """The share of pixels none of whose 4-neighbours differs by 0.02 or more in any channel, pixel
+    by pixel in float64."""
+    h, w, _ = image.shape
+    flat = 0
+    for i in range(h):
+        for j in range(w):
+            steps = [np.max(np.abs(image[i, j] - image[a, b])) for a, b in
+                     ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)) if 0 <= a < h and 0 <= b < w]
+            flat += max(steps) < 0.02
+    return flat / (h * w)
 
 
 def numpy_factor(params, photo: np.ndarray, art: np.ndarray) -> float:
     """The rule in float64 NumPy: ANCHOR times the artwork's content loss (Eq. 1, mean over positions
     and filters, conv2_1) over the photograph's style loss (Eq. 5 of Eq. 4's mean form, conv1_1 and
-    conv2_1 at 0.5 each)."""
+    conv2_1 at 0.5 each), to the power of the artwork's sparsity (its flat share from 0.3 to 0.5,
+    smoothstepped)."""
     fp, fa = np_vgg19(params, photo), np_vgg19(params, art)
     c_art = np.mean((fa["conv2_1"] - fp["conv2_1"]) ** 2)
     s_photo = 0.0
@@ -50,7 +68,8 @@ def numpy_factor(params, photo: np.ndarray, art: np.ndarray) -> float:
         p, a = fp[layer].reshape(-1, fp[layer].shape[-1]), fa[layer].reshape(-1, fa[layer].shape[-1])
         g_p, g_a = p.T @ p / len(p), a.T @ a / len(a)
         s_photo += w * np.sum((g_p - g_a) ** 2) / p.shape[1] ** 2
-    return ANCHOR * c_art / s_photo
+    t = np.clip((numpy_flat_share(art) - 0.3) / 0.2, 0.0, 1.0)
+    return (ANCHOR * c_art / s_photo) ** (t * t * (3 - 2 * t))
 
 
 def config(images, style: str, **extra) -> dict:
@@ -58,26 +77,50 @@ def config(images, style: str, **extra) -> dict:
             "scales": [], "print_every": 0, "optimizer": {"iterations": 4}, "weighting": "auto", **LAYERS, **extra}
 
 
+def test_the_flat_share_and_the_sparsity_on_hand_made_images():
+    step = np.zeros((32, 32, 3), np.float32)
+    step[:, 16:] = 1.0  # one edge: the two columns beside it are not flat
+    assert flat_share(step) == 30 / 32
+    step[:, 16:] = 4 / 255  # a step of 4 levels is under FLAT_STEP: all flat
+    assert flat_share(step) == 1.0
+    dots = np.zeros((32, 32, 3), np.float32)
+    dots[::4, ::4, 1] = 1.0  # 64 green dots: each and its 4 neighbours moved, 64 x 5 - 16 at the edges
+    assert flat_share(dots) == (32 * 32 - (64 * 5 - 16)) / (32 * 32)
+    assert sparsity([0.3], [1.0]) == 0.0 and sparsity([0.5], [1.0]) == 1.0 and sparsity([0.9], [1.0]) == 1.0
+    assert sparsity([0.4], [1.0]) == pytest.approx(0.5) and sparsity([0.35], [1.0]) == pytest.approx(0.15625)
+    assert sparsity([0.2, 0.6], [0.5, 0.5]) == pytest.approx(0.5)  # blended as the style targets are
+
+
 def test_the_factor_is_the_rule_computed_in_float64(images, vgg_params):
     got = {}
-    for style in ("flat", "dense"):
+    for style in ("flat", "between", "dense"):
         r = run(validate(config(images, style)), vgg_params, QUIET)
         got[style] = r.report["stages"][-1]["style_factor"][0]
         photo = np.asarray(Image.open(images["photo"]), np.float64) / 255
         art = np.asarray(Image.open(images[style]), np.float64) / 255
         assert got[style] == pytest.approx(numpy_factor(vgg_params, photo, art), rel=2e-4), style
-    assert abs(got["dense"] - got["flat"]) > 0.01  # two artworks, two balances
+    assert got["dense"] == 1.0 and abs(got["between"] - 1.0) > 0.01 and abs(got["flat"] - got["between"]) > 0.01
+    # A dense artwork is run exactly as with the fixed weighting.
+    dense = [run(validate(config(images, "dense", weighting=w)), vgg_params, QUIET) for w in ("auto", "fixed")]
+    np.testing.assert_array_equal(dense[0].images, dense[1].images)
     # The photograph as its own artwork: no trade at all (its style loss is 0), so the factor is 1.
     same = run(validate({**config(images, "flat"), "style": images["photo"]}), vgg_params, QUIET)
     assert same.report["stages"][-1]["style_factor"] == [1.0]
 
 
-def test_the_anchor_pair_keeps_the_fixed_balance_and_degenerate_ends_give_one(vgg_params):
+def test_the_anchor_pair_has_ends_in_the_fixed_balance_and_degenerate_ends_give_one(vgg_params):
+    """The main job's pair at 256 px: its ends' ratio times ANCHOR is 1 (the ratio a sparse artwork's
+    factor is measured against), and The Starry Night is dense, so it runs with a factor of 1."""
     cfg = validate({"content": str(EXAMPLES / "leuvenA.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
-                    "size": 256, "scales": [], "optimizer": {"iterations": 0}, "print_every": 0, "weighting": "auto"})
-    assert run(cfg, vgg_params, QUIET).report["stages"][-1]["style_factor"] == [pytest.approx(1.0, abs=1e-5)]
-    assert factor(0.0, 1.0) == factor(1.0, 0.0) == factor(float("nan"), 1.0) == 1.0
-    assert factor(2.0, 4.0) == pytest.approx(ANCHOR / 2)
+                    "size": 256, "scales": [], "optimizer": {"iterations": 0}, "print_every": 0})
+    setup = prepare(cfg, vgg_params)
+    photo, arts = setup.final_inputs.content, setup.final_inputs.styles
+    targets = setup.targets_fn(setup.params, photo, setup.grams_fn(setup.params, arts), cfg.blend, None)
+    ends = endpoints(setup.loss_fn, setup.params, targets, unit_weights(setup.weights, 0), photo, arts, cfg.blend)
+    assert factor(*ends) == pytest.approx(1.0, abs=1e-5)
+    assert cfg.weighting == "auto" and run(cfg, vgg_params, QUIET).report["stages"][-1]["style_factor"] == [1.0]
+    assert factor(0.0, 1.0) == factor(1.0, 0.0) == factor(float("nan"), 1.0) == factor(2.0, 4.0, 0.0) == 1.0
+    assert factor(2.0, 4.0) == pytest.approx(ANCHOR / 2) and factor(2.0, 4.0, 0.5) == pytest.approx((ANCHOR / 2) ** 0.5)
 
 
 def test_an_alpha_beta_sweep_with_auto_equals_each_ratio_alone(images, vgg_params):
@@ -106,7 +149,8 @@ def test_the_fixed_weighting_is_eq_7_with_alpha_and_beta(images, vgg_params):
         assert (f == 1.0) == (weighting == "fixed")
     with pytest.raises(Exception, match="weighting: auto needs losses: mean"):
         validate({**config(images, "flat"), "losses": "paper", "weighting": "auto"})
-    assert validate({k: v for k, v in config(images, "flat").items() if k != "weighting"}).weighting == "fixed"
+    default = {k: v for k, v in config(images, "flat").items() if k != "weighting"}
+    assert validate(default).weighting == "auto" and validate({**default, "losses": "paper"}).weighting == "fixed"
 
 
 def test_a_resumed_run_uses_the_factors_it_stored(images, vgg_params):
@@ -125,12 +169,12 @@ def test_a_resumed_run_uses_the_factors_it_stored(images, vgg_params):
     assert other.report["stages"][-1]["style_factor"][0] == pytest.approx(2 * value, abs=1e-6)
 
 
-def test_a_clip_has_one_factor_per_size_its_first_frames(tmp_path, vgg_params):
+def test_a_clip_has_one_factor_per_size_its_first_frames(tmp_path, images, vgg_params):
     """Every frame of a clip runs with the factor its first frame gives (per-frame factors would
     flicker): the same as the first frame alone, as an image, has."""
     from helpers import made_clip, write_frames
     folder = write_frames(made_clip(3, 32, 40, pan=2, obj=10, speed=3), tmp_path / "clip")
-    raw = {"content": str(folder), "style": str(EXAMPLES / "starry_night.jpg"), "size": 40, "print_every": 0,
+    raw = {"content": str(folder), "style": images["flat"], "size": 40, "print_every": 0,
            "scales": [], "optimizer": {"iterations": 3}, "weighting": "auto", **LAYERS,
            "video": {"frame_iterations": 2}}
     clip = run(validate(raw), vgg_params, QUIET)

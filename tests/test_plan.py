@@ -227,7 +227,7 @@ def test_coarse_to_fine_tiled_run_interrupts_resumes_and_has_no_seams(vgg_params
     # parts, so there it is what remains, >= 0 and small).
     final = v["final_loss"]
     factor = {k + 1: stage["style_factor"][0] for k, stage in enumerate(stages)}
-    assert cfg.lattice == 1000.0 and final["lattice"] > 0 and factor == {1: 1.0, 2: 1.0}  # weighting: fixed
+    assert cfg.lattice == 1000.0 and final["lattice"] > 0 and factor == {1: 1.0, 2: 1.0}  # a dense artwork: a factor of 1
     np.testing.assert_allclose(final["total"], v["alpha"] * final["content"] + v["beta"] * factor[2] * final["style"]
                                + cfg.lattice * final["lattice"], rtol=1e-5)
     for h in history:

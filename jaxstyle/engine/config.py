@@ -56,10 +56,10 @@ DEFAULT_TEMPORAL = 5.0
 #: ``lattice``'s default: with ``losses: mean`` it removes the 2-px lattice at a yardstick loss within
 #: 1 % (docs/highres.md); with ``paper`` the objective stays the paper's, so it is off.
 DEFAULT_LATTICE = {"paper": 0.0, "mean": 1000.0}
-#: How the style term is weighed against the content term (docs/calibration.md): ``auto`` measures a
-#: factor per stage from the two ends of the trade; ``fixed`` is alpha/beta alone, as the paper has it
-#: and the default: ``auto`` keeps more of the photograph for a sparse artwork, but it also moves the
-#: dense paintings' balance, which the default must not (measured in docs/calibration.md).
+#: How the style term is weighed against the content term (docs/calibration.md): ``auto`` (the
+#: default with ``mean``) measures a factor per stage from the two ends of the trade for a sparse
+#: artwork and leaves a dense painting's alpha/beta exactly; ``fixed`` is alpha/beta alone, as the
+#: paper has it.
 WEIGHTINGS = ("auto", "fixed")
 VIDEO_MODES = ("sequential", "multipass")
 IMAGE_FORMATS = ("png", "jpg", "webp", "tiff")
@@ -617,12 +617,13 @@ class Config:
     seeds: list[int] = key([0], seeds, "one variant per seed, in one batch")
     terms: dict[str, float] = key({}, terms, "extra loss terms by name -> weight; built in: `tv` (squared total "
                                   "variation); your own: `path/to/file.py:function` (docs/loss-lab.md)")
-    weighting: str = key("fixed", choice(*WEIGHTINGS),
-                         "`fixed`: alpha/beta alone. `auto` (with `mean`): the style term times a factor measured "
-                         "at each stage from the photograph's style loss and the artwork's content loss (the two "
-                         "ends of the trade), anchored to 1 for the main job's pair at 256 px; it keeps more of the "
-                         "photograph for a sparse artwork, and moves a dense painting's balance too "
-                         "(docs/calibration.md)")
+    weighting: str = key(Computed(lambda c: "auto" if c["losses"] == "mean" else "fixed"), choice(*WEIGHTINGS),
+                         "`auto` (with `mean`): for an artwork of flat areas (a drawing or photograph on white, a "
+                         "logo, a cartoon), the style term times a factor measured at each stage from the "
+                         "photograph's style loss and the artwork's content loss (the two ends of the trade), so "
+                         "the photograph is kept; a dense painting keeps alpha/beta exactly (a factor of 1). "
+                         "`fixed`: alpha/beta alone, as the paper has it (docs/calibration.md)",
+                         "`auto` with `mean`, `fixed` with `paper`")
     lattice: float = key(Computed(lambda c: DEFAULT_LATTICE[c["losses"]]), number,
                          "weight of the lattice term, the energy of a 2-px grid in phase over tens of pixels "
                          "(docs/highres.md); 0: off", "1000 with `mean`, 0 with `paper`")

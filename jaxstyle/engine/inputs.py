@@ -15,7 +15,8 @@ from ..media import color
 from .config import Config
 from ..core.errors import ImageError
 from ..media.icc import profile_lines
-from ..media.images import border_trim, load_image, resize, sized
+from ..media.images import border_trim, fit_shape, load_image, resize, sized
+from .balance import FLAT_SIDE, flat_share
 from .variants import Variant
 from ..model.vgg import min_image_side
 
@@ -53,6 +54,19 @@ def style_cut(full: np.ndarray, cfg: Config) -> tuple[int, int, int, int] | None
     """What ``style_trim`` cuts from an artwork read at its own size: :func:`border_trim`'s cut with
     ``auto``, nothing with ``none``."""
     return border_trim(full) if cfg.style_trim == "auto" else (0, 0, 0, 0)
+
+
+def flat_shares(cfg: Config) -> list[float]:
+    """Each artwork's share of flat pixels (:func:`jaxstyle.engine.balance.flat_share`) as the run
+    uses it (its border cut), at a long side of :data:`~jaxstyle.engine.balance.FLAT_SIDE` px (its
+    own where smaller), whatever the size of the run."""
+    out = []
+    for path in cfg.styles:
+        full = load_image(path, max_pixels=cfg.max_pixels)
+        top, bottom, left, right = style_cut(full, cfg) or (0, 0, 0, 0)
+        art = full[top:full.shape[0] - bottom, left:full.shape[1] - right]
+        out.append(flat_share(resize(art, fit_shape(art.shape[:2], min(FLAT_SIDE, max(art.shape[:2]))))))
+    return out
 
 
 def style_trims(cfg: Config) -> list:

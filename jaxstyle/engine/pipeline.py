@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -17,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .balance import group_key, measure_factors
+from .balance import group_key, measure_factors, sparsity
 from .checkpoint import Checkpoint, Cursor
 from .config import Config
-from .inputs import Inputs, finish_images, input_lines, prepare_images, start_images, trim_report
+from .inputs import Inputs, finish_images, flat_shares, input_lines, prepare_images, start_images, trim_report
 from .loop import solve
 from ..model.losses import LossWeights, Objective, Targets
 from .memory import require_fits
@@ -198,8 +199,9 @@ class Setup:
     def style_factors(self, shape: tuple[int, int], inputs: Inputs, grams: dict, masks) -> np.ndarray | None:
         """``weighting: auto``'s factor on each batch slot's style term at a stage of ``shape``
         (:mod:`jaxstyle.engine.balance`; 1 for ``fixed``), or None where no slot weighs
-        automatically. Measured the first time a shape is seen and kept (a clip's later runs use its
-        first frame's; a resumed run the checkpoint's)."""
+        automatically, or every factor is 1 (a dense artwork: the fixed weighting's program exactly).
+        Measured the first time a shape is seen and kept (a clip's later runs use its first frame's; a
+        resumed run the checkpoint's)."""
         auto = [v.weighting == "auto" for v in self.padded]
         if not any(auto):
             return None
@@ -210,8 +212,17 @@ class Setup:
             photo = jnp.asarray(inputs.content if self.frames is None else inputs.content[0])
             targets = self.targets_fn(self.params, photo, grams, self.cfg.blend, masks)
             known.update(measure_factors(self.loss_fn, self.params, targets, self.weights, keys, missing, photo,
-                                         [jnp.asarray(a) for a in inputs.styles], self.cfg.blend))
-        return np.array([known[k] if a else 1.0 for k, a in zip(keys, auto)], np.float32)
+                                         [jnp.asarray(a) for a in inputs.styles], self.cfg.blend, self.artwork_sparsity()))
+        out = np.array([known[k] if a else 1.0 for k, a in zip(keys, auto)], np.float32)
+        return None if np.all(out == 1.0) else out
+
+    def artwork_sparsity(self) -> float:
+        """The artworks' sparsity (:func:`jaxstyle.engine.balance.sparsity`), read once per run."""
+        key = json.dumps([self.cfg.styles, self.cfg.blend, self.cfg.style_trim])
+        known = self.cache.setdefault("sparsity", {})
+        if key not in known:
+            known[key] = sparsity(flat_shares(self.cfg), self.cfg.blend)
+        return known[key]
 
 
 def uses_winograd(cfg: Config) -> bool:
