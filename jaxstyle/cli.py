@@ -24,6 +24,7 @@ their devices; start the same command on every host with its own --process-id:
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -37,6 +38,7 @@ from .core.errors import (ERROR_PREFIX, EXIT_INTERRUPTED, EXIT_STOPPED, EXIT_USA
                           OutputError)
 from .core.fileio import atomic_write
 from .serve.live import LiveServer, LiveState
+from .driver.compile_cache import CacheUse, cache_dir, enable
 from .driver.job import run_and_save
 from .engine.progress import Meter, RunHooks, Watchers, pause_watchers
 from .model.terms import resolve_terms, used_terms
@@ -70,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("-o", "--output", help="quick form: output folder (default: named after both images)")
     ap.add_argument("--size", type=int, help="quick form: long side in pixels")
     ap.add_argument("--seeds", type=int, nargs="+", help="quick form: noise seeds, one image each")
+    ap.add_argument("--no-compile-cache", action="store_true",
+                    help="compile every program afresh, neither reading nor writing the cache of compiled "
+                         "programs (the key compile_cache: false)")
     ap.add_argument("--resume", action="store_true",
                     help="continue an interrupted run from the checkpoint in its output directory")
     ap.add_argument("--serve", nargs="?", const=0, type=int, metavar="PORT",
@@ -168,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     check_port("--serve", args.serve)
     check_distributed(args)
-    cfg = load_config(args.config, quick_overrides(args) + args.overrides)
+    cfg = load_config(args.config, quick_overrides(args) + args.overrides
+                      + (["compile_cache=false"] if args.no_compile_cache else []))
     # Term files are imported here, where the run happens (validation only checks that they exist):
     # a mistake in one is still one line before anything is written.
     resolve_terms(used_terms(cfg.terms, cfg.sweep))
@@ -188,11 +194,15 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     meter = Meter()
+    cache = enable(cache_dir(os.environ), meter.log) if cfg.compile_cache else None
     try:
-        if args.serve is not None and jax.process_index() == 0:  # several hosts: process 0 serves
-            return serve_run(cfg, args, meter, received)
-        result = run_and_save(cfg, RunHooks(meter.log, lambda: bool(received), Watchers((meter.tick, *pause_watchers()))),
-                              resume=args.resume)
+        with CacheUse() as use:
+            if args.serve is not None and jax.process_index() == 0:  # several hosts: process 0 serves
+                return serve_run(cfg, args, meter, received)
+            result = run_and_save(cfg, RunHooks(meter.log, lambda: bool(received),
+                                                Watchers((meter.tick, *pause_watchers()))), resume=args.resume)
+        if cache is not None:
+            meter.log(use.line(cache))
     finally:  # the caller's handlers again (main may be called from Python, not only as a command)
         meter.close()
         for s, handler in previous.items():

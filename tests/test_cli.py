@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import EXAMPLES, ROOT
 
@@ -47,3 +49,42 @@ def test_quick_form_mistakes_are_one_line(tmp_path):
         r = subprocess.run(RUN + args, capture_output=True, text=True, cwd=tmp_path, timeout=120)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
         assert not (tmp_path / "outputs").exists()
+
+
+def test_the_compile_cache_is_private_used_by_a_second_run_and_off_when_asked(tmp_path, monkeypatch, capsys):
+    """Two runs of the same sizes: the first writes JAX's compiled programs to a folder only the user
+    may open, the second reads them back (and logs it); ``--no-compile-cache`` neither makes nor
+    touches the folder."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}  # the suite's own cache
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    args = [str(EXAMPLES / "home.jpg"), str(EXAMPLES / "starry_night.jpg"), "--size", "32",
+            "--set", "optimizer.iterations=2", "--set", "print_every=0", "--set", "overwrite=true", "-o", "out"]
+    folder = tmp_path / "cache" / "jaxstyle" / "compiled"
+    logs = []
+    for _ in range(2):
+        r = subprocess.run(RUN + args, capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr
+        logs.append(next(line for line in r.stdout.splitlines() if line.startswith("compile cache:")))
+    assert (folder.stat().st_mode & 0o777) == 0o700 and any(folder.iterdir())
+    read = [int(line.split()[2]) for line in logs]
+    assert read[0] == 0 and read[1] > 0, logs
+    # Off: run in this process (which has the suite's own cache), the folder is neither made nor read.
+    from jaxstyle.cli import main
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other"))
+    monkeypatch.chdir(tmp_path)
+    assert main(args + ["--no-compile-cache"]) == 0
+    assert "compile cache" not in capsys.readouterr().out and not (tmp_path / "other" / "jaxstyle").exists()
+
+
+def test_a_cache_folder_others_could_write_is_not_used(tmp_path):
+    from jaxstyle.driver.compile_cache import cache_dir, private_dir
+    assert cache_dir({"XDG_CACHE_HOME": "/x/c", "HOME": "/h"}) == Path("/x/c/jaxstyle/compiled")
+    assert cache_dir({"XDG_CACHE_HOME": "relative", "HOME": "/h"}) == Path("/h/.cache/jaxstyle/compiled")
+    assert private_dir(tmp_path / "new" / "cache") is None
+    assert (tmp_path / "new" / "cache").stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    assert "may be written by others" in private_dir(shared)
+    (tmp_path / "file").write_text("")
+    assert "is not a folder" in private_dir(tmp_path / "file") or "cannot create" in private_dir(tmp_path / "file")

@@ -165,3 +165,60 @@ def test_a_new_optimiser_is_one_pair_and_one_registry_line(monkeypatch, vgg_para
     assert r.report["config"]["optimizer"]["name"] == "gd" and r.report["config"]["optimizer"]["step"] == 1e-4
     assert v["iterations"] == 3 and v["evaluations"] == 4
     assert v["final_loss"]["total"] < v["initial_loss"]["total"]
+
+
+def slow_valley(x):
+    """A long, narrow valley (curvatures from 1 to 1e6, a quartic wall): L-BFGS needs tens of steps
+    and its values fall at very different rates, so when its fall settles is a real question."""
+    scales = jnp.logspace(0.0, 6.0, x.shape[0], dtype=jnp.float32)
+    return 0.5 * jnp.sum(scales * (x - 1.0) ** 2) + 0.1 * jnp.sum((x - 1.0) ** 4), ()
+
+
+def first_settled(values: np.ndarray, settle: float, window: int) -> int | None:
+    """The rule in float64 NumPy from one run's values (values[k]: after k iterations): the first
+    multiple k of ``window``, from 2 windows on, where values[k - window] - values[k] is at most
+    ``settle`` times values[0] - values[k]."""
+    v = np.asarray(values, np.float64)
+    for k in range(2 * window, len(v), window):
+        if v[k - window] - v[k] <= settle * (v[0] - v[k]):
+            return k
+    return None
+
+
+def run_batch(fun, x0, iterations: int, settle: float, window: int, shift: float = 0.0):
+    """A batch run one iteration at a time with the settling test; its state and its values."""
+    solver = Solver(lambda x: (fun(x)[0] + shift, ()), iterations=iterations)
+    state = solver.batch_init(x0, (), ())
+    v = x0.shape[0]
+    state = state._replace(settle=jnp.full(v, settle, jnp.float32), window=jnp.full(v, window, jnp.int32))
+    step = jax.jit(lambda s: solver.batch_step(s, (), ()))
+    values = [np.asarray(state.opt.value)]
+    for _ in range(iterations):
+        state = step(state)
+        values.append(np.asarray(state.opt.value))
+    return state, np.stack(values)
+
+
+def test_a_settled_variant_stops_where_the_rule_says_and_never_before_two_windows():
+    x0 = jnp.stack([jnp.zeros(300, jnp.float32), jnp.full(300, 1.0 - 1e-4, jnp.float32)])
+    free, values = run_batch(slow_valley, x0, 60, 0.0, 0)  # settle 0: runs every iteration
+    assert free.iterations.tolist() == [60, 60] and not bool(free.done.any())
+    stops = {}
+    for settle, window in ((0.05, 5), (0.2, 4), (0.01, 10), (0.002, 5), (1e-7, 5)):
+        state, _ = run_batch(slow_valley, x0, 60, settle, window)
+        stops[settle] = state.iterations.tolist()
+        for i in range(2):
+            expected = first_settled(values[:, i], settle, window)
+            assert stops[settle][i] == (60 if expected is None else expected), (settle, window, i)
+            assert stops[settle][i] >= 2 * window
+    # The cases differ: the minimum (two windows), later, the two variants apart, never settled.
+    assert stops[0.05] == [10, 10] and stops[0.002][0] != stops[0.002][1] and stops[1e-7] == [60, 60]
+
+
+def test_what_does_not_move_does_not_make_a_variant_look_settled():
+    """A large constant in the objective (what a clip's held pixels add) changes nothing: the test
+    compares falls, not the objective's size."""
+    x0 = jnp.zeros((1, 300), jnp.float32)
+    plain, _ = run_batch(slow_valley, x0, 60, 0.002, 5)
+    held, _ = run_batch(slow_valley, x0, 60, 0.002, 5, shift=1e7)
+    assert int(held.iterations[0]) == int(plain.iterations[0]) > 10

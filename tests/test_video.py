@@ -319,6 +319,24 @@ def test_both_schedules_flicker_less_than_per_frame(small_clip, vgg_params):
         assert r.report["style_trim"] == [{"top": 22, "bottom": 17, "left": 20, "right": 17}]
 
 
+def test_a_frame_ends_once_its_objective_has_settled(small_clip, vgg_params):
+    """Later frames of a sequential clip stop at a settling test (a multiple of the window, at least
+    two windows in) instead of running every ``frame_iterations``; ``settle: 0`` runs them all. The
+    report gives each frame's iterations."""
+    runs = {}
+    for settle in (0.0, 0.05):
+        cfg = validate(clip_config(small_clip, mode="sequential", first=0, frames=4, frame_iterations=30,
+                                   settle=settle, settle_window=5))
+        runs[settle] = run_clip(cfg, params=vgg_params, hooks=RunHooks(log=lambda line: None, watch=Watchers()))
+    later = {k: [r["slot_iterations"][0] for r in v.report["clip"]["runs"][1:]] for k, v in runs.items()}
+    assert later[0.0] == [30, 30, 30]
+    assert all(n % 5 == 0 and 10 <= n <= 30 for n in later[0.05]) and min(later[0.05]) < 30, later
+    assert [r["iterations"] for r in runs[0.05].report["clip"]["runs"][1:]] == later[0.05]
+    # The first frame runs its plan (from noise, no settling test) either way.
+    first = [v.report["clip"]["runs"][0]["final_loss"] for v in runs.values()]
+    assert first[0] == first[1]
+
+
 def test_held_pixels_keep_the_first_frames_value_and_nothing_else_is_held(tmp_path, vgg_params):
     # A still camera: only the square moves (4 + 3 t, rows 11..20), so the background is still.
     folder = write_frames(made_clip(4, 32, 40, pan=0, obj=10, speed=3), tmp_path / "still")

@@ -319,6 +319,8 @@ class ClipRunner:
         return {"frames": [int(self.clip.numbers[i]) for i in range(run.start, run.end)],
                 "frame_index": [run.start, run.end], "video_pass": run.video_pass + 1,
                 "stages": len(r["stages"]), "iterations": r["iterations"], "evaluations": r["evaluations"],
+                # each slot's own: a frame's variants may settle at different iterations
+                "slot_iterations": [e["iterations"] for e in r["variants"]],
                 "run_s": r["timing"]["run_s"], "compile_s": r["timing"]["compile_s"], "final_loss": final,
                 "devices": result.summary.devices, "memory_bytes": result.summary.memory_bytes}
 
@@ -358,8 +360,10 @@ class ClipRunner:
             hold = np.repeat(self.held(*first)[None], v, axis=0)
             start = np.where(hold[..., None] > 0, state.done[0], start)
         stack = lambda xs: np.stack(xs, axis=1)  # noqa: E731  (V, J, ...)
+        video = self.cfg.video
         return Run(t, t + 1, 0, FrameBatch(self.content(t, t + 1), stack(priors), stack(weights), start,
-                                           self.cfg.video.frame_iterations, hold), label)
+                                           video.frame_iterations, hold, video.settle,
+                                           video.settle_window if video.settle > 0 else 0), label)
 
     def multipass_run(self, s: int, e: int, p: int, state: ClipState) -> Run:
         k, cfg, v = e - s, self.cfg, self.v

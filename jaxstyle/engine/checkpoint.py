@@ -22,8 +22,8 @@ from ..core.errors import OutputError
 from ..core.fileio import atomic_write
 
 #: Settings that may differ between an interrupted run and its resumption.
-RESUMABLE_CHANGES = ("overwrite", "print_every", "save_every")
-FORMAT = 3
+RESUMABLE_CHANGES = ("overwrite", "print_every", "save_every", "compile_cache")
+FORMAT = 4
 FILENAME = "checkpoint.npz"
 
 

@@ -485,6 +485,8 @@ class VideoConfig(Selection):
     warp: str = "bilinear"
     anchor: bool = True
     hold: float = 0.25
+    settle: float = 0.05
+    settle_window: int = 5
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -527,7 +529,21 @@ VIDEO_KEYS: dict[str, tuple[Any, Callable[[str, Any], Any], str, str]] = {
              "sequential: a pixel that the flow from the first frame moves by less than this many pixels, where "
              "the first frame is seen, keeps the first frame's stylised value (a still background stays still, "
              "docs/video.md); 0: off", "0.25"),
+    "settle": (0.05, lambda n, v: _share(n, v),
+               "sequential: a frame after the first ends before `frame_iterations` once its objective fell, over "
+               "the last `settle_window` iterations, by at most this share of its fall since the frame began "
+               "(docs/video.md); 0: every frame runs `frame_iterations`", "0.05"),
+    "settle_window": (5, lambda n, v: _whole(n, v, 1),
+                      "sequential: iterations between two settling tests; a frame runs at least two", "5"),
 }
+
+
+def _share(name: str, value: Any) -> float:
+    """A number from 0 to 1 (excluded)."""
+    value = _number(name, value)
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"{name} must be at least 0 and below 1, not {value:g}")
+    return value
 
 
 def video(name: str, value: Any, c: dict) -> VideoConfig:
@@ -650,6 +666,9 @@ class Config:
     overwrite: bool = key(False, boolean, "existing outputs are never replaced unless this is true; then the earlier "
                           "run's files (its report's `files`) that this run does not write again are removed once "
                           "its outputs are complete, and no other file")
+    compile_cache: bool = key(True, boolean, "keep compiled programs in the user's cache folder "
+                              "(`$XDG_CACHE_HOME/jaxstyle/compiled`, private to the user), so a later run of the same "
+                              "sizes starts sooner; `false` or `--no-compile-cache`: compile afresh (docs/performance.md)")
     image_format: str = key("png", choice(*IMAGE_FORMATS), "file type of the images: `png`, `jpg`, `webp`, `tiff`")
     image_quality: int = key(95, count(1, 100), "quality of `jpg` and `webp` images")
     image_bits: int = key(8, bits, "bits per channel: 8, or 16 for print (`png` and `tiff` only)")

@@ -96,8 +96,10 @@ class FrameBatch:
     is tied to, warped into it; weight: ``(B, J, H, W)`` their consistency weights (zeros: no tie);
     start: ``(B, H, W, 3)`` start images, or None for the config's ``init``; hold: ``(B, H, W)``, 1
     where a pixel keeps its start value (``Targets.hold``), or None; iterations: None for
-    the config's whole plan (its pyramid), or a number for one stage at the final size. The prior
-    is held constant while the run optimises, so the slots stay independent of each other.
+    the config's whole plan (its pyramid), or a number for one stage at the final size, at most;
+    settle, window: the settling test that may end a slot sooner (:func:`jaxstyle.engine.solvers.settled`;
+    window 0: none). The prior is held constant while the run optimises, so the slots stay
+    independent of each other.
     """
 
     content: np.ndarray
@@ -106,12 +108,14 @@ class FrameBatch:
     start: np.ndarray | None = None
     iterations: int | None = None
     hold: np.ndarray | None = None
+    settle: float = 0.0
+    window: int = 0
 
     def padded(self, n: int) -> "FrameBatch":
         """The arrays padded to ``n`` slots with copies of the last (see ``split_over_devices``)."""
         pad = lambda a: None if a is None else np.concatenate([a, np.repeat(a[-1:], n - len(a), axis=0)])  # noqa: E731
         return FrameBatch(pad(self.content), pad(self.prior), pad(self.weight), pad(self.start), self.iterations,
-                          pad(self.holds))
+                          pad(self.holds), self.settle, self.window)
 
     @property
     def holds(self) -> np.ndarray:
@@ -457,6 +461,10 @@ def solve_tile(setup: Setup, data: StageData, x: np.ndarray, where: tuple[int, i
     if fresh:
         progress.compile_s += program.compile(xt, shared, pv)
     state = program.init(xt, shared, pv)
+    if setup.frames is not None and setup.frames.window:  # a clip's frame may end once it has settled
+        v = state.done.shape[0]
+        state = program.place_state(state._replace(settle=jnp.full(v, setup.frames.settle, jnp.float32),
+                                                   window=jnp.full(v, setup.frames.window, jnp.int32)))
     if progress.initial is None and data.index == len(setup.stages) - 1 and not data.stage.tiled:
         progress.initial = to_host(state.opt.aux)
     if leaves is not None:  # continue the interrupted tile exactly where it stood

@@ -312,8 +312,12 @@ class BatchState(NamedTuple):
     """The state of a batch of V variants (every leaf has a leading axis V).
 
     x: the images ``(V, H, W, 3)``; opt: the optimiser's own state; iterations: iterations taken;
-    done: converged or stopped; nonfinite_at: iteration at which the loss or image became
+    done: converged, settled or stopped; nonfinite_at: iteration at which the loss or image became
     non-finite (-1 if never), after which the variant keeps its last finite image.
+
+    The settling test (:func:`settled`, a clip's later frames): settle: the share of the fall since
+    the start below which the last window's fall counts as settled (0: never); window: iterations
+    between two tests; start_value: the objective at the start; mark_value: at the last test.
     """
 
     x: jax.Array
@@ -321,6 +325,24 @@ class BatchState(NamedTuple):
     iterations: jax.Array
     done: jax.Array
     nonfinite_at: jax.Array
+    settle: jax.Array
+    window: jax.Array
+    start_value: jax.Array
+    mark_value: jax.Array
+
+
+def settled(s: BatchState, value: jax.Array, iterations: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Whether each variant's objective has settled after ``iterations``, and the new marks.
+
+    Tested every ``window`` iterations: settled where the objective fell by at most ``settle`` times
+    its fall since the start over the last window. Differences cancel what does not move (pixels a
+    clip holds add the same to every value), and a window spans refused steps. The first test has
+    nothing to compare, so a variant runs at least two windows.
+    """
+    test = (s.window > 0) & (iterations % jnp.maximum(s.window, 1) == 0) & (iterations > s.iterations)
+    fell = s.mark_value - value
+    done = test & (iterations >= 2 * s.window) & (fell <= s.settle * (s.start_value - value))
+    return done, jnp.where(test, value, s.mark_value)
 
 
 @dataclass(frozen=True)
@@ -348,7 +370,8 @@ class Solver:
         init = self.pair.init
         opt = jax.vmap(lambda xi, *pv: init(xi, *shared, *pv))(x, *per_variant)
         v = x.shape[0]
-        return BatchState(x, opt, jnp.zeros(v, jnp.int32), jnp.zeros(v, bool), jnp.full(v, -1, jnp.int32))
+        return BatchState(x, opt, jnp.zeros(v, jnp.int32), jnp.zeros(v, bool), jnp.full(v, -1, jnp.int32),
+                          jnp.zeros(v, jnp.float32), jnp.zeros(v, jnp.int32), opt.value, opt.value)
 
     def batch_step(self, s: BatchState, shared: tuple, per_variant: tuple) -> BatchState:
         """One iteration of every variant still running; finished variants are left unchanged."""
@@ -364,5 +387,6 @@ class Solver:
         opt = jax.tree_util.tree_map(pick, new_opt, s.opt)
         iterations = s.iterations + accept.astype(jnp.int32)
         nonfinite_at = jnp.where(~s.done & ~finite, s.iterations + 1, s.nonfinite_at)
-        done = s.done | ~finite | (opt.error <= self.tol)
-        return BatchState(x, opt, iterations, done, nonfinite_at)
+        calm, mark = settled(s, opt.value, iterations)
+        done = s.done | ~finite | (opt.error <= self.tol) | calm
+        return s._replace(x=x, opt=opt, iterations=iterations, done=done, nonfinite_at=nonfinite_at, mark_value=mark)

@@ -2,7 +2,8 @@
 """The weighting on a varied set of pairs: how much of each end a result keeps, fixed against auto.
 
 For each photograph/artwork pair and size, one command-line run of the defaults with
-``sweep: {weighting: [fixed, auto]}`` (before and after in one batch, seed 0), and for each result:
+``sweep: {weighting: [fixed, auto]}`` (the paper's weighting and the default in one batch, seed 0;
+``--weightings auto`` runs the default alone), and for each result:
 
 * the content fraction ``C(out) / C(art)``: its content loss over the artwork's own (Eq. 1,
   mean-normalised, the run's layers), and the style fraction ``S(out) / S(photo)``: its style loss
@@ -15,7 +16,7 @@ For each photograph/artwork pair and size, one command-line run of the defaults 
   mean-normalised Gram losses with the default layers, :func:`jaxstyle.driver.lab.yardstick`).
 
     python scripts/bench/balance.py                                  # every pair, 128 and 256 px
-    python scripts/bench/balance.py --sizes 512 --pairs leuvenA.jpg:starry_night.jpg
+    python scripts/bench/balance.py --sizes 512 --weightings auto --pairs leuvenA.jpg:starry_night.jpg
     python scripts/bench/balance.py --json outputs/balance.json --sheet outputs/balance.png
 """
 
@@ -91,10 +92,12 @@ def ends(cfg, params, layers: dict | None = None) -> tuple[float, float, Callabl
     return c_art, s_photo, parts
 
 
-def measure_pair(name: str, content: Path, style: Path, size: int, params) -> tuple[list[dict], np.ndarray]:
-    """Both weightings of one pair at one size: their rows and images."""
+def measure_pair(name: str, content: Path, style: Path, size: int, params,
+                 weightings: list[str]) -> tuple[list[dict], np.ndarray]:
+    """The weightings of one pair at one size, in one batch: their rows and images."""
     cfg = validate({"content": str(content), "style": str(style), "size": size, "print_every": 0,
-                    "output": "/nonexistent", "sweep": {"weighting": ["fixed", "auto"]}})
+                    "output": "/nonexistent", "weighting": weightings[0],
+                    "sweep": {"weighting": weightings} if len(weightings) > 1 else {}})
     t0 = time.perf_counter()
     result = run(cfg, params, RunHooks(log=lambda line: None))
     seconds = time.perf_counter() - t0
@@ -128,14 +131,16 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=OPENCV_DATA,
                     help="where names not in examples/ are looked for (Debian's opencv-doc samples)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    ap.add_argument("--weightings", nargs="+", choices=("fixed", "auto"), default=["fixed", "auto"],
+                    help="in one batch; `auto` alone halves the batch where the fixed column is not wanted")
     ap.add_argument("--json", type=Path, help="write the rows here")
-    ap.add_argument("--sheet", type=Path, help="write a sheet of photo, artwork, fixed and auto per pair here")
+    ap.add_argument("--sheet", type=Path, help="write a sheet of photo, artwork and each weighting's result per pair here")
     args = ap.parse_args()
     params = load_vgg19()
     rows, tiles, labels = [], [], []
     for name, content, style in parse_pairs([resolve(text, args.data) for text in args.pairs]):
         for size in args.sizes:
-            got, images = measure_pair(name, content, style, size, params)
+            got, images = measure_pair(name, content, style, size, params, list(dict.fromkeys(args.weightings)))
             rows += got
             if size == max(args.sizes):
                 shape = images.shape[1:3]
@@ -147,7 +152,7 @@ def main() -> int:
         args.json.write_text(json.dumps({"date": datetime.date.today().isoformat(), "machine": platform.node(),
                                          "device": jax.devices()[0].device_kind, "rows": rows}, indent=2) + "\n")
     if args.sheet:
-        save_png(contact_sheet(tiles, labels, columns=4, tile=256), args.sheet)
+        save_png(contact_sheet(tiles, labels, columns=2 + len(set(args.weightings)), tile=256), args.sheet)
     return 0
 
 

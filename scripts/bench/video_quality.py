@@ -57,6 +57,16 @@ def drift(stylised: np.ndarray, original: np.ndarray) -> dict:
     return {"still_share": round(share, 3), "drift_levels": round(float(change[still].mean()), 3)}
 
 
+def later_frames(report: dict) -> dict:
+    """A sequential clip's frames after the first: seconds a frame (the runs' own, compilation and
+    flow left out) and iterations a frame; nothing for a schedule of other runs."""
+    runs = report["clip"]["runs"][1:]
+    if report["clip"].get("mode") != "sequential" or not runs:
+        return {}
+    return {"later_s_per_frame": sum(r["run_s"] - r["compile_s"] for r in runs) / len(runs),
+            "later_iterations": sum(r["iterations"] for r in runs) / len(runs)}
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clip", default=str(ROOT / "examples" / "leuven_pan.mp4"))
@@ -77,6 +87,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--warp", default=None, help="video.warp (default: the config's)")
     ap.add_argument("--anchor", action="store_true", help="video.anchor: true (sequential)")
     ap.add_argument("--hold", type=float, default=None, help="video.hold (sequential; default: the config's)")
+    ap.add_argument("--settle", type=float, default=None,
+                    help="video.settle (sequential; default: the config's; 0: every frame runs --frame-iterations)")
     ap.add_argument("--schedules", nargs="+", default=["per-frame", "sequential", "multipass"])
     ap.add_argument("--json", help="write the table as JSON here")
     ap.add_argument("--frames-out", help="save each schedule's frames as an .npy here")
@@ -97,6 +109,8 @@ def base_config(args) -> dict:
         base["video"]["anchor"] = True
     if args.hold is not None:
         base["video"]["hold"] = args.hold
+    if args.settle is not None:
+        base["video"]["settle"] = args.settle
     if args.temporal is not None and len(args.temporal) == 1:
         base["temporal"] = args.temporal[0]
     elif args.temporal is not None:
@@ -151,7 +165,8 @@ def schedule_rows(args, name: str, cfg, clip, params) -> list[tuple[dict, str, n
                "s_per_frame": (seconds - result.report["timing"]["compile_s"]) / frames.shape[0]
                / len(result.variants),
                "flow_share": result.report["clip"]["flow_s"] / seconds,
-               "compile_s": result.report["timing"]["compile_s"], **drift(frames, clip.frames)}
+               "compile_s": result.report["timing"]["compile_s"], **later_frames(result.report),
+               **drift(frames, clip.frames)}
         out.append((row, f"{name}" + (f", temporal {temporal:g}" if name != "per-frame" else ""), frames))
         if args.frames_out:
             Path(args.frames_out).mkdir(parents=True, exist_ok=True)
@@ -185,15 +200,17 @@ def main() -> None:
 
 
 def print_table(rows: list[dict]) -> None:
-    print("| schedule | temporal | warping error | style | content | drift (levels) | s/frame/variant | flow share |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| schedule | temporal | warping error | style | content | drift (levels) | s/frame/variant | flow share "
+          "| later frames: s/frame, iterations |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         if "warping_error" not in r:
-            print(f"| {r['schedule']} | 0 | | | | | {r['s_per_frame']:.2f} | |")
+            print(f"| {r['schedule']} | 0 | | | | | {r['s_per_frame']:.2f} | | |")
             continue
         d = "n/a" if r["drift_levels"] is None else f"{r['drift_levels']:.2f}"
+        later = f"{r['later_s_per_frame']:.2f}, {r['later_iterations']:.1f}" if "later_s_per_frame" in r else ""
         print(f"| {r['schedule']} | {r['temporal']:g} | {r['warping_error']:.5f} | {r['style']:.4f} | "
-              f"{r['content']:.4f} | {d} | {r['s_per_frame']:.2f} | {100 * r['flow_share']:.1f} % |")
+              f"{r['content']:.4f} | {d} | {r['s_per_frame']:.2f} | {100 * r['flow_share']:.1f} % | {later} |")
 
 
 def write_preview(columns: list[tuple[str, np.ndarray]], fps: float, path: str) -> None:
