@@ -19,6 +19,7 @@ import pytest
 from conftest import EXAMPLES, ROOT
 from helpers import made_clip, write_frames
 from jaxstyle.driver.clip import chunks, run_clip
+from jaxstyle.driver.job import run
 from jaxstyle.engine.progress import RunHooks
 from jaxstyle.engine.config import validate
 from jaxstyle.core.errors import ConfigError, ImageError
@@ -335,6 +336,26 @@ def test_a_frame_ends_once_its_objective_has_settled(small_clip, vgg_params):
     # The first frame runs its plan (from noise, no settling test) either way.
     first = [v.report["clip"]["runs"][0]["final_loss"] for v in runs.values()]
     assert first[0] == first[1]
+
+
+def test_a_warm_frame_continues_the_frame_before_as_one_run_would(tmp_path, vgg_params):
+    """Two identical frames, a negligible temporal tie: frame 2 is frame 1's problem again, so with the frame
+    before's L-BFGS memory its 5 iterations continue frame 1's 6 as one run of 11 does; started
+    cold, they do not."""
+    still = np.repeat(made_clip(1, 32, 40, pan=0, obj=10, speed=0)[:1], 2, axis=0)
+    folder = write_frames(still, tmp_path / "twice")
+    base = {**clip_config(folder, mode="sequential", frame_iterations=5, settle=0, hold=0, anchor=False),
+            "temporal": 1e-12, "scales": [], "optimizer": {"iterations": 6}}
+    quiet = RunHooks(log=lambda line: None, watch=Watchers())
+    frames = {}
+    for warm in (True, False):
+        raw = {**base, "video": {**base["video"], "warm": warm}}
+        frames[warm] = run_clip(validate(raw), params=vgg_params, hooks=quiet).frames[0, 1]
+    image = {**{k: v for k, v in base.items() if k != "video"}, "temporal": 0}
+    whole = run(validate({**image, "content": str(folder / "frame_00000.png"), "optimizer": {"iterations": 11}}),
+                vgg_params, quiet).images[0]
+    warm, cold = (float(np.abs(frames[w] - whole).max()) for w in (True, False))
+    assert warm < 1e-5 and cold > 1e-3, (warm, cold)
 
 
 def test_held_pixels_keep_the_first_frames_value_and_nothing_else_is_held(tmp_path, vgg_params):

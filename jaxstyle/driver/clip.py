@@ -189,11 +189,15 @@ class ClipState:
     run_s: float = 0.0
     compile_s: float = 0.0
     chunk: int = 0
+    #: ``video.warm``: the last frame's L-BFGS memory (:func:`jaxstyle.engine.solvers.kept_memory`).
+    memory: dict | None = None
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"done": self.done}
         if self.previous is not None:
             out["previous"] = self.previous
+        for k, a in (self.memory or {}).items():
+            out[f"memory.{k}"] = a
         return out
 
     def meta(self) -> dict:
@@ -202,9 +206,10 @@ class ClipState:
 
     @classmethod
     def restore(cls, checkpoint: Checkpoint) -> "ClipState":
-        m = checkpoint.owned_meta
-        return cls(checkpoint.owned_arrays["done"], checkpoint.owned_arrays.get("previous"), list(m["runs"]),
-                   list(m["history"]), float(m["run_s"]), float(m["compile_s"]), int(m["chunk"]))
+        m, arrays = checkpoint.owned_meta, checkpoint.owned_arrays
+        memory = {k.split(".", 1)[1]: a for k, a in arrays.items() if k.startswith("memory.")} or None
+        return cls(arrays["done"], arrays.get("previous"), list(m["runs"]), list(m["history"]), float(m["run_s"]),
+                   float(m["compile_s"]), int(m["chunk"]), memory)
 
 
 def clip_result(frames: np.ndarray, variants: list[Variant], clip: Clip, report: dict[str, Any], history: list,
@@ -344,7 +349,8 @@ class ClipRunner:
         label = f"frame {t + 1}/{len(self.clip.frames)}"
         if t == 0:
             prior, weight = self.empty(1)
-            return Run(0, 1, 0, FrameBatch(self.content(0, 1), prior, weight), label)
+            return Run(0, 1, 0, FrameBatch(self.content(0, 1), prior, weight, keep_memory=self.cfg.video.warm),
+                       label)
         m, kind, v = self.motion, self.cfg.video.warp, self.v
         prior, weight = warped(state.done[t - 1:t], m.to_prev[t:t + 1], m.c_prev[t:t + 1], kind)
         priors, weights, start, hold = [prior[0]], [weight[0]], prior[0].copy(), None
@@ -361,9 +367,24 @@ class ClipRunner:
             start = np.where(hold[..., None] > 0, state.done[0], start)
         stack = lambda xs: np.stack(xs, axis=1)  # noqa: E731  (V, J, ...)
         video = self.cfg.video
+        memory = self.warm_memory(t, state.memory, hold) if video.warm and state.memory is not None else None
         return Run(t, t + 1, 0, FrameBatch(self.content(t, t + 1), stack(priors), stack(weights), start,
                                            video.frame_iterations, hold, video.settle,
-                                           video.settle_window if video.settle > 0 else 0), label)
+                                           video.settle_window if video.settle > 0 else 0, memory,
+                                           video.warm), label)
+
+    def warm_memory(self, t: int, memory: dict, hold: np.ndarray | None) -> dict:
+        """Frame t-1's L-BFGS memory for frame t: its steps and gradient changes ``(V, m, H, W, 3)``
+        warped along the flow as the frame is, zero where the flow is not trusted (nothing known
+        there) and on held pixels (a direction there would move them)."""
+        m, v = self.motion, self.v
+        s, y = memory["s_history"], memory["y_history"]
+        pairs = s.shape[1]
+        both = np.concatenate([s, y], axis=1).reshape(1, 2 * v * pairs, *s.shape[2:])
+        moved, _ = warped(both, m.to_prev[t:t + 1], m.c_prev[t:t + 1], self.cfg.video.warp)
+        mask = np.repeat(m.c_prev[t][None], v, axis=0) * (1.0 if hold is None else 1.0 - hold)  # (V, H, W)
+        moved = moved.reshape(v, 2 * pairs, *s.shape[2:]) * mask[:, None, :, :, None]
+        return {**memory, "s_history": moved[:, :pairs], "y_history": moved[:, pairs:]}
 
     def multipass_run(self, s: int, e: int, p: int, state: ClipState) -> Run:
         k, cfg, v = e - s, self.cfg, self.v
@@ -401,6 +422,7 @@ class ClipRunner:
         raw = result.raw.reshape(run.end - run.start, self.v, *self.shape, 3)
         if self.mode == "sequential":
             state.done = np.concatenate([state.done, raw])
+            state.memory = result.memory
             return
         state.previous = result.raw
         if last_pass:

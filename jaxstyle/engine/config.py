@@ -487,6 +487,7 @@ class VideoConfig(Selection):
     hold: float = 0.25
     settle: float = 0.05
     settle_window: int = 5
+    warm: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -535,6 +536,9 @@ VIDEO_KEYS: dict[str, tuple[Any, Callable[[str, Any], Any], str, str]] = {
                "(docs/video.md); 0: every frame runs `frame_iterations`", "0.05"),
     "settle_window": (5, lambda n, v: _whole(n, v, 1),
                       "sequential: iterations between two settling tests; a frame runs at least two", "5"),
+    "warm": (False, lambda n, v: boolean(n, v, {}),
+             "sequential: each frame's L-BFGS starts with the frame before's curvature memory, warped along the "
+             "flow (docs/video.md)", "false"),
 }
 
 

@@ -31,7 +31,7 @@ from .plan import (Stage, blend_ramp, pass_tiles, plan_stages, stage_peak_bytes,
 from .program import Program, resolved_strategy, restore_state, state_leaves, to_host
 from .progress import RunHooks, Tick
 from ..core.fileio import json_float
-from .solvers import Solver
+from .solvers import Solver, kept_memory, warm_memory
 from .variants import Variant, batch_weights, expand_variants, objective_for, split_over_devices
 from ..model.vgg import CONV_NAMES, prepare_kernels, winograd_layers
 from ..model.weights import load_vgg19
@@ -85,6 +85,8 @@ class RunResult:
     #: (:class:`jaxstyle.media.video.Clip`).
     frames: np.ndarray | None = None
     clip: Any = None
+    #: A clip's frame run with ``FrameBatch.keep_memory``: its final L-BFGS memory, slots first.
+    memory: dict | None = None
 
 
 @dataclass
@@ -98,7 +100,9 @@ class FrameBatch:
     where a pixel keeps its start value (``Targets.hold``), or None; iterations: None for
     the config's whole plan (its pyramid), or a number for one stage at the final size, at most;
     settle, window: the settling test that may end a slot sooner (:func:`jaxstyle.engine.solvers.settled`;
-    window 0: none). The prior is held constant while the run optimises, so the slots stay
+    window 0: none); memory: the L-BFGS memory (:func:`jaxstyle.engine.solvers.kept_memory`, slots
+    first) the final stage starts with, or None; keep_memory: return the final stage's in
+    :attr:`RunResult.memory`. The prior is held constant while the run optimises, so the slots stay
     independent of each other.
     """
 
@@ -110,12 +114,15 @@ class FrameBatch:
     hold: np.ndarray | None = None
     settle: float = 0.0
     window: int = 0
+    memory: dict | None = None
+    keep_memory: bool = False
 
     def padded(self, n: int) -> "FrameBatch":
         """The arrays padded to ``n`` slots with copies of the last (see ``split_over_devices``)."""
         pad = lambda a: None if a is None else np.concatenate([a, np.repeat(a[-1:], n - len(a), axis=0)])  # noqa: E731
+        memory = None if self.memory is None else {k: pad(np.asarray(a)) for k, a in self.memory.items()}
         return FrameBatch(pad(self.content), pad(self.prior), pad(self.weight), pad(self.start), self.iterations,
-                          pad(self.holds), self.settle, self.window)
+                          pad(self.holds), self.settle, self.window, memory, self.keep_memory)
 
     @property
     def holds(self) -> np.ndarray:
@@ -291,6 +298,7 @@ class Progress:
     last_parts_stage: int = -1
     stage_end: dict | None = None
     listener: Callable[[dict], None] | None = None
+    memory: dict | None = None
 
     @classmethod
     def start(cls, n: int, resume: Checkpoint | None) -> "Progress":
@@ -465,7 +473,10 @@ def solve_tile(setup: Setup, data: StageData, x: np.ndarray, where: tuple[int, i
         v = state.done.shape[0]
         state = program.place_state(state._replace(settle=jnp.full(v, setup.frames.settle, jnp.float32),
                                                    window=jnp.full(v, setup.frames.window, jnp.int32)))
-    if progress.initial is None and data.index == len(setup.stages) - 1 and not data.stage.tiled:
+    last = data.index == len(setup.stages) - 1 and not data.stage.tiled
+    if last and setup.frames is not None and setup.frames.memory is not None:  # where the frame before left off
+        state = program.place_state(state._replace(opt=warm_memory(state.opt, setup.frames.memory)))
+    if progress.initial is None and last:
         progress.initial = to_host(state.opt.aux)
     if leaves is not None:  # continue the interrupted tile exactly where it stood
         state = program.place_state(restore_state(leaves, state))
@@ -478,6 +489,9 @@ def solve_tile(setup: Setup, data: StageData, x: np.ndarray, where: tuple[int, i
         (state.x, state.opt.aux, state.iterations, state.opt.num_fun_eval, state.nonfinite_at))
     blended = blend(x, result, origin, data.stage, setup.cfg.tile_overlap, copy=stopped)
     progress.last_parts, progress.last_parts_stage = parts, data.index
+    if last and setup.frames is not None and setup.frames.keep_memory and not stopped:
+        memory = kept_memory(state.opt)
+        progress.memory = None if memory is None else {k: np.asarray(a)[: setup.n] for k, a in to_host(memory).items()}
     if stopped:
         # The checkpoint keeps the batch as the tile found it and the tile's solver state; only
         # the images written now show the tile's progress.
@@ -606,4 +620,4 @@ def finish(setup: Setup, data: StageData, x: np.ndarray, progress: Progress, sto
                       trim_report(setup.final_inputs.trims), None if resume is None else resume.cursor.where)
     photo = data.inputs.photo if data is not None else setup.final_inputs.photo
     return RunResult(finish_images(cfg, x[:n], photo), setup.variants, {}, progress.history, checkpoint,
-                     np.array(x[:n], np.float32), summary)
+                     np.array(x[:n], np.float32), summary, memory=progress.memory)

@@ -345,6 +345,30 @@ def settled(s: BatchState, value: jax.Array, iterations: jax.Array) -> tuple[jax
     return done, jnp.where(test, value, s.mark_value)
 
 
+#: The parts of an L-BFGS state that :func:`kept_memory` keeps and :func:`warm_memory` restores.
+MEMORY = ("s_history", "y_history", "rho_history", "gamma", "iter_num")
+
+
+def kept_memory(opt: Any) -> dict[str, jax.Array] | None:
+    """An L-BFGS state's curvature memory (its (s, y) pairs, their rho, gamma and position), with
+    the batch's leading axis; None for an optimiser without one."""
+    return {k: getattr(opt, k) for k in MEMORY} if all(hasattr(opt, k) for k in MEMORY) else None
+
+
+def warm_memory(opt: Any, memory: dict[str, jax.Array]) -> Any:
+    """``opt`` (a freshly initialised batch state) with ``memory`` from :func:`kept_memory` (moved
+    since, e.g. warped into the next frame, and zeroed where nothing may move). Each pair's rho is
+    recomputed from its s.y, and a pair whose s.y is no longer positive, or that the kept state had
+    dropped (rho 0), is left out of the two-loop recursion (rho 0)."""
+    s, y = jnp.asarray(memory["s_history"]), jnp.asarray(memory["y_history"])
+    sy = jnp.sum(s * y, axis=tuple(range(2, s.ndim)))
+    keep = (jnp.asarray(memory["rho_history"]) != 0) & (sy > 0)
+    rho = jnp.where(keep, 1.0 / jnp.where(keep, sy, 1.0), 0.0).astype(opt.rho_history.dtype)
+    return opt._replace(s_history=s.astype(opt.s_history.dtype), y_history=y.astype(opt.y_history.dtype),
+                        rho_history=rho, gamma=jnp.asarray(memory["gamma"], opt.gamma.dtype),
+                        iter_num=jnp.asarray(memory["iter_num"], opt.iter_num.dtype))
+
+
 @dataclass(frozen=True)
 class Solver:
     """A registry entry applied to a loss, ``vmap``-ed over a batch.
