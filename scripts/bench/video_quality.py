@@ -87,6 +87,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--warp", default=None, help="video.warp (default: the config's)")
     ap.add_argument("--anchor", action="store_true", help="video.anchor: true (sequential)")
     ap.add_argument("--hold", type=float, default=None, help="video.hold (sequential; default: the config's)")
+    ap.add_argument("--warm", choices=("true", "false"), default=None,
+                    help="video.warm (sequential; default: the config's): start each frame's L-BFGS with the "
+                         "frame before's memory")
     ap.add_argument("--settle", type=float, default=None,
                     help="video.settle (sequential; default: the config's; 0: every frame runs --frame-iterations)")
     ap.add_argument("--schedules", nargs="+", default=["per-frame", "sequential", "multipass"])
@@ -111,6 +114,8 @@ def base_config(args) -> dict:
         base["video"]["hold"] = args.hold
     if args.settle is not None:
         base["video"]["settle"] = args.settle
+    if args.warm is not None:
+        base["video"]["warm"] = args.warm == "true"
     if args.temporal is not None and len(args.temporal) == 1:
         base["temporal"] = args.temporal[0]
     elif args.temporal is not None:
