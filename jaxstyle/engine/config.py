@@ -485,7 +485,7 @@ class VideoConfig(Selection):
     warp: str = "bilinear"
     anchor: bool = True
     hold: float = 0.25
-    settle: float = 0.05
+    settle: float = 0.02
     settle_window: int = 5
     warm: bool = False
 
@@ -530,10 +530,10 @@ VIDEO_KEYS: dict[str, tuple[Any, Callable[[str, Any], Any], str, str]] = {
              "sequential: a pixel that the flow from the first frame moves by less than this many pixels, where "
              "the first frame is seen, keeps the first frame's stylised value (a still background stays still, "
              "docs/video.md); 0: off", "0.25"),
-    "settle": (0.05, lambda n, v: _share(n, v),
+    "settle": (0.02, lambda n, v: _share(n, v),
                "sequential: a frame after the first ends before `frame_iterations` once its objective fell, over "
                "the last `settle_window` iterations, by at most this share of its fall since the frame began "
-               "(docs/video.md); 0: every frame runs `frame_iterations`", "0.05"),
+               "(docs/video.md); 0: every frame runs `frame_iterations`", "0.02"),
     "settle_window": (5, lambda n, v: _whole(n, v, 1),
                       "sequential: iterations between two settling tests; a frame runs at least two", "5"),
     "warm": (False, lambda n, v: boolean(n, v, {}),
