@@ -3,6 +3,7 @@ L-BFGS safeguard and its retry, optax's L-BFGS, and adding an entry."""
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -185,13 +186,20 @@ def first_settled(values: np.ndarray, settle: float, window: int) -> int | None:
     return None
 
 
-def run_batch(fun, x0, iterations: int, settle: float, window: int, shift: float = 0.0):
+@functools.lru_cache(maxsize=None)
+def valley_step(shift: float):
+    """One compiled batch step of :func:`slow_valley` plus ``shift`` (the settling test's
+    threshold and window are state, so every case shares it)."""
+    solver = Solver(lambda x: (slow_valley(x)[0] + shift, ()), iterations=60)
+    return solver, jax.jit(lambda s: solver.batch_step(s, (), ()))
+
+
+def run_batch(x0, iterations: int, settle: float, window: int, shift: float = 0.0):
     """A batch run one iteration at a time with the settling test; its state and its values."""
-    solver = Solver(lambda x: (fun(x)[0] + shift, ()), iterations=iterations)
+    solver, step = valley_step(shift)
     state = solver.batch_init(x0, (), ())
     v = x0.shape[0]
     state = state._replace(settle=jnp.full(v, settle, jnp.float32), window=jnp.full(v, window, jnp.int32))
-    step = jax.jit(lambda s: solver.batch_step(s, (), ()))
     values = [np.asarray(state.opt.value)]
     for _ in range(iterations):
         state = step(state)
@@ -201,11 +209,11 @@ def run_batch(fun, x0, iterations: int, settle: float, window: int, shift: float
 
 def test_a_settled_variant_stops_where_the_rule_says_and_never_before_two_windows():
     x0 = jnp.stack([jnp.zeros(300, jnp.float32), jnp.full(300, 1.0 - 1e-4, jnp.float32)])
-    free, values = run_batch(slow_valley, x0, 60, 0.0, 0)  # settle 0: runs every iteration
+    free, values = run_batch(x0, 60, 0.0, 0)  # settle 0: runs every iteration
     assert free.iterations.tolist() == [60, 60] and not bool(free.done.any())
     stops = {}
     for settle, window in ((0.05, 5), (0.2, 4), (0.01, 10), (0.002, 5), (1e-7, 5)):
-        state, _ = run_batch(slow_valley, x0, 60, settle, window)
+        state, _ = run_batch(x0, 60, settle, window)
         stops[settle] = state.iterations.tolist()
         for i in range(2):
             expected = first_settled(values[:, i], settle, window)
@@ -219,6 +227,6 @@ def test_what_does_not_move_does_not_make_a_variant_look_settled():
     """A large constant in the objective (what a clip's held pixels add) changes nothing: the test
     compares falls, not the objective's size."""
     x0 = jnp.zeros((1, 300), jnp.float32)
-    plain, _ = run_batch(slow_valley, x0, 60, 0.002, 5)
-    held, _ = run_batch(slow_valley, x0, 60, 0.002, 5, shift=1e7)
+    plain, _ = run_batch(x0, 60, 0.002, 5)
+    held, _ = run_batch(x0, 60, 0.002, 5, shift=1e7)
     assert int(held.iterations[0]) == int(plain.iterations[0]) > 10

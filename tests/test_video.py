@@ -323,16 +323,21 @@ def test_both_schedules_flicker_less_than_per_frame(small_clip, vgg_params):
 def test_a_frame_ends_once_its_objective_has_settled(small_clip, vgg_params):
     """Later frames of a sequential clip stop at a settling test (a multiple of the window, at least
     two windows in) instead of running every ``frame_iterations``; ``settle: 0`` runs them all. The
-    report gives each frame's iterations."""
-    runs = {}
+    loop itself ends there, whatever the progress interval (the default 50, past the frame's 30),
+    and the report gives each frame's iterations."""
+    runs, ends = {}, {}
     for settle in (0.0, 0.05):
-        cfg = validate(clip_config(small_clip, mode="sequential", first=0, frames=4, frame_iterations=30,
-                                   settle=settle, settle_window=5))
-        runs[settle] = run_clip(cfg, params=vgg_params, hooks=RunHooks(log=lambda line: None, watch=Watchers()))
+        raw = clip_config(small_clip, mode="sequential", first=0, frames=4, frame_iterations=30, settle=settle,
+                          settle_window=5)
+        raw["print_every"] = 50
+        seen = []
+        watch = Watchers((lambda t: seen.append((t.clip, t.iteration)),))
+        runs[settle] = run_clip(validate(raw), params=vgg_params, hooks=RunHooks(log=lambda line: None, watch=watch))
+        ends[settle] = [max(i for c, i in seen if c == f"frame {k}/4") for k in (2, 3, 4)]
     later = {k: [r["slot_iterations"][0] for r in v.report["clip"]["runs"][1:]] for k, v in runs.items()}
-    assert later[0.0] == [30, 30, 30]
+    assert later[0.0] == [30, 30, 30] == ends[0.0]
     assert all(n % 5 == 0 and 10 <= n <= 30 for n in later[0.05]) and min(later[0.05]) < 30, later
-    assert [r["iterations"] for r in runs[0.05].report["clip"]["runs"][1:]] == later[0.05]
+    assert [r["iterations"] for r in runs[0.05].report["clip"]["runs"][1:]] == later[0.05] == ends[0.05]
     # The first frame runs its plan (from noise, no settling test) either way.
     first = [v.report["clip"]["runs"][0]["final_loss"] for v in runs.values()]
     assert first[0] == first[1]

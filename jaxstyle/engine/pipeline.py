@@ -419,11 +419,13 @@ def blend(x: np.ndarray, result: np.ndarray, origin: tuple[int, int], stage: Sta
 
 def chunk_marks(setup: Setup, stage: Stage) -> tuple[int, ...]:
     """What ends a chunk: the progress interval (without one, about 20 chunks a tile, so the history
-    and a live page still see the run move), and in a run of one untiled stage the save interval."""
+    and a live page still see the run move), in a run of one untiled stage the save interval, and a
+    clip frame's settling window (the loop ends a batch whose variants have all settled only
+    between chunks)."""
     cfg = setup.cfg
     single = len(setup.stages) == 1 and not stage.tiled
     every = cfg.print_every or max(1, round(stage.iterations_per_tile() / 20))
-    return (every, cfg.save_every if single else 0)
+    return (every, cfg.save_every if single else 0, setup.frames.window if setup.frames is not None else 0)
 
 
 def on_chunk(setup: Setup, data: StageData, hooks: Hooks, progress: Progress, where: tuple[int, int, int],
