@@ -442,6 +442,9 @@ def on_chunk(setup: Setup, data: StageData, hooks: Hooks, progress: Progress, wh
         progress.record(where, setup.offsets[k] + p * total + end, hooks.elapsed(), parts,
                         "tile" if stage.tiled else "image")
 
+        def settled() -> bool:  # a clip's frame that ends before its last iteration still says where it ended
+            return setup.frames is not None and bool(setup.frames.window) and bool(np.all(to_host(state.done)))
+
         def images() -> np.ndarray:  # valid during the tick only: the next chunk reuses the state's buffers
             now = to_host(state.x)
             now = blend(x, now, origin, stage, cfg.tile_overlap, copy=True) if stage.tiled else now
@@ -449,7 +452,7 @@ def on_chunk(setup: Setup, data: StageData, hooks: Hooks, progress: Progress, wh
         hooks.watch.tick(Tick(k, len(setup.stages), stage.shape, p, stage.passes, j, tiles[p], end, total,
                         before + end, sum(tiles) * total, parts, hooks.elapsed(), progress.compile_s,
                         sum(setup.work[:k]) + (before + end) * area, sum(setup.work),
-                        bool(cfg.print_every) and (end % cfg.print_every == 0 or end == total), images))
+                        bool(cfg.print_every) and (end % cfg.print_every == 0 or end == total or settled()), images))
         if hooks.save_intermediate and chunk_marks(setup, stage)[1] and end % cfg.save_every == 0 and end != total:
             hooks.save_intermediate(f"iter{end:05d}", finish_images(cfg, to_host(state.x)[: setup.n],
                                                                     data.inputs.photo))
