@@ -490,6 +490,26 @@ def test_resumed_clip_equals_the_uninterrupted_one(small_clip, vgg_params, mode,
         [r["final_loss"] for r in whole.report["clip"]["runs"]]
 
 
+def test_a_clip_stopped_inside_a_settling_warm_frame_resumes_to_the_same_frames(small_clip, vgg_params):
+    """The settling test's state and the warm L-BFGS memory travel in the checkpoint: a sequential
+    clip stopped inside a later frame resumes to the uninterrupted clip's frames bit for bit, and
+    its frames settled before the cap."""
+    raw = clip_config(small_clip, mode="sequential", first=0, frames=3, frame_iterations=30, settle=0.05,
+                      settle_window=5, warm=True)
+    raw["print_every"] = 5
+    cfg = validate(raw)
+    whole = run_clip(cfg, params=vgg_params, hooks=RunHooks(log=lambda line: None, watch=Watchers()))
+    watch, stop = interrupt_after(6)
+    part = run_clip(cfg, params=vgg_params, hooks=RunHooks(log=lambda line: None, should_stop=stop, watch=watch))
+    assert part.checkpoint is not None and part.checkpoint.cursor.frame >= 1 and part.checkpoint.cursor.done > 0
+    rest = run_clip(cfg, params=vgg_params, hooks=RunHooks(log=lambda line: None, resume=part.checkpoint,
+                                                           watch=Watchers()))
+    np.testing.assert_array_equal(rest.frames, whole.frames)
+    assert [r["slot_iterations"] for r in rest.report["clip"]["runs"]] == \
+        [r["slot_iterations"] for r in whole.report["clip"]["runs"]]
+    assert max(r["iterations"] for r in whole.report["clip"]["runs"][1:]) < 30
+
+
 def test_command_line_writes_a_clip_and_refuses_bad_input(tmp_path, small_clip):
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "scripts" / "transfer.py"), str(small_clip), STYLE, "--size", "40",
