@@ -51,9 +51,9 @@ ANCHOR = 0.9929218
 DEGENERATE = 1e-9
 #: A pixel is flat where no channel differs from a 4-neighbour's by this much (5 of 255 levels).
 FLAT_STEP = 0.02
-#: The share of flat pixels at or below which an artwork is dense (sparsity 0: the Starry Night
-#: 0.03, the graffiti wall 0.19 at 256 px) and at or above which it is sparse (sparsity 1: the
-#: cartoon 0.64, the drawings, logo and photographs on white 0.82 to 0.92).
+#: The share of flat pixels at or below which an artwork is dense (sparsity 0: The Starry Night
+#: 0.001, the graffiti wall 0.09) and at or above which it is sparse (sparsity 1: the cartoon 0.58,
+#: the text, the sweets, the drawing, the shapes and the logo 0.65 to 0.87; docs/calibration.md).
 FLAT_DENSE, FLAT_SPARSE = 0.3, 0.5
 #: The long side at which an artwork's flat share is measured (its own where smaller): enlarging an
 #: image makes more of its pixels flat, so one side for every run and stage makes the share a

@@ -40,14 +40,19 @@ class Inputs:
     trims: list = dataclasses.field(default_factory=list)
 
 
-def load_style(path: str, shape: tuple[int, int], cfg: Config) -> tuple[np.ndarray, tuple | None]:
-    """An artwork at ``shape`` with its border cut (``style_trim: auto``), and the cut. An artwork
-    with nothing to cut is read exactly as without trimming."""
+def trimmed_style(path: str, cfg: Config) -> tuple[np.ndarray, tuple | None]:
+    """An artwork at its own size with its border cut (``style_trim: auto``), and the cut."""
     full = load_image(path, max_pixels=cfg.max_pixels)
     cut = style_cut(full, cfg)
     top, bottom, left, right = cut or (0, 0, 0, 0)
-    return sized(full[top:full.shape[0] - bottom, left:full.shape[1] - right], path, shape=shape,
-                 max_pixels=cfg.max_pixels), cut
+    return full[top:full.shape[0] - bottom, left:full.shape[1] - right], cut
+
+
+def load_style(path: str, shape: tuple[int, int], cfg: Config) -> tuple[np.ndarray, tuple | None]:
+    """An artwork at ``shape`` with its border cut (``style_trim: auto``), and the cut. An artwork
+    with nothing to cut is read exactly as without trimming."""
+    art, cut = trimmed_style(path, cfg)
+    return sized(art, path, shape=shape, max_pixels=cfg.max_pixels), cut
 
 
 def style_cut(full: np.ndarray, cfg: Config) -> tuple[int, int, int, int] | None:
@@ -62,9 +67,7 @@ def flat_shares(cfg: Config) -> list[float]:
     own where smaller), whatever the size of the run."""
     out = []
     for path in cfg.styles:
-        full = load_image(path, max_pixels=cfg.max_pixels)
-        top, bottom, left, right = style_cut(full, cfg) or (0, 0, 0, 0)
-        art = full[top:full.shape[0] - bottom, left:full.shape[1] - right]
+        art, _ = trimmed_style(path, cfg)
         out.append(flat_share(resize(art, fit_shape(art.shape[:2], min(FLAT_SIDE, max(art.shape[:2]))))))
     return out
 
