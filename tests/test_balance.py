@@ -181,5 +181,18 @@ def test_a_clip_has_one_factor_per_size_its_first_frames(tmp_path, images, vgg_p
     clip = run(validate(raw), vgg_params, QUIET)
     image = {k: v for k, v in raw.items() if k != "video"}
     first = run(validate({**image, "content": str(folder / "frame_00000.png")}), vgg_params, QUIET)
-    assert clip.report["clip"]["style_factors"] == {"32x40": first.report["stages"][-1]["style_factor"]}
-    assert clip.report["clip"]["style_factors"]["32x40"][0] != 1.0
+    # The 32 px artwork is smaller than the 32 x 40 frames: the ends are measured at 26 x 32.
+    assert clip.report["clip"]["style_factors"] == {"26x32": first.report["stages"][-1]["style_factor"]}
+    assert clip.report["clip"]["style_factors"]["26x32"][0] != 1.0
+
+
+def test_a_stage_larger_than_the_artwork_is_weighed_at_the_artworks_size(images, vgg_params):
+    """An artwork enlarged past its own pixels adds blur, not marks: a 48 px stage with a 32 px
+    artwork gets the factor a 32 px run measures, and a 24 px stage its own."""
+    base = {"content": images["photo"], "style": images["flat"], "print_every": 0, "scales": [],
+            "optimizer": {"iterations": 1}, "weighting": "auto", **LAYERS}
+    factors = {size: run(validate({**base, "size": size}), vgg_params, QUIET).report["stages"][-1]["style_factor"][0]
+               for size in (24, 32, 48)}
+    assert factors[48] == factors[32]
+    assert factors[24] != factors[32]
+    assert all(f != 1.0 for f in factors.values())

@@ -507,8 +507,9 @@ def frame_losses(runner: ClipRunner, state: ClipState) -> list[list[dict]]:
 
 
 def clip_factors(runner: ClipRunner) -> dict[str, list[float]]:
-    """``weighting: auto``'s factor of each variant per stage size, measured once for the clip (on its
-    first frame; a variant with ``fixed`` has 1): ``{"HxW": [factor, ...]}``."""
+    """``weighting: auto``'s factor of each variant per measured shape (a stage's, shrunk to the
+    artwork's own long side), measured once for the clip (on its first frame; a variant with
+    ``fixed`` has 1): ``{"HxW": [factor, ...]}``."""
     known = runner.cache.get("factors", {})
     return {shape: [round(groups.get(group_key(v.content_layers, v.style_layers, v.style_loss), 1.0), 6)
                     if v.weighting == "auto" else 1.0 for v in runner.variants] for shape, groups in known.items()}

@@ -5,7 +5,8 @@ Mean normalisation removes the number of positions from Eq. 1 and Eq. 4, not the
 loss grows with the fourth power of the features and the content loss with the square, so a fixed
 alpha/beta is another balance for an artwork of large flat areas (a poster, a drawing on white, a
 photograph) than for a dense painting, and another at another size. The factor measures the two
-ends of the trade at the stage's size, from what does not depend on the run's trajectory: the
+ends of the trade at the stage's size (no larger than the artwork's own: an enlarged artwork's
+ends would measure the blur of its enlargement), from what does not depend on the run's trajectory: the
 photograph's style loss ``S_photo`` (where the result would be with no style at all) and the
 artwork's content loss ``C_art`` (where it would be with no content), with the variant's layer
 weights and style loss:

@@ -72,6 +72,11 @@ def flat_shares(cfg: Config) -> list[float]:
     return out
 
 
+def artwork_sides(cfg: Config) -> list[int]:
+    """Each artwork's long side as the run uses it (its border cut), before any resizing."""
+    return [max(trimmed_style(path, cfg)[0].shape[:2]) for path in cfg.styles]
+
+
 def style_trims(cfg: Config) -> list:
     """Each artwork's cut as :func:`load_style` makes it (``(top, bottom, left, right)``, or None)."""
     return [style_cut(load_image(p, max_pixels=cfg.max_pixels), cfg) for p in cfg.styles]

@@ -21,10 +21,12 @@ import numpy as np
 from .balance import group_key, measure_factors, sparsity
 from .checkpoint import Checkpoint, Cursor
 from .config import Config
-from .inputs import Inputs, finish_images, flat_shares, input_lines, prepare_images, start_images, trim_report
+from .inputs import (Inputs, artwork_sides, finish_images, flat_shares, input_lines, prepare_images, start_images,
+                     trim_report)
 from .loop import solve
 from ..model.losses import LossWeights, Objective, Targets
 from .memory import require_fits
+from ..media.images import fit_shape
 from ..media.metrics import seam_ratio
 from .plan import (Stage, blend_ramp, pass_tiles, plan_stages, stage_peak_bytes, stage_work, tile_borders,
                    tile_grid, tile_style_share, upsample)
@@ -211,21 +213,46 @@ class Setup:
         """``weighting: auto``'s factor on each batch slot's style term at a stage of ``shape``
         (:mod:`jaxstyle.engine.balance`; 1 for ``fixed``), or None where no slot weighs
         automatically, or every factor is 1 (a dense artwork: the fixed weighting's program exactly).
-        Measured the first time a shape is seen and kept (a clip's later runs use its first frame's; a
-        resumed run the checkpoint's)."""
+        Measured at ``shape``, or where that is larger than the artworks' own long side at ``shape``
+        shrunk to it, the first time that shape is seen, and kept (a clip's later runs use its first
+        frame's; a resumed run the checkpoint's)."""
         auto = [v.weighting == "auto" for v in self.padded]
         if not any(auto):
             return None
         keys = [group_key(v.content_layers, v.style_layers, v.style_loss) for v in self.padded]
-        known = self.cache.setdefault("factors", {}).setdefault(f"{shape[0]}x{shape[1]}", {})
+        sparse = self.artwork_sparsity()
+        if sparse <= 0.0:
+            return None
+        # Past the artworks' own pixels an enlarged artwork adds blur, not marks, and its ends would
+        # describe the blur (a 259 px cartoon at 512 px: a factor 7 times its own size's), so the ends
+        # are measured at the stage's shape shrunk to the artworks' own long side.
+        # (A checkpoint from before this measured at the stage's own shape: its factors are kept.)
+        factors = self.cache.setdefault("factors", {})
+        own = factors.get(f"{shape[0]}x{shape[1]}", {})
+        at = tuple(shape) if all(k in own for k, a in zip(keys, auto) if a) else \
+            fit_shape(shape, min(max(shape), self.artwork_side()))
+        known = factors.setdefault(f"{at[0]}x{at[1]}", {})
         missing = [a and k not in known for k, a in zip(keys, auto)]
         if any(missing):
+            if at != tuple(shape):
+                inputs = prepare_images(self.cfg, self.objective.layers, shape=at,
+                                        frames=None if self.frames is None else self.frames.content[:1])
+                grams = self.grams_fn(self.params, [jnp.asarray(s) for s in inputs.styles])
+                masks = None if inputs.masks is None else jnp.asarray(inputs.masks)
             photo = jnp.asarray(inputs.content if self.frames is None else inputs.content[0])
             targets = self.targets_fn(self.params, photo, grams, self.cfg.blend, masks)
             known.update(measure_factors(self.loss_fn, self.params, targets, self.weights, keys, missing, photo,
-                                         [jnp.asarray(a) for a in inputs.styles], self.cfg.blend, self.artwork_sparsity()))
+                                         [jnp.asarray(a) for a in inputs.styles], self.cfg.blend, sparse))
         out = np.array([known[k] if a else 1.0 for k, a in zip(keys, auto)], np.float32)
         return None if np.all(out == 1.0) else out
+
+    def artwork_side(self) -> int:
+        """The long side of the largest artwork as the run uses it (its border cut), read once."""
+        key = json.dumps([self.cfg.styles, self.cfg.style_trim])
+        known = self.cache.setdefault("artwork_side", {})
+        if key not in known:
+            known[key] = max(artwork_sides(self.cfg))
+        return known[key]
 
     def artwork_sparsity(self) -> float:
         """The artworks' sparsity (:func:`jaxstyle.engine.balance.sparsity`), read once per run."""
