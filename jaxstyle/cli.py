@@ -1,29 +1,18 @@
 """The command line: ``jaxstyle`` (and ``scripts/transfer.py``, the same program).
 
-    jaxstyle --config cfg.yaml [--set key=value ...] [--resume]
-    jaxstyle PHOTO ARTWORK [-o DIR] [--size N] [--seeds 0 1 2 3] [--set key=value ...]
-
-The quick form needs no YAML file; its output folder is named after both images
-(``outputs/<photo>-in-<artwork>``) and, like a config's, is never overwritten. Writes one image
-per variant, a labelled contact sheet (several variants) and report.json. Errors in the input end
-with one line and exit status 2. Ctrl-C or SIGTERM stops after the current chunk, saves the images
-so far, the report and a checkpoint, and exits with status 3; the same command with --resume
-continues.
-
-``jaxstyle studio`` serves a page that starts, queues, watches and revisits runs (docs/studio.md).
-
-With ``--serve [PORT]`` a live page on 127.0.0.1 shows the variants as they form, their loss curves
-and the ETA; when the run ends it keeps serving the results until Ctrl-C.
-
-Several hosts (one process each, JAX's multi-controller runtime) split the variants over all
-their devices; start the same command on every host with its own --process-id:
-
-    jaxstyle --config cfg.yaml --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0
+The forms (:data:`USAGE`): the quick form (a photo and one or more artworks, no YAML file), a
+config file, ``--resume DIR``, ``--dry-run``, ``studio``, ``keys`` and ``doctor``. Options come in
+any order; the settings flags (:mod:`jaxstyle.driver.flags`) are names for config keys and
+override a config file as ``--set`` does. Errors in the input end with one line and exit status
+2; Ctrl-C or SIGTERM stops after the current chunk, saves what it has and a checkpoint, and exits
+with status 3.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import os
 import signal
 import sys
@@ -33,13 +22,18 @@ from typing import Callable
 
 import jax
 
-from .engine.config import Config, load_config
+from . import __version__
+from .engine.checkpoint import FILENAME as CHECKPOINT, Checkpoint, saved_config
+from .engine.config import Config, apply_overrides, key_rows, read_config, validate
+from .engine.presets import PRESETS, apply_preset
+from .driver.flags import add_flags, flag_overrides, iteration_overrides, joined_seeds, unknown_option_hint
+from .driver.plan_view import plan_lines
 from .core.errors import (ERROR_PREFIX, EXIT_INTERRUPTED, EXIT_STOPPED, EXIT_USAGE, ConfigError, JaxstyleError,
                           OutputError)
 from .core.fileio import atomic_write
 from .serve.live import LiveServer, LiveState
 from .driver.compile_cache import CacheUse, cache_dir, enable
-from .driver.job import run_and_save
+from .driver.job import continued, run_and_save
 from .engine.progress import Meter, RunHooks, Watchers, pause_watchers
 from .model.terms import resolve_terms, used_terms
 from .engine.variants import expand_variants, variant_labels
@@ -62,21 +56,60 @@ def run_main(main: Callable[[], int | None]) -> None:
     sys.exit(code or 0)
 
 
+USAGE = """\
+  jaxstyle PHOTO ARTWORK [ARTWORK ...] [options]   the quick form (several artworks: a blend)
+  jaxstyle --config cfg.yaml [options]             a YAML config; the options override it
+  jaxstyle --resume DIR [options]                  continue an interrupted run from its folder
+  jaxstyle ... --dry-run                           print the plan of any of these; write nothing
+  jaxstyle studio [--port N]                       a page that starts, queues and revisits runs
+  jaxstyle keys                                    every config key, its default and meaning
+  jaxstyle doctor                                  what this machine has: jax, devices, weights, clips"""
+
+DESCRIPTION = """\
+Re-renders a photograph in the style of an artwork (Gatys, Ecker and Bethge). The quick form
+writes to outputs/<photo>-in-<artwork>; no run replaces earlier files unless --overwrite. Each
+variant (one per seed or swept setting) gives one image, with a contact sheet, loss curves and
+report.json. Bad input ends with one line and exit status 2. Ctrl-C stops after the current chunk
+and saves a checkpoint (exit status 3): 'jaxstyle --resume DIR' continues it.
+
+examples:
+  jaxstyle photo.jpg starry_night.jpg
+  jaxstyle photo.jpg painting.jpg --size 256 --seeds 0 1 2 --content-weight 2
+  jaxstyle --config examples/config.yaml --overwrite
+  jaxstyle --preset paper photo.jpg painting.jpg --iterations 500"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``error: ...``, exit status 2) instead of the usage block."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (jaxstyle --help)")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="jaxstyle", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("images", nargs="*", metavar="PHOTO ARTWORK", help="the quick form: a photo and an artwork")
-    ap.add_argument("--config", help="YAML config (keys: docs/config.md); omitted: defaults plus --set")
+    ap = Parser(prog="jaxstyle", usage="\n" + USAGE, description=DESCRIPTION,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("images", nargs="*", metavar="PHOTO ARTWORK", help="the quick form: a photo and one or more artworks")
+    ap.add_argument("--version", action="version", version=f"jaxstyle {__version__}")
+    ap.add_argument("--config", help="YAML config (keys: 'jaxstyle keys'); omitted: the defaults")
+    ap.add_argument("--preset", metavar="NAME", help=f"a preset's settings over the config: {', '.join(PRESETS)} "
+                    "(quick: the main job's iterations; paper: the paper's procedure as printed)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config key (dotted for nested, value parsed as YAML); repeatable")
-    ap.add_argument("-o", "--output", help="quick form: output folder (default: named after both images)")
-    ap.add_argument("--size", type=int, help="quick form: long side in pixels")
-    ap.add_argument("--seeds", type=int, nargs="+", help="quick form: noise seeds, one image each")
+                    help="set any config key (dotted for nested, the value YAML); repeatable; wins over the flags")
+    ap.add_argument("-o", "--output", help="output folder (quick form default: outputs/<photo>-in-<artwork>), or "
+                    "NAME.png for a run of one image")
+    add_flags(ap)
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print the plan (stages, sizes, iterations, tiles, memory, programs) and exit; write nothing")
     ap.add_argument("--no-compile-cache", action="store_true",
                     help="compile every program afresh, neither reading nor writing the cache of compiled "
                          "programs (the key compile_cache: false)")
-    ap.add_argument("--resume", action="store_true",
-                    help="continue an interrupted run from the checkpoint in its output directory")
+    ap.add_argument("--resume", nargs="?", const="", metavar="DIR",
+                    help="continue an interrupted run: from folder DIR's checkpoint and config, or (no DIR) "
+                         "the config given's output folder")
+    ap.add_argument("--continue", dest="more", nargs=2, metavar=("N", "DIR"),
+                    help="N more iterations at the final size for the finished run in folder DIR, from its raw "
+                         "result (result.npz) with a fresh L-BFGS memory; its files are replaced by the longer run's")
     ap.add_argument("--serve", nargs="?", const=0, type=int, metavar="PORT",
                     help="show the run on a live page at http://127.0.0.1:PORT/ (no PORT or 0: a free one); "
                          "after the run it serves the results until Ctrl-C")
@@ -85,13 +118,44 @@ def parser() -> argparse.ArgumentParser:
                          "whoever reaches it see the images and the config)")
     # The studio's worker: end when the run ends instead of serving its results (the studio does).
     ap.add_argument("--serve-exit", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--coordinator", metavar="HOST:PORT",
-                    help="jax.distributed coordinator (process 0's address) for a multi-host run")
-    ap.add_argument("--num-processes", type=int, help="processes of a multi-host run")
-    ap.add_argument("--process-id", type=int, help="this process's index in a multi-host run")
-    ap.add_argument("--distributed", action="store_true",
-                    help="call jax.distributed.initialize() with the cluster's own settings (e.g. SLURM)")
+    multi = ap.add_argument_group("several hosts (docs/multihost.md)")
+    multi.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="jax.distributed coordinator (process 0's address) for a multi-host run")
+    multi.add_argument("--num-processes", type=int, help="processes of a multi-host run")
+    multi.add_argument("--process-id", type=int, help="this process's index in a multi-host run")
+    multi.add_argument("--distributed", action="store_true",
+                       help="call jax.distributed.initialize() with the cluster's own settings (e.g. SLURM)")
     return ap
+
+
+def normalised_argv(argv: list[str]) -> list[str]:
+    """The arguments with the optional values made explicit, so options come in any order:
+    ``--seeds 0 1`` as ``--seeds=0,1``; ``--serve`` and ``--resume`` without their value as
+    ``--serve=0`` and ``--resume=`` (a photograph after them is not their value)."""
+    argv, out = joined_seeds(argv), []
+    for i, token in enumerate(argv):
+        after = argv[i + 1] if i + 1 < len(argv) else None
+        if token.startswith("-") and not token.startswith("--") and len(token) > 2 and token[1].isalpha():
+            # neural-style's -content_weight: argparse would read -original_colors as -o riginal_colors
+            options = [o for a in parser()._actions for o in a.option_strings]
+            raise ConfigError(f"unknown option {token}{unknown_option_hint(token, options)}")
+        if token == "--serve" and (after is None or not after.isdigit()):
+            token = "--serve=0"
+        elif token == "--resume" and (after is None or not Path(after).is_dir()):
+            token = "--resume="
+        out.append(token)
+    return out
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The options in any order; an unknown option is one line, with the flag meant where a
+    neural-style spelling or a near miss says."""
+    ap = parser()
+    args, unknown = ap.parse_known_intermixed_args(normalised_argv(argv))
+    if unknown:
+        options = [o for a in ap._actions for o in a.option_strings]
+        raise ConfigError(f"unknown option {unknown[0]}{unknown_option_hint(unknown[0], options)}")
+    return args
 
 
 #: ``-o NAME.png`` (quick form): the image is written to that file; these endings name an image.
@@ -134,55 +198,112 @@ def start_distributed(args: argparse.Namespace) -> None:
 
 
 def image_output(args: argparse.Namespace) -> Path | None:
-    """The file ``-o NAME.png`` names (the quick form), else None."""
-    if args.images and args.output and Path(args.output).suffix.lower() in IMAGE_OUTPUT:
+    """The file ``-o NAME.png`` names, else None."""
+    if args.output and Path(args.output).suffix.lower() in IMAGE_OUTPUT:
         return Path(args.output)
     return None
 
 
-def quick_overrides(args: argparse.Namespace) -> list[str]:
-    """The quick form's ``--set`` equivalents (before the user's own). ``-o NAME.png`` writes the
-    run's other files to the folder ``NAME`` (its stem) beside it."""
-    if not args.images:
-        if args.output or args.size or args.seeds:
-            raise ConfigError("-o, --size and --seeds belong to the quick form: jaxstyle PHOTO ARTWORK ...")
-        return []
-    if len(args.images) != 2:
-        raise ConfigError(f"the quick form takes a photo and an artwork, not {len(args.images)} path(s)")
-    if args.config:
-        raise ConfigError("give either --config or PHOTO ARTWORK, not both")
-    photo, art = (Path(p) for p in args.images)
+def text(value) -> str:
+    """A path as a YAML string, whatever characters it has."""
+    return json.dumps(str(value))
+
+
+def form_overrides(args: argparse.Namespace) -> list[str]:
+    """The quick form's and ``-o``'s ``--set`` equivalents (before the flags and the user's own).
+    ``-o NAME.png`` writes the run's other files to the folder ``NAME`` (its stem) beside it."""
+    sets = []
+    if args.images:
+        if len(args.images) < 2:
+            raise ConfigError(f"the quick form takes a photo and at least one artwork, not {len(args.images)} path(s)")
+        if args.config or args.resume is not None:
+            raise ConfigError(f"give PHOTO ARTWORK or {'--config' if args.config else '--resume'}, not both")
+        photo, *arts = (Path(p) for p in args.images)
+        sets += [f"content={text(photo)}", f"style=[{', '.join(text(a) for a in arts)}]" if len(arts) > 1
+                 else f"style={text(arts[0])}"]
+        if not args.output:
+            sets.append(f"output={text(Path('outputs') / (photo.stem + '-in-' + '+'.join(a.stem for a in arts)))}")
     target = image_output(args)
-    output = target.with_suffix("") if target else args.output or Path("outputs") / f"{photo.stem}-in-{art.stem}"
-    sets = [f"content={photo}", f"style={art}", f"output={output}"]
+    if args.output:
+        sets.append(f"output={text(target.with_suffix('') if target else args.output)}")
     if target:
         sets.append(f"image_format={IMAGE_OUTPUT[target.suffix.lower()]}")
-    if args.size:
-        sets.append(f"size={args.size}")
-    if args.seeds:
-        sets.append(f"seeds=[{', '.join(str(s) for s in args.seeds)}]")
     return sets
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    """The run's config: the file (or, with ``--resume DIR``, the folder's checkpoint), the preset's
+    settings over it, then the quick form, the flags and ``--set``, in that order."""
+    sets = form_overrides(args) + flag_overrides(args) + args.overrides \
+        + (["compile_cache=false"] if args.no_compile_cache else [])
+    if args.resume:
+        if args.config:
+            raise ConfigError("--resume DIR reads the config the run started with: give it or --config, not both")
+        raw = {**saved_config(Path(args.resume) / CHECKPOINT), "output": args.resume}
+    else:
+        raw = read_config(args.config)
+    if args.preset is not None:
+        raw = apply_preset(raw, args.preset, apply_overrides(copy.deepcopy(raw), sets))
+    raw = apply_overrides(raw, sets)
+    if "content" not in raw:
+        raise ConfigError("nothing to run: give PHOTO ARTWORK, --config FILE or --resume DIR (jaxstyle --help)")
+    cfg = validate(raw)
+    spread = iteration_overrides(args.iterations, cfg, args.overrides)
+    return validate(apply_overrides(raw, spread)) if spread else cfg
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run, write; the exit status (0, or 3 when interrupted).
-    ``jaxstyle studio ...`` starts the studio (:mod:`jaxstyle.serve.studio`)."""
+    ``jaxstyle studio ...`` starts the studio (:mod:`jaxstyle.serve.studio`), ``keys`` and
+    ``doctor`` print and exit."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["studio"]:
         return studio_main(argv[1:])
-    args = parser().parse_args(argv)
+    if argv[:1] in (["keys"], ["doctor"]):
+        return keys_main(argv[1:]) if argv[0] == "keys" else doctor_main(argv[1:])
+    args = parse(argv)
     check_port("--serve", args.serve)
     check_distributed(args)
-    cfg = load_config(args.config, quick_overrides(args) + args.overrides
-                      + (["compile_cache=false"] if args.no_compile_cache else []))
+    cfg, start = continued_from(args) if args.more else (config_from(args), None)
     # Term files are imported here, where the run happens (validation only checks that they exist):
     # a mistake in one is still one line before anything is written.
     resolve_terms(used_terms(cfg.terms, cfg.sweep))
     target = image_output(args)
     if target is not None:
         check_image_output(cfg, target)
+    if args.dry_run:
+        for line in plan_lines(cfg):
+            print(line)
+        return 0
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
         start_distributed(args)
+    return run_command(cfg, args, start)
+
+
+def continued_from(args: argparse.Namespace) -> tuple[Config, Checkpoint]:
+    """``--continue N DIR``: the finished run's config (its report's) with the flags and ``--set``
+    over it, and its start (:func:`jaxstyle.driver.job.continued`)."""
+    count, folder = args.more
+    if not count.isdigit() or int(count) < 1:
+        raise ConfigError(f"--continue takes N DIR: N more iterations (at least 1), not {count!r}")
+    if args.images or args.config or args.resume is not None or args.preset or args.iterations:
+        raise ConfigError("--continue N DIR takes the run's own config: give no photo, --config, --resume, "
+                          "--preset or --iterations with it")
+    report = Path(folder) / "report.json"
+    try:
+        raw = json.loads(report.read_text())["config"]
+        if not isinstance(raw, dict):
+            raise ValueError("no config")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OutputError(f"nothing to continue in {folder}: its report.json cannot be read ({exc})") from None
+    raw = apply_overrides({k: v for k, v in raw.items() if k != "term_files"},
+                          flag_overrides(args) + args.overrides + (["compile_cache=false"] if args.no_compile_cache else []))
+    return continued(Path(folder), int(count), raw)
+
+
+def run_command(cfg: Config, args: argparse.Namespace, start: Checkpoint | None = None) -> int:
+    """Run ``cfg`` as the command line does: Ctrl-C stops between chunks, the cache of compiled
+    programs is used (unless switched off), ``--serve`` shows it on a live page."""
     received: list[int] = []
 
     def on_signal(signum, frame):
@@ -195,12 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     meter = Meter()
     cache = enable(cache_dir(os.environ), meter.log) if cfg.compile_cache else None
+    resume = args.resume is not None
     try:
         with CacheUse() as use:
             if args.serve is not None and jax.process_index() == 0:  # several hosts: process 0 serves
-                return serve_run(cfg, args, meter, received)
+                return serve_run(cfg, args, meter, received, start)
             result = run_and_save(cfg, RunHooks(meter.log, lambda: bool(received),
-                                                Watchers((meter.tick, *pause_watchers()))), resume=args.resume)
+                                                Watchers((meter.tick, *pause_watchers())), resume=start),
+                                  resume=resume)
         if cache is not None:
             meter.log(use.line(cache))
     finally:  # the caller's handlers again (main may be called from Python, not only as a command)
@@ -208,6 +331,28 @@ def main(argv: list[str] | None = None) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     return finish(cfg, args, result, meter.log)
+
+
+def keys_main(argv: list[str]) -> int:
+    """``jaxstyle keys [WORD]``: every config key (or those whose name or meaning has WORD), its
+    default and meaning."""
+    if len(argv) > 1:
+        raise ConfigError("jaxstyle keys takes at most one word to look for")
+    word = argv[0].lower() if argv else ""
+    for name, default, meaning in key_rows():
+        if word in name.lower() or word in meaning.lower():
+            print(f"{name}\n    default: {default.replace('`', '')}\n    {meaning.replace('`', '')}")
+    return 0
+
+
+def doctor_main(argv: list[str]) -> int:
+    """``jaxstyle doctor`` (:mod:`jaxstyle.driver.doctor`)."""
+    if argv:
+        raise ConfigError("jaxstyle doctor takes no arguments")
+    from .driver.doctor import report
+    for line in report():
+        print(line, flush=True)
+    return 0
 
 
 def finish(cfg: Config, args: argparse.Namespace, result, log: Callable[[str], None]) -> int:
@@ -225,7 +370,7 @@ def check_image_output(cfg: Config, target: Path) -> None:
         raise ConfigError(f"-o {target} names one image, and this run makes {n} variant(s)"
                           f"{' of a clip' if cfg.is_clip else ''}: give -o a folder instead")
     if target.is_dir() or (target.exists() and not cfg.overwrite):
-        raise OutputError(f"{target} already exists; choose another output or set overwrite: true")
+        raise OutputError(f"{target} already exists; choose another output, or replace it with --overwrite (overwrite: true)")
 
 
 def copy_image_output(cfg: Config, result, target: Path, log: Callable[[str], None]) -> None:
@@ -236,7 +381,8 @@ def copy_image_output(cfg: Config, result, target: Path, log: Callable[[str], No
     log(f"wrote {target} (the run's report and curves are in {cfg.output})")
 
 
-def serve_run(cfg: Config, args: argparse.Namespace, meter: Meter, received: list[int]) -> int:
+def serve_run(cfg: Config, args: argparse.Namespace, meter: Meter, received: list[int],
+              start: Checkpoint | None = None) -> int:
     """Run with the live page; once the run is over, serve its results until a signal arrives.
 
     Errors found before the run starts (the config, the output folder) end at once, as without
@@ -250,8 +396,8 @@ def serve_run(cfg: Config, args: argparse.Namespace, meter: Meter, received: lis
         meter.log(f"live page: {servers[0].url}")
     try:
         hooks = RunHooks(meter.log, lambda: bool(received),
-                         Watchers((meter.tick, state.tick, *pause_watchers()), (state.record,)))
-        result = run_and_save(cfg, hooks, resume=args.resume, on_start=start)
+                         Watchers((meter.tick, state.tick, *pause_watchers()), (state.record,)), resume=start)
+        result = run_and_save(cfg, hooks, resume=args.resume is not None, on_start=start)
     except JaxstyleError as exc:
         if not servers:
             raise

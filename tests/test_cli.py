@@ -34,7 +34,8 @@ def test_quick_form_names_its_folder_and_never_overwrites(tmp_path):
     assert "style_trim: cut" in r.stdout and "top 22, bottom 17, left 20, right 17 px" in r.stdout
     before = (out / "000_seed0.png").read_bytes()
     r = subprocess.run(RUN + args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert r.returncode == 2 and r.stderr.strip().endswith("already exists; choose another output or set overwrite: true")
+    assert r.returncode == 2 and r.stderr.strip().endswith(
+        "already exists; choose another output, or replace it with --overwrite (overwrite: true)")
     assert (out / "000_seed0.png").read_bytes() == before
     r = subprocess.run(RUN + args[:2] + ["-o", "mine", "--size", "32", "--set", "optimizer.iterations=1"],
                        capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -42,9 +43,12 @@ def test_quick_form_names_its_folder_and_never_overwrites(tmp_path):
 
 
 def test_quick_form_mistakes_are_one_line(tmp_path):
-    cases = [([str(EXAMPLES / "home.jpg")], "the quick form takes a photo and an artwork, not 1 path(s)"),
-             (["--size", "32"], "-o, --size and --seeds belong to the quick form"),
-             (["a.jpg", "b.jpg", "--config", "c.yaml"], "give either --config or PHOTO ARTWORK, not both")]
+    cases = [([str(EXAMPLES / "home.jpg")], "the quick form takes a photo and at least one artwork, not 1 path(s)"),
+             (["--size", "32"], "nothing to run: give PHOTO ARTWORK, --config FILE or --resume DIR"),
+             (["a.jpg", "b.jpg", "--config", "c.yaml"], "give PHOTO ARTWORK or --config, not both"),
+             (["-content_weight", "5", "a.jpg", "b.jpg"], "unknown option -content_weight (did you mean --content-weight?)"),
+             (["a.jpg", "b.jpg", "--num_iterations", "5"], "unknown option --num_iterations (did you mean --iterations"),
+             (["a.jpg", "b.jpg", "--seeds", "x"], "seeds are whole numbers, not 'x'")]
     for args, message in cases:
         r = subprocess.run(RUN + args, capture_output=True, text=True, cwd=tmp_path, timeout=120)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
@@ -88,3 +92,24 @@ def test_a_cache_folder_others_could_write_is_not_used(tmp_path):
     assert "may be written by others" in private_dir(shared)
     (tmp_path / "file").write_text("")
     assert "is not a folder" in private_dir(tmp_path / "file") or "cannot create" in private_dir(tmp_path / "file")
+
+
+def test_continue_adds_iterations_to_a_finished_run(tmp_path, monkeypatch):
+    """30 iterations, then ``--continue 30``, ends within a few percent of 60 in one go (the second
+    part starts with an empty L-BFGS memory), from the raw float result the first run kept."""
+    from jaxstyle.cli import main
+    monkeypatch.chdir(tmp_path)
+    args = [str(EXAMPLES / "home.jpg"), str(EXAMPLES / "starry_night.jpg"), "--size", "40", "--print-every", "0"]
+    assert main(args + ["--iterations", "30", "-o", "part"]) == 0
+    first = json.loads((tmp_path / "part" / "report.json").read_text())
+    assert first["raw"] == "result.npz" and "result.npz" in first["files"]
+    assert main(["--continue", "30", "part"]) == 0
+    assert main(args + ["--iterations", "60", "-o", "whole"]) == 0
+    more, whole = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("part", "whole"))
+    assert more["iterations"] == 30 and whole["iterations"] == 60
+    a, b, c = (r["variants"][0]["final_loss"]["total"] for r in (first, more, whole))
+    assert b < a and abs(b - c) / c < 0.03, (a, b, c)
+    # A folder without a finished run's result is refused in one line.
+    (tmp_path / "part" / "result.npz").unlink()
+    r = subprocess.run(RUN + ["--continue", "5", "part"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("error: nothing to continue: ") and r.stderr.count("\n") == 1

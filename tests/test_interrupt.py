@@ -68,7 +68,11 @@ def test_sigint_saves_progress_and_resume_matches_uninterrupted(tmp_path):
     assert saved.shape == (30, 40, 3)
     assert report["variants"][0]["final_loss"]["total"] < report["variants"][0]["initial_loss"]["total"]
 
-    resumed = subprocess.run([sys.executable, SCRIPT, "--config", str(cfg), "--resume"],
+    # From the folder alone (its checkpoint holds the config), anywhere: the folder could have moved.
+    moved = tmp_path / "moved"
+    cut.rename(moved)
+    cut = moved
+    resumed = subprocess.run([sys.executable, SCRIPT, "--resume", "moved"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads((cut / "report.json").read_text())

@@ -282,7 +282,7 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(back.state, leaves))
     assert back.initial["total"].tolist() == [3.0, 4.0]
     assert back.where == "stage 2, pass 1, tile 4, iteration 5"
-    with pytest.raises(OutputError, match=r"config changed since the checkpoint \(scales\)"):
+    with pytest.raises(OutputError, match=r"config changed since the checkpoint \(scales: \[32\] then, \[16\] now\)"):
         Checkpoint.load(path, validate({**BASE, "scales": [16]}).to_dict())
     # A clip's cursor, in the second program of a sweep, with the state its schedule owns.
     clip = Checkpoint(Cursor(0, 0, 0, 2, frame=3, video_pass=1, schedule="clip", program=1), ck.images, 1.0, [],

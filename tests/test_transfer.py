@@ -153,6 +153,22 @@ def test_outputs_report_and_no_overwrite(vgg_params, tmp_path):
     assert (out / "000_seed0.png").read_bytes() == before
 
 
+def test_save_every_saves_in_every_stage_of_a_pyramid(vgg_params, tmp_path):
+    """Every N iterations of each stage (named by stage and iteration) and each coarser stage's end;
+    the saved image is the one the run had then: a run stopped there ends with it."""
+    from jaxstyle.driver.job import run_and_save
+    c = cfg(tmp_path, size=40, scales=[22], scale_iterations=4, save_every=2, optimizer={"iterations": 4})
+    result = run_and_save(c, RunHooks(log=quiet), params=vgg_params)
+    names = sorted(p.name for p in Path(c.output).iterdir())
+    assert names == ["000_seed0.png", "000_seed0_stage1-iter00002.png", "000_seed0_stage1.png",
+                     "000_seed0_stage2-iter00002.png", "losses.png", "report.json"], names
+    short = run(cfg(size=40, scales=[22], scale_iterations=4, optimizer={"iterations": 2}), vgg_params,
+                hooks=RunHooks(log=quiet))
+    saved = np.asarray(Image.open(Path(c.output) / "000_seed0_stage2-iter00002.png"), np.float64) / 255
+    np.testing.assert_allclose(saved, short.images[0], atol=0.5 / 255 + 1e-6)
+    assert result.report["iterations"] == 8  # 4 in each stage
+
+
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "transfer.py"), *args],
                           capture_output=True, text=True, cwd=cwd, timeout=300)

@@ -25,20 +25,21 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from ..core.errors import JaxstyleError, OutputError
+from ..core.errors import ConfigError, JaxstyleError, OutputError
 from ..engine.checkpoint import FILENAME as CHECKPOINT
-from ..engine.checkpoint import Checkpoint
-from ..engine.config import Config
+from ..engine.checkpoint import Checkpoint, Cursor
+from ..engine.config import Config, validate
+from ..engine.inputs import prepare_images
 from ..engine.pipeline import RunResult, run_plan
 from ..engine.progress import RunHooks, Watchers, placed
-from ..engine.variants import expand_variants
+from ..engine.variants import expand_variants, objective_for
 from ..media.video import Clip
 from ..model.terms import term_file_hashes, used_terms
 from ..model.weights import load_vgg19
 from .clip import clip_result, load_clip, run_clip
 from .lab import comparison
-from .outputs import (image_name, image_result, prepare_output, recorded_files, remove_stale, write_clip_outputs,
-                      write_image, write_outputs)
+from .outputs import (RAW, image_name, image_result, prepare_output, recorded_files, remove_stale,
+                      write_clip_outputs, write_image, write_outputs)
 from .report import build_report
 
 
@@ -235,7 +236,8 @@ def run_and_save(cfg: Config, hooks: RunHooks = RunHooks(), resume: bool = False
     if jax.process_index() != 0:
         return run(cfg, params, RunHooks(log=lambda line: None, should_stop=hooks.should_stop, watch=Watchers()))
     record = {**cfg.to_dict(), "term_files": term_file_hashes(used_terms(cfg.terms, cfg.sweep))}
-    checkpoint = Checkpoint.load(out / CHECKPOINT, record) if resume else None
+    # (--continue gives its own start, a finished run's result, as hooks.resume.)
+    checkpoint = Checkpoint.load(out / CHECKPOINT, record) if resume else hooks.resume
     clip = load_clip(cfg) if cfg.is_clip else None  # a bad clip is refused before anything is written
     created = not out.exists()
     if not resume:
@@ -254,6 +256,41 @@ def run_and_save(cfg: Config, hooks: RunHooks = RunHooks(), resume: bool = False
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
+
+
+def continued(out: Path, n: int, raw_config: dict) -> tuple[Config, Checkpoint]:
+    """``jaxstyle --continue N DIR``: the finished run in ``out`` (its config ``raw_config``, as its
+    report gives it, with the command line's settings over it) as a run of ``n`` more iterations at
+    its final size, and its start: a checkpoint at the final stage with the run's raw float result
+    and a fresh optimiser memory. The run's files in ``out`` are replaced by the continued run's."""
+    optimizer = raw_config.get("optimizer") if isinstance(raw_config.get("optimizer"), dict) else {}
+    cfg = validate({**raw_config, "output": str(out), "overwrite": True, "optimizer": {**optimizer, "iterations": n}})
+    if cfg.is_clip or len(program_groups(cfg)) > 1:
+        raise ConfigError(f"--continue takes a finished image run of one program; {out} holds "
+                          + ("a clip" if cfg.is_clip else "a sweep over style losses"))
+    images = read_raw(out / RAW)
+    variants = expand_variants(cfg)
+    shape = tuple(prepare_images(cfg, objective_for(variants, cfg).layers).content.shape[-3:-1])
+    if images.shape != (len(variants), *shape, 3):
+        raise OutputError(f"{out / RAW} holds {images.shape[0]} image(s) of {images.shape[2]}x{images.shape[1]} px, "
+                          f"and the run's config makes {len(variants)} of {shape[1]}x{shape[0]}")
+    last = len(cfg.scales)
+    return cfg, Checkpoint(Cursor(stage=last), images, 0.0, [], np.zeros(len(variants), np.int64),
+                           np.zeros(len(variants), np.int64))
+
+
+def read_raw(path: Path) -> np.ndarray:
+    """A finished run's raw result ``(V, H, W, 3)`` float32, checked."""
+    if not path.is_file():
+        raise OutputError(f"nothing to continue: {path} not found (a run that finished, and wrote it, is needed)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            images = z["images"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise OutputError(f"cannot read {path}: {exc}") from None
+    if images.dtype != np.float32 or images.ndim != 4 or images.shape[-1] != 3 or not np.all(np.isfinite(images)):
+        raise OutputError(f"{path} is not a run's result: (V, H, W, 3) finite float32 expected")
+    return images
 
 
 def save_images(cfg: Config, out: Path, record: dict, hooks: RunHooks, params=None) -> RunResult:

@@ -50,6 +50,9 @@ def sheet_name(image_format: str = "png") -> str:
 
 #: The loss curves' file, next to report.json.
 CURVES = "losses.png"
+#: A finished image run's batch as optimised (float32, before clipping and colour recombination):
+#: what ``jaxstyle --continue`` starts from.
+RAW = "result.npz"
 
 
 def write_image(image: np.ndarray | Image.Image, path: str | Path, image_format: str = "png",
@@ -92,7 +95,7 @@ def planned_outputs(cfg: Config, variants: list[Variant], clip: bool = False) ->
         files += [out / "frames" / clip_name(i, v) for i, v in enumerate(variants)]
         return files + [out / "report.json", out / CURVES, out / sheet_name(cfg.image_format)]
     files = [out / image_name(i, v, image_format=cfg.image_format) for i, v in enumerate(variants)]
-    files += [out / "report.json", out / CURVES]
+    files += [out / "report.json", out / CURVES, out / RAW]
     if len(variants) > 1:
         files.append(out / sheet_name(cfg.image_format))
     return files
@@ -112,12 +115,17 @@ def prepare_output(cfg: Config, clip: bool = False) -> None:
     if not cfg.overwrite:
         existing = [f for f in planned_outputs(cfg, expand_variants(cfg), clip) if f.exists()]
         if existing:
-            raise OutputError(f"{existing[0]} already exists; choose another output or set overwrite: true")
+            raise OutputError(f"{existing[0]} already exists; choose another output, or replace it with --overwrite (overwrite: true)")
 
 
 def write_json(data: Any, path: Path) -> Path:
     """Write JSON atomically (see :func:`jaxstyle.core.fileio.atomic_write`)."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def save_raw(path: str, images: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to a temporary name
+        np.savez(f, images=np.asarray(images, np.float32))
 
 
 def write_outputs(cfg: Config, result: RunResult, also: list[str] = ()) -> Path:
@@ -135,6 +143,11 @@ def write_outputs(cfg: Config, result: RunResult, also: list[str] = ()) -> Path:
         result.report["sheet"] = sheet_name(cfg.image_format)
     if write_loss_curves(result.report.get("history", []), labels, out / CURVES) is not None:
         result.report["curves"] = CURVES
+    if result.checkpoint is None and result.raw is not None and len(result.raw) == len(result.images):
+        # The batch as optimised, in float32: what --continue starts from (an 8-bit image would lose
+        # the detail the next iterations refine).
+        atomic_write(out / RAW, lambda tmp: save_raw(tmp, result.raw))
+        result.report["raw"] = RAW
     result.report["files"] = manifest(result.report, also)
     return write_json(result.report, out / "report.json")
 
@@ -183,7 +196,7 @@ def manifest(report: dict, also: list[str] = ()) -> list[str]:
     names = [*also]
     for v in report.get("variants", []):
         names += [v[k] for k in ("image", "video") if v.get(k)]
-    names += [report[k] for k in ("sheet", "curves") if report.get(k)]
+    names += [report[k] for k in ("sheet", "curves", "raw") if report.get(k)]
     return list(dict.fromkeys([*names, REPORT]))
 
 

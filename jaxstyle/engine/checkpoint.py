@@ -22,7 +22,8 @@ from ..core.errors import OutputError
 from ..core.fileio import atomic_write
 
 #: Settings that may differ between an interrupted run and its resumption.
-RESUMABLE_CHANGES = ("overwrite", "print_every", "save_every", "compile_cache")
+#: (``output``: the folder may have moved; the checkpoint read is the one in it.)
+RESUMABLE_CHANGES = ("overwrite", "print_every", "save_every", "compile_cache", "output")
 FORMAT = 4
 FILENAME = "checkpoint.npz"
 
@@ -124,20 +125,44 @@ class Checkpoint:
                    meta.get("factors", {}))
 
 
-def read(path: Path, config: dict) -> tuple[dict, dict[str, np.ndarray]]:
-    """The metadata and arrays of a checkpoint, after checking its format and that it was written
-    for ``config`` (up to :data:`RESUMABLE_CHANGES`)."""
+def read_meta(path: Path, arrays: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
+    """A checkpoint's metadata (its format checked) and, with ``arrays``, its arrays."""
     if not path.is_file():
         raise OutputError(f"nothing to resume: {path} not found")
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
-            arrays = {k: z[k] for k in z.files if k != "meta"}
+            found = {k: z[k] for k in z.files if k != "meta"} if arrays else {}
     except (OSError, ValueError, KeyError) as exc:
         raise OutputError(f"cannot read checkpoint {path}: {exc}") from None
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("config"), dict):
         raise OutputError(f"{path} was written by another version of jaxstyle and cannot be resumed; "
                           "start the run afresh")
+    return meta, found
+
+
+def saved_config(path: Path) -> dict:
+    """The config a checkpoint was written for (``jaxstyle --resume DIR``), as a config file would
+    give it."""
+    return {k: v for k, v in read_meta(path, arrays=False)[0]["config"].items() if k != "term_files"}
+
+
+def changes(saved: dict, now: dict) -> list[str]:
+    """``key: then -> now`` for each key (dotted inside a mapping) whose value differs."""
+    out = []
+    for k in sorted(set(saved) | set(now)):
+        a, b = saved.get(k), now.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{line}" for line in changes(a, b)]
+        elif a != b:
+            out.append(f"{k}: {json.dumps(a)} then, {json.dumps(b)} now")
+    return out
+
+
+def read(path: Path, config: dict) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata and arrays of a checkpoint, after checking its format and that it was written
+    for ``config`` (up to :data:`RESUMABLE_CHANGES`)."""
+    meta, arrays = read_meta(path)
     saved = {k: v for k, v in meta["config"].items() if k not in RESUMABLE_CHANGES}
     # Round-trip through JSON so tuples and lists compare as they were saved.
     now = json.loads(json.dumps({k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}))
@@ -146,5 +171,6 @@ def read(path: Path, config: dict) -> tuple[dict, dict[str, np.ndarray]]:
         if changed == ["term_files"]:
             raise OutputError("cannot resume: a term file changed since the checkpoint "
                               f"({', '.join(k for k in now['term_files'] if now['term_files'][k] != saved.get('term_files', {}).get(k))})")
-        raise OutputError(f"cannot resume: the config changed since the checkpoint ({', '.join(changed)})")
+        raise OutputError(f"cannot resume: the config changed since the checkpoint ({'; '.join(changes(saved, now))}); "
+                          "resume with the config it started with, or start afresh")
     return meta, arrays

@@ -22,7 +22,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import yaml
@@ -132,7 +132,37 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
 Check = Callable[[str, Any, dict], Any]
 
 
+#: Other tools' names (neural-style's, with ``-`` or ``_``) for what a config key here does: the
+#: did-you-mean names the key, what it means, and its command-line flag.
+PEER_NAMES = {
+    "content_weight": "'alpha' (--content-weight; ours is alpha/beta 0.1 with beta 10, not neural-style's 5/100)",
+    "style_weight": "'beta' (--style-weight; 10 by default, alpha/beta is what counts)",
+    "num_iterations": "--iterations (the run's total over every stage) or 'optimizer.iterations' (the last stage's)",
+    "iterations": "--iterations (the run's total over every stage) or 'optimizer.iterations' (the last stage's)",
+    "image_size": "'size' (--size, the long side in pixels)",
+    "content_image": "'content' (the photograph)",
+    "style_image": "'style' (the artwork, or a list)",
+    "output_image": "'output' (-o, a folder, or a file NAME.png with the quick form)",
+    "tv_weight": "'terms: {tv: W}' (--tv-weight)",
+    "init_image": "'init' (--init, an image path)",
+    "original_colors": "'preserve_colors' (--original-colors is preserve_colors: luminance)",
+    "print_iter": "'print_every' (--print-every)",
+    "save_iter": "'save_every' (--save-every)",
+    "seed": "'seeds' (--seeds, a list: one image each)",
+    "style_blend_weights": "'style_blend' (--style-blend-weights)",
+    "learning_rate": "'optimizer.learning_rate' (--learning-rate, with optimizer.name: adam)",
+    "lbfgs_num_correction": "'optimizer.history_size'",
+    "model_file": "'weights' (a converted .h5)",
+    "gpu": "nothing: jax runs on the GPU when it finds one ('jaxstyle doctor' says which)",
+    "backend": "nothing: jax picks the backend ('jaxstyle doctor' says which)",
+    "normalize_gradients": "nothing: 'weighting: auto' balances the terms ('losses: mean', docs/calibration.md)",
+}
+
+
 def _suggest(key: str, valid) -> str:
+    peer = PEER_NAMES.get(key.lstrip("-").replace("-", "_"))
+    if peer is not None:
+        return f" (neural-style's '{key}' is {peer})"
     close = difflib.get_close_matches(key, list(valid), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -181,6 +211,9 @@ def boolean(name: str, value: Any, c: dict) -> bool:
 
 def choice(*options: str) -> Check:
     def check(name: str, value: Any, c: dict) -> str:
+        if isinstance(value, bool):  # YAML reads yes, no, on, off, true and false as booleans
+            raise ConfigError(f"{name} must be one of {', '.join(options)}, not the YAML boolean "
+                              f"{str(value).lower()} (yes, no, on and off are booleans too): name one of them")
         if value not in options:
             raise ConfigError(f"{name} must be one of {', '.join(options)}, not {quote(value)}")
         return value
@@ -663,8 +696,9 @@ class Config:
     tile_overlap: int = key(64, count(), "pixels neighbouring tiles share (blended with a linear ramp)")
     tile_size: int = key(0, tile_size, "optimise any stage larger than this (px) tile by tile; 0: never")
     tile_passes: int = key(2, count(1, 100), "passes over the tiles per stage, each with the grid shifted")
-    save_every: int = key(0, count(), "also save every N iterations (a run of one stage) or each coarse stage's "
-                          "result (several stages)")
+    save_every: int = key(0, count(), "also save the images every N iterations of each untiled stage (named "
+                          "`iterNNNNN`, with several stages `stageK-iterNNNNN`) and each coarser stage's result "
+                          "(`stageK`)")
     print_every: int = key(50, count(), "progress line every N iterations (0: none; the history and the live "
                                         "page still see about 20 chunks a tile)")
     overwrite: bool = key(False, boolean, "existing outputs are never replaced unless this is true; then the earlier "
@@ -777,8 +811,26 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return name.strip().split("."), parsed
 
 
-def load_config(source: str | Path | None, overrides: list[str] = ()) -> Config:
+def load_config(source: str | Path | None, overrides: Sequence[str] = ()) -> Config:
     """Read a YAML config (or start from defaults with ``source=None``) and apply ``--set`` overrides."""
+    return validate(apply_overrides(read_config(source), overrides))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``raw`` with each ``key=value`` (dotted for nested keys, the value YAML) set, in order."""
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {'.'.join(keys)}: '{k}' is not a mapping")
+        node[keys[-1]] = value
+    return raw
+
+
+def read_config(source: str | Path | None) -> dict[str, Any]:
+    """A YAML config file's mapping (``{}`` for None), bounded and checked to be a mapping."""
     raw: dict[str, Any] = {}
     if source is not None:
         source = Path(source)
@@ -794,15 +846,7 @@ def load_config(source: str | Path | None, overrides: list[str] = ()) -> Config:
             raise ConfigError(f"cannot read config {source}: {exc}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: the config must be a mapping of keys to values")
-    for text in overrides:
-        keys, value = parse_override(text)
-        node = raw
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {'.'.join(keys)}: '{k}' is not a mapping")
-        node[keys[-1]] = value
-    return validate(raw)
+    return raw
 
 
 # ---- the docs' table ------------------------------------------------------------------------------
@@ -814,26 +858,38 @@ def _shown(default: Any) -> str:
     return f"`{text}`"
 
 
-def config_table() -> str:
-    """The markdown table of every key (docs/config.md): name, default, meaning; then the
-    optimizer's keys, shared and per optimiser."""
-    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
-    for f in _keys():
-        meta = f.metadata
-        if f.name in ("optimizer", "video"):
-            continue
-        rows.append(f"| `{f.name}` | {meta['shown'] or _shown(meta['default'])} | {meta['meaning']} |")
-    for k, (default, _, meaning, shown) in VIDEO_KEYS.items():
-        rows.append(f"| `video.{k}` | {shown} | {meaning} |")
-    for k, (default, _, meaning, shown) in OPTIMIZER_KEYS.items():
-        rows.append(f"| `optimizer.{k}` | {shown} | {meaning} |")
+def key_rows() -> list[tuple[str, str, str]]:
+    """Every key as ``(name, default, meaning)`` (markdown backticks in the last two): the top
+    level's, the clip's, the optimizer's shared keys and each optimiser's own."""
+    rows = [(f.name, f.metadata["shown"] or _shown(f.metadata["default"]), f.metadata["meaning"])
+            for f in _keys() if f.name not in ("optimizer", "video")]
+    rows += [(f"video.{k}", shown, meaning) for k, (_, _, meaning, shown) in VIDEO_KEYS.items()]
+    rows += [(f"optimizer.{k}", shown, meaning) for k, (_, _, meaning, shown) in OPTIMIZER_KEYS.items()]
     owners: dict[tuple[str, int], list[str]] = {}
     options = {}
     for name, entry in REGISTRY.items():
         for k, opt in entry.options.items():
             owners.setdefault((k, id(opt)), []).append(name)
             options[(k, id(opt))] = opt
-    for (k, ident), names in owners.items():
-        opt = options[(k, ident)]
-        rows.append(f"| `optimizer.{k}` ({', '.join(names)}) | {_shown(opt.default)} | {opt.meaning} |")
+    rows += [(f"optimizer.{k} ({', '.join(names)})", _shown(options[(k, ident)].default), options[(k, ident)].meaning)
+             for (k, ident), names in owners.items()]
+    return rows
+
+
+def config_table() -> str:
+    """The markdown table of every key (docs/config.md): name, default, meaning; then the
+    optimizer's keys, shared and per optimiser."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for name, default, meaning in key_rows():
+        key, _, owners = name.partition(" ")
+        rows.append(f"| `{key}`{' ' + owners if owners else ''} | {default} | {meaning} |")
     return "\n".join(rows) + "\n"
+
+
+def key_row(name: str) -> tuple[str, str]:
+    """``(default, meaning)`` of one key (dotted for nested; an optimiser's own by its name alone),
+    without markdown."""
+    for row, default, meaning in key_rows():
+        if row.split(" ")[0] == name:
+            return default.replace("`", ""), meaning.replace("`", "")
+    raise KeyError(name)

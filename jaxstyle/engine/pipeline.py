@@ -446,13 +446,12 @@ def blend(x: np.ndarray, result: np.ndarray, origin: tuple[int, int], stage: Sta
 
 def chunk_marks(setup: Setup, stage: Stage) -> tuple[int, ...]:
     """What ends a chunk: the progress interval (without one, about 20 chunks a tile, so the history
-    and a live page still see the run move), in a run of one untiled stage the save interval, and a
-    clip frame's settling window (the loop ends a batch whose variants have all settled only
-    between chunks)."""
+    and a live page still see the run move), in an untiled stage the save interval, and a clip
+    frame's settling window (the loop ends a batch whose variants have all settled only between
+    chunks). Where a chunk ends does not change the result: the loop carries its state across."""
     cfg = setup.cfg
-    single = len(setup.stages) == 1 and not stage.tiled
     every = cfg.print_every or max(1, round(stage.iterations_per_tile() / 20))
-    return (every, cfg.save_every if single else 0, setup.frames.window if setup.frames is not None else 0)
+    return (every, 0 if stage.tiled else cfg.save_every, setup.frames.window if setup.frames is not None else 0)
 
 
 def on_chunk(setup: Setup, data: StageData, hooks: Hooks, progress: Progress, where: tuple[int, int, int],
@@ -481,8 +480,8 @@ def on_chunk(setup: Setup, data: StageData, hooks: Hooks, progress: Progress, wh
                         sum(setup.work[:k]) + (before + end) * area, sum(setup.work),
                         bool(cfg.print_every) and (end % cfg.print_every == 0 or end == total or settled()), images))
         if hooks.save_intermediate and chunk_marks(setup, stage)[1] and end % cfg.save_every == 0 and end != total:
-            hooks.save_intermediate(f"iter{end:05d}", finish_images(cfg, to_host(state.x)[: setup.n],
-                                                                    data.inputs.photo))
+            tag = f"iter{end:05d}" if len(setup.stages) == 1 else f"stage{k + 1}-iter{end:05d}"
+            hooks.save_intermediate(tag, finish_images(cfg, to_host(state.x)[: setup.n], data.inputs.photo))
     return report
 
 

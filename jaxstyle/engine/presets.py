@@ -61,11 +61,12 @@ def preset_settings(name: str | None, raw: Mapping[str, Any]) -> dict:
     return settings
 
 
-def apply_preset(raw: Mapping[str, Any], name: str | None) -> dict:
+def apply_preset(raw: Mapping[str, Any], name: str | None, ruled: Mapping[str, Any] | None = None) -> dict:
     """``raw`` with preset ``name``'s settings over it; a nested mapping (``optimizer``, ``video``)
-    is merged key by key."""
+    is merged key by key. ``ruled``: the config a rule's settings are computed from, where later
+    overrides will change ``raw`` (default ``raw``)."""
     out = dict(raw)
-    for key, value in preset_settings(name, raw).items():
+    for key, value in preset_settings(name, raw if ruled is None else ruled).items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             value = {**out[key], **value}
         out[key] = value
