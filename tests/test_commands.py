@@ -167,3 +167,18 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, monkeypatch, capsy
     assert lines[3] == "programs: 2 to compile (one per tile shape): 128x96, 256x192"
     assert lines[-1] == f"output: {os.path.join('outputs', 'home-in-starry_night')} (new)"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_doctor_says_what_this_machine_has_in_one_line_each(tmp_path, monkeypatch, vgg_params):
+    """Each line names one thing; nothing is written (the weights, converted by the fixture, are
+    read; the cache folder is looked at, not made)."""
+    from jaxstyle.driver import doctor
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    lines = list(doctor.report())
+    starts = [line.split(":")[0].split(" ")[0] for line in lines]
+    assert starts == ["jaxstyle", "cpu", "jax", "weights", "clips", "browser", "compile", "estimate"], lines
+    assert lines[0] == f"jaxstyle {__version__}, Python {'.'.join(map(str, __import__('sys').version_info[:3]))}"
+    assert "AVX-512" in lines[1] and lines[3].endswith(": ok")
+    seconds = float(lines[-1].split("takes about ")[1].split(" s")[0])
+    assert 10 < seconds < 3600
+    assert not (tmp_path / "cache").exists()

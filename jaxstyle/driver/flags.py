@@ -50,6 +50,13 @@ FLAGS = (
 )
 
 
+SETTINGS_ABOUT = """\
+Each is a name for a config key and overrides a config file as --set does; every other key is
+set with --set KEY=VALUE ('jaxstyle keys' lists them). The values are jaxstyle's own:
+neural-style's content and style weights of 5 and 100 do not carry over (here alpha/beta 0.1,
+with losses normalised per position)."""
+
+
 def dest(flag: Flag) -> str:
     return "flag_" + flag.name.lstrip("-").replace("-", "_")
 
@@ -64,10 +71,7 @@ def flag_help(flag: Flag) -> str:
 
 def add_flags(ap: argparse.ArgumentParser) -> None:
     """The flags of :data:`FLAGS`, ``--iterations`` and ``--seeds``, in a group of their own."""
-    group = ap.add_argument_group(
-        "settings (each a name for a config key; the values are jaxstyle's own: neural-style's content "
-        "and style weights of 5 and 100 do not carry over; every other key: --set KEY=VALUE, "
-        "listed by 'jaxstyle keys')")
+    group = ap.add_argument_group("settings", SETTINGS_ABOUT)
     group.add_argument("--iterations", type=int, metavar="N",
                        help="the run's total L-BFGS iterations over every stage, shared as the default "
                             "schedule shares them (the coarsest stage twice each other's); default: "

@@ -38,6 +38,14 @@ PRESETS: dict[str, Preset] = {
                     {"losses": "paper", "init": "noise", "noise": "uniform", "scales": [], "style_trim": "none",
                      "padding": "zero", "pooling": "avg", "lattice": 0.0,
                      "optimizer": {"name": "lbfgs", "iterations": 500}}),
+    # The quality benchmark's reference (scripts/bench/quality.py): the paper's procedure with the
+    # default loss normalisation and alpha/beta, weighed by alpha/beta alone, so its picture is
+    # the procedure's and its balance the default's; runs are compared by the yardstick.
+    "reference": Preset("the quality benchmark's reference: the paper's procedure with the default loss "
+                        "normalisation and alpha/beta (weighting: fixed)",
+                        {"losses": "mean", "weighting": "fixed", "init": "noise", "noise": "uniform", "scales": [],
+                         "style_trim": "none", "padding": "zero", "pooling": "avg", "lattice": 0.0,
+                         "optimizer": {"name": "lbfgs", "iterations": 500}}),
 }
 
 

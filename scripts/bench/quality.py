@@ -6,13 +6,16 @@ For each photograph/artwork pair, two whole commands of ``scripts/transfer.py`` 
 * **default**: only ``content``, ``style``, ``size`` and ``seeds: [0]`` set; everything else is
   the project's default (mean-normalised losses, faint noise around mid-grey, automatic
   coarse-to-fine pyramid);
-* **paper**: the ``paper`` preset (:data:`jaxstyle.engine.presets.PRESETS`: white noise uniform on
-  [0, 1], 500 L-BFGS iterations directly at full size, the whole artwork, zero padding, no lattice
-  term) with one change, the defaults' loss normalisation (``losses: mean`` and its alpha/beta), so
-  that the two runs' losses are in one unit (:data:`REFERENCE`).
+* **paper**: the ``reference`` preset (:data:`jaxstyle.engine.presets.PRESETS`): the paper's
+  procedure (white noise uniform on [0, 1], 500 L-BFGS iterations directly at full size, the whole
+  artwork, zero padding, no lattice term) with the defaults' loss normalisation and alpha/beta,
+  weighed by alpha/beta alone (:data:`REFERENCE`).
 
-The table gives, per run: wall seconds of the whole command, the full-size total, content and
-style loss of the result (from its report.json), and the speckle index
+Runs are compared by the yardstick (:func:`jaxstyle.driver.lab.yardstick`: the mean-normalised
+content loss plus 10 times the Gram style loss, VGG's own zero padding, the trimmed artwork), one
+function for both, never by the runs' own totals, whose terms differ (the default's lattice term).
+The table gives, per run: wall seconds of the whole command, the yardstick and its content and
+style parts, and the speckle index
 (:func:`jaxstyle.media.metrics.speckle_pair`) of the output, of the style image and of the photograph,
 all at the same comparison size. A side-by-side sheet (photo, artwork, paper, default) is written.
 
@@ -35,11 +38,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
+from jaxstyle import load_vgg19
 from jaxstyle.cli import run_main
 from jaxstyle.core.errors import ConfigError
 from jaxstyle.driver.bench import QUALITY_PAIR_TEXTS, parse_pairs
+from jaxstyle.driver.lab import yardstick
+from jaxstyle.engine.config import validate
 from jaxstyle.engine.presets import PRESETS
 from jaxstyle.media.images import contact_sheet, load_image, save_png
 from jaxstyle.media.metrics import comparison_shape, speckle_index, speckle_pair
@@ -47,8 +54,10 @@ from jaxstyle.media.images import write_docs_jpeg
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: The reference: a preset of the table, and what is changed in it (the normalisation, so the totals compare).
-REFERENCE = ("paper", {"losses": "mean"})
+#: The reference: its preset (the paper's procedure in the default's normalisation).
+REFERENCE = "reference"
+#: How runs compare: the yardstick's content plus this times its style loss.
+STYLE_WEIGHT = 10
 
 
 def as_sets(settings: dict, prefix: str = "") -> list[str]:
@@ -62,7 +71,7 @@ def as_sets(settings: dict, prefix: str = "") -> list[str]:
     return out
 
 
-PAPER = as_sets({**PRESETS[REFERENCE[0]].settings, **REFERENCE[1]})
+PAPER = as_sets(PRESETS[REFERENCE].settings)
 
 
 def run_command(content: Path, style: Path, size: int, out: Path, extra: list[str]) -> float:
@@ -80,18 +89,23 @@ def run_command(content: Path, style: Path, size: int, out: Path, extra: list[st
     return wall
 
 
-def measure(out: Path, content: Path, style: Path, wall: float) -> dict:
-    """Losses from the run's report and speckle indices at the comparison size."""
+def measure(out: Path, content: Path, style: Path, wall: float, params) -> dict:
+    """The yardstick of the run's image (the default's config for both runs), the run's own losses
+    from its report, and speckle indices at the comparison size."""
     report = json.loads((out / "report.json").read_text())
     variant = report["variants"][0]
     image = Image.open(out / variant["image"]).convert("RGB")
+    judge = validate({"content": str(content), "style": str(style), "output": str(out)})
+    measured = yardstick(judge, params, np.asarray(image, np.float32)[None] / 255.0)
+    y_content, y_style = float(measured["content"][0]), float(measured["style"][0])
     with Image.open(style) as s:
         speckle_out, speckle_style = speckle_pair(image, s)
     h, w = comparison_shape((image.height, image.width), Image.open(style).size[::-1])
     photo = load_image(content, shape=(h, w))
     loss = variant["final_loss"]
-    return {"wall_s": round(wall, 1), "total": loss["total"], "content": loss["content"],
-            "style": loss["style"], "speckle": round(speckle_out, 1), "speckle_style": round(speckle_style, 1),
+    return {"wall_s": round(wall, 1), "yardstick": y_content + STYLE_WEIGHT * y_style,
+            "content": y_content, "style": y_style,
+            "own_total": loss["total"], "speckle": round(speckle_out, 1), "speckle_style": round(speckle_style, 1),
             "speckle_photo": round(speckle_index(photo), 1), "image": str(out / variant["image"]),
             "shape": [image.height, image.width], "losses": report["config"]["losses"],
             "alpha": report["config"]["alpha"], "beta": report["config"]["beta"]}
@@ -99,6 +113,7 @@ def measure(out: Path, content: Path, style: Path, wall: float) -> dict:
 
 def run_pairs(pairs, size: int, out_dir: Path, rerun_reference: bool) -> list[dict]:
     """Both runs of every pair (the reference from the cache where it is there); the table's rows."""
+    params = load_vgg19()
     cache_path = out_dir / "reference.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     rows = []
@@ -109,14 +124,14 @@ def run_pairs(pairs, size: int, out_dir: Path, rerun_reference: bool) -> list[di
         stale = key not in cache or cache[key].get("command_sets") != PAPER  # made with other settings
         if rerun_reference or stale or not Path(cache[key]["image"]).is_file():
             wall = run_command(content, style, size, ref_out, PAPER)
-            cache[key] = {**measure(ref_out, content, style, wall), "date": datetime.date.today().isoformat(),
+            cache[key] = {**measure(ref_out, content, style, wall, params), "date": datetime.date.today().isoformat(),
                           "machine": platform.node(), "command_sets": PAPER}
             cache_path.write_text(json.dumps(cache, indent=2) + "\n")
         ref = cache[key]
         out = out_dir / "default" / f"{slug}_{size}"
         wall = run_command(content, style, size, out, [])
-        new = {**measure(out, content, style, wall), "date": datetime.date.today().isoformat()}
-        ratio = {"loss": new["total"] / ref["total"], "time": new["wall_s"] / ref["wall_s"],
+        new = {**measure(out, content, style, wall, params), "date": datetime.date.today().isoformat()}
+        ratio = {"yardstick": new["yardstick"] / ref["yardstick"], "time": new["wall_s"] / ref["wall_s"],
                  "speckle_vs_style": new["speckle"] / new["speckle_style"]}
         rows += [{"pair": name, "run": "paper", **ref},
                  {"pair": name, "run": "default", **new, "against_paper": {k: round(v, 3) for k, v in ratio.items()}}]
@@ -125,9 +140,9 @@ def run_pairs(pairs, size: int, out_dir: Path, rerun_reference: bool) -> list[di
 
 def publish(rows: list[dict], pairs, size: int, date: str, out_dir: Path, docs: bool) -> None:
     """Print the table; write the side-by-side sheet (and, with ``docs``, the JPEGs in docs/)."""
-    print(f"paper: the {REFERENCE[0]} preset ({PRESETS[REFERENCE[0]].about}), changed: "
-          + ", ".join(f"{k}: {v}" for k, v in REFERENCE[1].items()))
-    cols = ["pair", "run", "wall_s", "total", "content", "style", "speckle", "speckle_style", "speckle_photo"]
+    print(f"paper: the {REFERENCE} preset ({PRESETS[REFERENCE].about}); both runs measured by the yardstick, "
+          f"content + {STYLE_WEIGHT} x style")
+    cols = ["pair", "run", "wall_s", "yardstick", "content", "style", "speckle", "speckle_style", "speckle_photo"]
     print("| " + " | ".join(cols) + " |")
     print("|" + " --- |" * len(cols))
     for r in rows:
@@ -137,13 +152,13 @@ def publish(rows: list[dict], pairs, size: int, date: str, out_dir: Path, docs: 
     for name, content, style in pairs:
         ref, new = (next(r for r in rows if r["pair"] == name and r["run"] == run) for run in ("paper", "default"))
         a = new["against_paper"]
-        print(f"{name}: default/paper loss {a['loss']:.2f}, time {a['time']:.2f}; "
+        print(f"{name}: default/paper yardstick {a['yardstick']:.2f}, time {a['time']:.2f}; "
               f"speckle / style's {a['speckle_vs_style']:.2f}")
         tiles += [load_image(content, shape=tuple(ref["shape"])), load_image(style, shape=tuple(ref["shape"])),
                   load_image(ref["image"]), load_image(new["image"])]
         labels += [f"{content.name}", f"{style.name}",
-                   f"paper: {ref['total']:.3g}, speckle {ref['speckle']:.0f}, {ref['wall_s']:.0f} s",
-                   f"default: {new['total']:.3g}, speckle {new['speckle']:.0f}, {new['wall_s']:.0f} s"]
+                   f"paper: {ref['yardstick']:.3g}, speckle {ref['speckle']:.0f}, {ref['wall_s']:.0f} s",
+                   f"default: {new['yardstick']:.3g}, speckle {new['speckle']:.0f}, {new['wall_s']:.0f} s"]
     sheet = contact_sheet(tiles, labels, columns=4, tile=min(256, size),
                           title=f"photo, artwork, the paper's procedure, the default ({size} px, {date})")
     save_png(sheet, out_dir / "sheet.png")
