@@ -216,8 +216,8 @@ def form_overrides(args: argparse.Namespace) -> list[str]:
     if args.images:
         if len(args.images) < 2:
             raise ConfigError(f"the quick form takes a photo and at least one artwork, not {len(args.images)} path(s)")
-        if args.config or args.resume is not None:
-            raise ConfigError(f"give PHOTO ARTWORK or {'--config' if args.config else '--resume'}, not both")
+        if args.config or args.resume:  # (the same quick form with a bare --resume resumes it)
+            raise ConfigError(f"give PHOTO ARTWORK or {'--config' if args.config else '--resume DIR'}, not both")
         photo, *arts = (Path(p) for p in args.images)
         sets += [f"content={text(photo)}", f"style=[{', '.join(text(a) for a in arts)}]" if len(arts) > 1
                  else f"style={text(arts[0])}"]
@@ -382,7 +382,7 @@ def copy_image_output(cfg: Config, result, target: Path, log: Callable[[str], No
 
 
 def serve_run(cfg: Config, args: argparse.Namespace, meter: Meter, received: list[int],
-              start: Checkpoint | None = None) -> int:
+              begin: Checkpoint | None = None) -> int:
     """Run with the live page; once the run is over, serve its results until a signal arrives.
 
     Errors found before the run starts (the config, the output folder) end at once, as without
@@ -396,7 +396,7 @@ def serve_run(cfg: Config, args: argparse.Namespace, meter: Meter, received: lis
         meter.log(f"live page: {servers[0].url}")
     try:
         hooks = RunHooks(meter.log, lambda: bool(received),
-                         Watchers((meter.tick, state.tick, *pause_watchers()), (state.record,)), resume=start)
+                         Watchers((meter.tick, state.tick, *pause_watchers()), (state.record,)), resume=begin)
         result = run_and_save(cfg, hooks, resume=args.resume is not None, on_start=start)
     except JaxstyleError as exc:
         if not servers:
@@ -426,7 +426,7 @@ def ending(checkpoint) -> tuple[str, str]:
     if checkpoint is None:
         return "finished", "The run finished; its files are linked above."
     return "interrupted", (f"The run was interrupted at {checkpoint.where}. The images so far, the report and a "
-                           "checkpoint are written; run the same command with --resume to continue.")
+                           "checkpoint are written; 'jaxstyle --resume DIR' (this run's folder) continues it.")
 
 
 def studio_main(argv: list[str]) -> int:

@@ -182,3 +182,13 @@ def test_doctor_says_what_this_machine_has_in_one_line_each(tmp_path, monkeypatc
     seconds = float(lines[-1].split("takes about ")[1].split(" s")[0])
     assert 10 < seconds < 3600
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_bare_resume_goes_with_the_quick_form_and_a_folder_does_not():
+    """``jaxstyle PHOTO ARTWORK --resume`` resumes that command's folder (a bare --resume before the
+    photograph is not taken for its folder); ``--resume DIR`` reads the folder's own config."""
+    for argv in ([PHOTO, ART, "--resume"], ["--resume", PHOTO, ART]):
+        args = parse(argv)
+        assert args.resume == "" and config_from(args).content == PHOTO
+    with pytest.raises(ConfigError, match="give PHOTO ARTWORK or --resume DIR, not both"):
+        cfg_of(PHOTO, ART, "--resume", str(EXAMPLES))

@@ -92,8 +92,8 @@ def test_quick_and_fine_set_iterations_and_keep_the_rest():
 
 def test_an_unknown_preset_is_one_line():
     from jaxstyle.engine.presets import apply_preset
-    with pytest.raises(ConfigError, match=r"^preset must be one of quick, default, fine, paper, not 'slow'$"):
+    with pytest.raises(ConfigError, match=r"^preset must be one of quick, default, fine, paper, reference, not 'slow'$"):
         apply_preset(BASE, "slow")
     for hostile in (["quick"], {"quick": 1}, 3):  # what a page's JSON may send
-        with pytest.raises(ConfigError, match=r"^preset must be one of quick, default, fine, paper, not "):
+        with pytest.raises(ConfigError, match=r"^preset must be one of quick, default, fine, paper, reference, not "):
             apply_preset(BASE, hostile)

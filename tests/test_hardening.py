@@ -334,8 +334,9 @@ def test_an_overwrite_removes_the_earlier_runs_files_only_and_keeps_the_users(tm
     (out / "003_seed3.png").write_bytes(b"also mine: no run recorded it")
     assert cli.main([photo, art, "-o", str(out), "--seeds", "5", *TINY, "--set", "overwrite=true"]) == 0
     left = sorted(p.name for p in out.iterdir())
-    assert left == ["000_seed5.png", "003_seed3.png", "losses.png", "notes.txt", "report.json"], left
-    assert json.loads((out / "report.json").read_text())["files"] == ["000_seed5.png", "losses.png", "report.json"]
+    assert left == ["000_seed5.png", "003_seed3.png", "losses.png", "notes.txt", "report.json", "result.npz"], left
+    assert json.loads((out / "report.json").read_text())["files"] == ["000_seed5.png", "losses.png", "result.npz",
+                                                                      "report.json"]
 
 
 def test_o_name_png_writes_that_file_and_the_runs_other_files_beside_it(tmp_path):

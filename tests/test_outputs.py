@@ -53,7 +53,7 @@ def test_planned_outputs_and_the_overwrite_check_use_the_format(tmp_path):
                     "output": str(tmp_path / "out"), "seeds": [0, 1], "image_format": "jpg"})
     variants = expand_variants(cfg)
     assert [p.name for p in planned_outputs(cfg, variants)] == ["000_seed0.jpg", "001_seed1.jpg", "report.json",
-                                                                "losses.png", "sheet.jpg"]
+                                                                "losses.png", "result.npz", "sheet.jpg"]
     assert image_name(3, variants[1], "stage1", "tiff") == "003_seed1_stage1.tif"
     prepare_output(cfg)
     (tmp_path / "out" / "000_seed0.png").write_text("a png of another run does not stand in the way")

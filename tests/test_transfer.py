@@ -136,7 +136,9 @@ def test_outputs_report_and_no_overwrite(vgg_params, tmp_path):
     write_outputs(c, result)
     out = Path(c.output)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["000_seed0.png", "001_seed1.png", "losses.png", "report.json", "sheet.png"]
+    assert names == ["000_seed0.png", "001_seed1.png", "losses.png", "report.json", "result.npz", "sheet.png"]
+    with np.load(out / "result.npz") as raw:  # the batch as optimised, for --continue
+        np.testing.assert_array_equal(raw["images"], result.raw)
     report = json.loads((out / "report.json").read_text())
     for key in ("config", "variants", "iterations", "evaluations", "timing", "device", "versions"):
         assert key in report
@@ -161,7 +163,7 @@ def test_save_every_saves_in_every_stage_of_a_pyramid(vgg_params, tmp_path):
     result = run_and_save(c, RunHooks(log=quiet), params=vgg_params)
     names = sorted(p.name for p in Path(c.output).iterdir())
     assert names == ["000_seed0.png", "000_seed0_stage1-iter00002.png", "000_seed0_stage1.png",
-                     "000_seed0_stage2-iter00002.png", "losses.png", "report.json"], names
+                     "000_seed0_stage2-iter00002.png", "losses.png", "report.json", "result.npz"], names
     short = run(cfg(size=40, scales=[22], scale_iterations=4, optimizer={"iterations": 2}), vgg_params,
                 hooks=RunHooks(log=quiet))
     saved = np.asarray(Image.open(Path(c.output) / "000_seed0_stage2-iter00002.png"), np.float64) / 255

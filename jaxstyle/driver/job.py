@@ -342,7 +342,7 @@ def settle(checkpoint: Checkpoint | None, out: Path, record: dict, log: Callable
     which."""
     if checkpoint is not None:
         checkpoint.save(out / CHECKPOINT, record)
-        log(f"interrupted at {checkpoint.where}: {so_far} and {out / CHECKPOINT}; continue with --resume")
+        log(f"interrupted at {checkpoint.where}: {so_far} and {out / CHECKPOINT}; continue with: jaxstyle --resume {out}")
     else:
         (out / CHECKPOINT).unlink(missing_ok=True)
         remove_stale(out, earlier, current)

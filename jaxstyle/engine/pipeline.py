@@ -35,7 +35,7 @@ from .progress import RunHooks, Tick
 from ..core.fileio import json_float
 from .solvers import Solver, kept_memory, warm_memory
 from .variants import Variant, batch_weights, expand_variants, objective_for, split_over_devices
-from ..model.vgg import CONV_NAMES, prepare_kernels, winograd_layers
+from ..model.vgg import CONV_NAMES, min_image_side, prepare_kernels, winograd_layers
 from ..model.weights import load_vgg19
 
 Log = Callable[[str], None]
@@ -229,8 +229,7 @@ class Setup:
         # (A checkpoint from before this measured at the stage's own shape: its factors are kept.)
         factors = self.cache.setdefault("factors", {})
         own = factors.get(f"{shape[0]}x{shape[1]}", {})
-        at = tuple(shape) if all(k in own for k, a in zip(keys, auto) if a) else \
-            fit_shape(shape, min(max(shape), self.artwork_side()))
+        at = tuple(shape) if all(k in own for k, a in zip(keys, auto) if a) else self.measuring_shape(shape)
         known = factors.setdefault(f"{at[0]}x{at[1]}", {})
         missing = [a and k not in known for k, a in zip(keys, auto)]
         if any(missing):
@@ -245,6 +244,14 @@ class Setup:
                                          [jnp.asarray(a) for a in inputs.styles], self.cfg.blend, sparse))
         out = np.array([known[k] if a else 1.0 for k, a in zip(keys, auto)], np.float32)
         return None if np.all(out == 1.0) else out
+
+    def measuring_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """Where a stage of ``shape`` measures the ends: ``shape`` shrunk to the artworks' own long
+        side, but never below what the network's deepest layer needs (a tiny artwork)."""
+        h, w = shape
+        need = min_image_side(self.objective.layers)
+        floor = -(-need * max(h, w) // min(h, w))  # the long side that gives the short side ``need``
+        return fit_shape(shape, min(max(h, w), max(self.artwork_side(), floor)))
 
     def artwork_side(self) -> int:
         """The long side of the largest artwork as the run uses it (its border cut), read once."""
