@@ -24,11 +24,13 @@ from .compile_cache import cache_dir
 
 #: The main job (examples/config.yaml): 4 variants, 60 iterations at 96 x 128 px, then 30 at 192 x 256.
 MAIN_JOB = ((4, 96, 128, 60), (4, 192, 256, 30))
-#: Evaluations of the objective per L-BFGS iteration, and the rest of an iteration (the two-loop
-#: recursion, the Gram matrices, the loop) as a share of one evaluation: what makes the probe's
-#: seconds a main job's (fitted to measured main jobs, docs/performance.md).
-EVALS_PER_ITERATION, OVERHEAD = 1.1, 1.3
-#: Seconds of compiling and tracing a main job adds to its iterations here, about.
+#: An L-BFGS iteration of the main job in probe passes per pixel: an iteration is about 1.05
+#: evaluations plus the solver's work, and the main job's larger maps run faster per pixel than the
+#: probe's, which about cancel (fitted 2026-12-06 on the AMD EPYC host, alone: 87 s of optimisation
+#: measured, 86 s predicted).
+ITERATION_PASSES = 1.0
+#: Seconds of start-up, compiling and tracing a main job adds to its iterations, about (an empty
+#: compile cache: 11 s on that host).
 COMPILE_S = 12.0
 PROBE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1")
 
@@ -118,7 +120,7 @@ def estimate_line(params: dict | None) -> str:
     t = time.perf_counter()
     per_pixel = probe_seconds(params)
     work = sum(b * h * w * n for b, h, w, n in MAIN_JOB)
-    seconds = per_pixel * work * EVALS_PER_ITERATION * OVERHEAD + COMPILE_S
+    seconds = per_pixel * work * ITERATION_PASSES + COMPILE_S
     return (f"estimate: the main job (examples/config.yaml) takes about {seconds:.0f} s here "
             f"(a {time.perf_counter() - t:.1f} s probe: {per_pixel * 96 * 128 * 1e3:.0f} ms a pass at 128 px)")
 
