@@ -35,7 +35,7 @@ from .serve.live import LiveServer, LiveState
 from .driver.compile_cache import CacheUse, cache_dir, enable
 from .driver.job import continued, run_and_save
 from .engine.progress import Meter, RunHooks, Watchers, pause_watchers
-from .model.terms import resolve_terms, used_terms
+from .model.terms import TERMS, resolve_terms, used_terms
 from .engine.variants import expand_variants, variant_labels
 
 
@@ -248,8 +248,19 @@ def config_from(args: argparse.Namespace) -> Config:
     if "content" not in raw:
         raise ConfigError("nothing to run: give PHOTO ARTWORK, --config FILE or --resume DIR (jaxstyle --help)")
     cfg = validate(raw)
+    if args.resume:
+        refuse_folder_code(cfg, f"--resume {args.resume}", "resume it from your own config: --config FILE --resume")
     spread = iteration_overrides(args.iterations, cfg, args.overrides)
     return validate(apply_overrides(raw, spread)) if spread else cfg
+
+
+def refuse_folder_code(cfg: Config, how: str, instead: str) -> None:
+    """A run folder's config is data from wherever the folder came from: a term file it names is
+    code, and is run only from a config the user gives."""
+    files = [t for t in used_terms(cfg.terms, cfg.sweep) if t not in TERMS]
+    if files:
+        raise ConfigError(f"{how} runs no code a folder names, and its config uses the term file {files[0]}: "
+                          f"{instead}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,6 +309,8 @@ def continued_from(args: argparse.Namespace) -> tuple[Config, Checkpoint]:
         raise OutputError(f"nothing to continue in {folder}: its report.json cannot be read ({exc})") from None
     raw = apply_overrides({k: v for k, v in raw.items() if k != "term_files"},
                           flag_overrides(args) + args.overrides + (["compile_cache=false"] if args.no_compile_cache else []))
+    refuse_folder_code(validate({**raw, "output": folder}), f"--continue {count} {folder}",
+                       "run your own config again with more iterations")
     return continued(Path(folder), int(count), raw)
 
 

@@ -192,3 +192,26 @@ def test_a_bare_resume_goes_with_the_quick_form_and_a_folder_does_not():
         assert args.resume == "" and config_from(args).content == PHOTO
     with pytest.raises(ConfigError, match="give PHOTO ARTWORK or --resume DIR, not both"):
         cfg_of(PHOTO, ART, "--resume", str(EXAMPLES))
+
+
+def test_a_run_folder_cannot_make_the_command_run_its_term_file(tmp_path):
+    """A run folder is data from wherever it came from: ``--continue`` and ``--resume DIR`` refuse a
+    config naming a term file before anything is imported (the file would leave a mark)."""
+    import json
+    import numpy as np
+    from jaxstyle.engine.checkpoint import Checkpoint, Cursor
+    from jaxstyle.engine.config import validate
+    evil = tmp_path / "evil.py"
+    evil.write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('x')\ndef f(x, t):\n    return 0.0\n")
+    config = validate({"content": PHOTO, "style": ART, "size": 32, "terms": {f"{evil}:f": 1.0},
+                       "output": str(tmp_path / "run")}).to_dict()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.json").write_text(json.dumps({"config": config}))
+    with pytest.raises(ConfigError, match=r"--continue 5 .* runs no code a folder names, and its config uses the term file"):
+        main(["--continue", "5", str(run)])
+    images = np.zeros((1, 24, 32, 3), np.float32)
+    Checkpoint(Cursor(), images, 0.0, [], np.zeros(1), np.zeros(1)).save(run / "checkpoint.npz", config)
+    with pytest.raises(ConfigError, match=r"--resume .* runs no code a folder names"):
+        main(["--resume", str(run)])
+    assert not (tmp_path / "ran").exists()
