@@ -61,20 +61,22 @@ def style_cut(full: np.ndarray, cfg: Config) -> tuple[int, int, int, int] | None
     return border_trim(full) if cfg.style_trim == "auto" else (0, 0, 0, 0)
 
 
-def flat_shares(cfg: Config) -> list[float]:
-    """Each artwork's share of flat pixels (:func:`jaxstyle.engine.balance.flat_share`) as the run
-    uses it (its border cut), at a long side of :data:`~jaxstyle.engine.balance.FLAT_SIDE` px (its
-    own where smaller), whatever the size of the run."""
-    out = []
+def artwork_measures(cfg: Config) -> tuple[list[float], list[int]]:
+    """Each artwork as the run uses it (its border cut), read once: its share of flat pixels
+    (:func:`jaxstyle.engine.balance.flat_share`) at a long side of
+    :data:`~jaxstyle.engine.balance.FLAT_SIDE` px (its own where smaller), whatever the size of the
+    run, and its own long side."""
+    shares, sides = [], []
     for path in cfg.styles:
         art, _ = trimmed_style(path, cfg)
-        out.append(flat_share(resize(art, fit_shape(art.shape[:2], min(FLAT_SIDE, max(art.shape[:2]))))))
-    return out
+        shares.append(flat_share(resize(art, fit_shape(art.shape[:2], min(FLAT_SIDE, max(art.shape[:2]))))))
+        sides.append(max(art.shape[:2]))
+    return shares, sides
 
 
-def artwork_sides(cfg: Config) -> list[int]:
-    """Each artwork's long side as the run uses it (its border cut), before any resizing."""
-    return [max(trimmed_style(path, cfg)[0].shape[:2]) for path in cfg.styles]
+def flat_shares(cfg: Config) -> list[float]:
+    """Each artwork's flat share (:func:`artwork_measures`)."""
+    return artwork_measures(cfg)[0]
 
 
 def style_trims(cfg: Config) -> list:

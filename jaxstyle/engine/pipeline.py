@@ -21,7 +21,7 @@ import numpy as np
 from .balance import group_key, measure_factors, sparsity
 from .checkpoint import Checkpoint, Cursor
 from .config import Config
-from .inputs import (Inputs, artwork_sides, finish_images, flat_shares, input_lines, prepare_images, start_images,
+from .inputs import (Inputs, artwork_measures, finish_images, input_lines, prepare_images, start_images,
                      trim_report)
 from .loop import solve
 from ..model.losses import LossWeights, Objective, Targets
@@ -220,7 +220,7 @@ class Setup:
         if not any(auto):
             return None
         keys = [group_key(v.content_layers, v.style_layers, v.style_loss) for v in self.padded]
-        sparse = self.artwork_sparsity()
+        sparse = self.artworks()[0]
         if sparse <= 0.0:
             return None
         # Past the artworks' own pixels an enlarged artwork adds blur, not marks, and its ends would
@@ -251,22 +251,16 @@ class Setup:
         h, w = shape
         need = min_image_side(self.objective.layers)
         floor = -(-need * max(h, w) // min(h, w))  # the long side that gives the short side ``need``
-        return fit_shape(shape, min(max(h, w), max(self.artwork_side(), floor)))
+        return fit_shape(shape, min(max(h, w), max(self.artworks()[1], floor)))
 
-    def artwork_side(self) -> int:
-        """The long side of the largest artwork as the run uses it (its border cut), read once."""
-        key = json.dumps([self.cfg.styles, self.cfg.style_trim])
-        known = self.cache.setdefault("artwork_side", {})
-        if key not in known:
-            known[key] = max(artwork_sides(self.cfg))
-        return known[key]
-
-    def artwork_sparsity(self) -> float:
-        """The artworks' sparsity (:func:`jaxstyle.engine.balance.sparsity`), read once per run."""
+    def artworks(self) -> tuple[float, int]:
+        """The artworks' sparsity (:func:`jaxstyle.engine.balance.sparsity`) and the largest one's
+        long side as the run uses it (its border cut), each artwork read once per run."""
         key = json.dumps([self.cfg.styles, self.cfg.blend, self.cfg.style_trim])
-        known = self.cache.setdefault("sparsity", {})
+        known = self.cache.setdefault("artworks", {})
         if key not in known:
-            known[key] = sparsity(flat_shares(self.cfg), self.cfg.blend)
+            shares, sides = artwork_measures(self.cfg)
+            known[key] = (sparsity(shares, self.cfg.blend), max(sides))
         return known[key]
 
 
