@@ -5,6 +5,7 @@ stages, and the options in any order."""
 from __future__ import annotations
 
 import argparse
+import difflib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -158,7 +159,6 @@ def iteration_overrides(total: int | None, cfg: Config, sets: Sequence[str]) -> 
 def unknown_option_hint(token: str, known: Sequence[str]) -> str:
     """What to write instead of an option the parser does not know: a peer's spelling
     (``-content_weight``, ``--num_iterations``) or a near miss."""
-    import difflib
     word = token.split("=", 1)[0].lstrip("-").replace("_", "-")
     if word in ("num-iterations", "niter"):
         return " (did you mean --iterations, the run's total?)"
