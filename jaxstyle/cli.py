@@ -137,8 +137,7 @@ def normalised_argv(argv: list[str]) -> list[str]:
         after = argv[i + 1] if i + 1 < len(argv) else None
         if token.startswith("-") and not token.startswith("--") and len(token) > 2 and token[1].isalpha():
             # neural-style's -content_weight: argparse would read -original_colors as -o riginal_colors
-            options = [o for a in parser()._actions for o in a.option_strings]
-            raise ConfigError(f"unknown option {token}{unknown_option_hint(token, options)}")
+            raise ConfigError(f"unknown option {token}{unknown_option_hint(token, option_names(parser()))}")
         if token == "--serve" and (after is None or not after.isdigit()):
             token = "--serve=0"
         elif token == "--resume" and (after is None or not Path(after).is_dir()):
@@ -147,14 +146,18 @@ def normalised_argv(argv: list[str]) -> list[str]:
     return out
 
 
+def option_names(ap: argparse.ArgumentParser) -> list[str]:
+    """Every option string the parser knows (``-o``, ``--output``, ...)."""
+    return [o for a in ap._actions for o in a.option_strings]
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     """The options in any order; an unknown option is one line, with the flag meant where a
     neural-style spelling or a near miss says."""
     ap = parser()
     args, unknown = ap.parse_known_intermixed_args(normalised_argv(argv))
     if unknown:
-        options = [o for a in ap._actions for o in a.option_strings]
-        raise ConfigError(f"unknown option {unknown[0]}{unknown_option_hint(unknown[0], options)}")
+        raise ConfigError(f"unknown option {unknown[0]}{unknown_option_hint(unknown[0], option_names(ap))}")
     return args
 
 

@@ -156,19 +156,27 @@ def iteration_overrides(total: int | None, cfg: Config, sets: Sequence[str]) -> 
     return [f"optimizer.iterations={shares[-1]}"] + ([f"scale_iterations={shares[:-1]}"] if cfg.scales else [])
 
 
+#: neural-style's option names that are no :data:`FLAGS` entry's ``peer``, and what to write instead.
+PEER_EXTRAS = {"num-iterations": "--iterations, the run's total", "niter": "--iterations, the run's total",
+               "output-image": "-o / --output", "output": "-o / --output"}
+
+
+def peer_flags() -> dict[str, str]:
+    """neural-style's option names (``-`` and ``_`` alike, no leading dashes) -> what to write here,
+    from each flag's ``peer`` and :data:`PEER_EXTRAS`."""
+    out = {spelling.split()[0].lstrip("-").replace("_", "-"): flag.name
+           for flag in FLAGS for spelling in flag.peer.split(", ") if spelling}
+    return {**out, **PEER_EXTRAS}
+
+
 def unknown_option_hint(token: str, known: Sequence[str]) -> str:
     """What to write instead of an option the parser does not know: a peer's spelling
     (``-content_weight``, ``--num_iterations``) or a near miss."""
     word = token.split("=", 1)[0].lstrip("-").replace("_", "-")
-    if word in ("num-iterations", "niter"):
-        return " (did you mean --iterations, the run's total?)"
-    if word == "image-size":
-        return " (did you mean --size?)"
-    if word in ("print-iter", "save-iter"):
-        return f" (did you mean --{word.replace('iter', 'every')}?)"
-    if word in ("output-image", "output"):
-        return " (did you mean -o / --output?)"
     if word in ("gpu", "backend"):
         return " (jax uses a GPU when it finds one: 'jaxstyle doctor' says which)"
+    meant = peer_flags().get(word)
+    if meant is not None:
+        return f" (did you mean {meant}?)"
     close = difflib.get_close_matches("--" + word, list(known), n=1)
     return f" (did you mean {close[0]}?)" if close else ""

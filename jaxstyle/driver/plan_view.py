@@ -40,13 +40,14 @@ def plan_lines(cfg: Config) -> list[str]:
     stages = plan_stages(inputs.content.shape[-3:-1], cfg)
     winograd = bool(run_winograd_layers(cfg, stages, objective.layers))
     history = cfg.optimizer.options.get("history_size", 0)
+    peaks = [stage_peak_bytes(s, len(variants), objective.layers, history, winograd) for s in stages]
     for k, stage in enumerate(stages):
         (h, w), (th, tw) = stage.shape, stage.tile
         tiles = pass_tiles(stage, cfg.tile_overlap)
         lines.append(f"stage {k + 1}/{len(stages)}: {w}x{h} px, {stage.iterations} {cfg.optimizer.name} iterations"
                      + (f" per tile, {sum(tiles)} tiles of {tw}x{th} px in {stage.passes} pass(es)" if stage.tiled
                         else "")
-                     + f", about {gib(stage_peak_bytes(stage, len(variants), objective.layers, history, winograd))}"
+                     + f", about {gib(peaks[k])}"
                      f" at its peak, {stage_work(stage, cfg.tile_overlap) * len(variants) / 1e6:.1f} M pixel-iterations")
     shapes = sorted({s.tile for s in stages})
     lines.append(f"programs: {len(shapes) * len(groups)} to compile (one per tile shape"
@@ -54,7 +55,7 @@ def plan_lines(cfg: Config) -> list[str]:
                  + ", ".join(f"{tw}x{th}" for th, tw in shapes))
     have = available_bytes()
     if have is not None:
-        need = max(stage_peak_bytes(s, len(variants), objective.layers, history, winograd) for s in stages)
+        need = max(peaks)
         lines.append(f"memory: about {gib(need)} at the peak, {gib(have)} available"
                      + ("" if need <= have else ": the run would be refused (memory_check)"))
     lines.append(output_line(cfg))
