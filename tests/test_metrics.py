@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import ROOT
@@ -210,3 +211,14 @@ def test_lattice_sheet_shows_where_the_grid_was_and_refuses_bad_pairs(tmp_path):
     bad = subprocess.run(script + [paths[0], "--out", str(tmp_path / "x.jpg")], capture_output=True, text=True,
                          cwd=ROOT)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and not (tmp_path / "x.jpg").exists()
+
+
+def test_luminance_ssim_of_hand_made_images():
+    from jaxstyle.media.metrics import ssim_luminance
+    rng = np.random.default_rng(0)
+    image = rng.random((16, 24, 3))
+    assert ssim_luminance(image, image) == pytest.approx(1.0)
+    # Two flat grey images: no variance, so SSIM is the luminance term (2 a b + c1) / (a^2 + b^2 + c1).
+    a, b, c1 = 0.2, 0.6, 0.01 ** 2
+    got = ssim_luminance(np.full((16, 16, 3), a), np.full((16, 16, 3), b))
+    assert got == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1))

@@ -511,7 +511,7 @@ def clip_factors(runner: ClipRunner) -> dict[str, list[float]]:
     artwork's own long side), measured once for the clip (on its first frame; a variant with
     ``fixed`` has 1): ``{"HxW": [factor, ...]}``."""
     known = runner.cache.get("factors", {})
-    return {shape: [round(groups.get(group_key(v.content_layers, v.style_layers, v.style_loss), 1.0), 6)
+    return {shape: [round(groups.get(group_key(v.content_layers, v.style_layers, v.style_loss, v.content_loss), 1.0), 6)
                     if v.weighting == "auto" else 1.0 for v in runner.variants] for shape, groups in known.items()}
 
 

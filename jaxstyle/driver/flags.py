@@ -45,7 +45,7 @@ FLAGS = (
     Flag("--print-every", "print_every", "N", "-print_iter"),
     Flag("--save-every", "save_every", "N", "-save_iter"),
     Flag("--output-format", "image_format", "png|jpg|webp|tiff", ""),
-    Flag("--preserve-colors", "preserve_colors", "none|luminance|histogram|chroma", ""),
+    Flag("--preserve-colors", "preserve_colors", "none|luminance|histogram|chroma|palette", ""),
     Flag("--overwrite", "overwrite", None, "", value="true",
          about="replace an earlier run's files in the output (overwrite: true); default: never"),
 )

@@ -7,8 +7,8 @@ carries its frames and the clip), one report builder
 :class:`~jaxstyle.engine.progress.RunHooks`:
 
 * an image run: the plan's stages and tiles (:func:`jaxstyle.engine.pipeline.run_plan`);
-* a comparison: a sweep over ``style_loss`` runs one program per choice, one after another
-  (:func:`run_groups`), and a sweep over style losses or terms gets the comparison table
+* a comparison: a sweep over ``style_loss`` or ``content_loss`` runs one program per choice, one
+  after another (:func:`run_groups`), and a sweep over losses or terms gets the comparison table
   (:func:`jaxstyle.driver.lab.comparison`);
 * a clip: its frames as batch slots, run after run (:func:`jaxstyle.driver.clip.run_clip`).
 """
@@ -91,19 +91,26 @@ def run(cfg: Config, params=None, hooks: RunHooks = RunHooks(), clip: Clip | Non
         schedule = image_schedule(params)
     groups = program_groups(cfg)
     result = run_groups(cfg, groups, hooks, schedule) if len(groups) > 1 else schedule.one(cfg, hooks)
-    if result.checkpoint is None and {"style_loss", "terms"} & set(cfg.sweep):
+    if result.checkpoint is None and {"style_loss", "content_loss", "terms"} & set(cfg.sweep):
         result.report["comparison"] = comparison(cfg, params, result.images, result.variants, result.report,
                                                  schedule.photos(result))
     return result
 
 
 def program_groups(cfg: Config) -> list[Config]:
-    """One config per style loss of a sweep over several, each without that sweep; else ``[cfg]``."""
-    kinds = cfg.sweep.get("style_loss", [])
-    if len(kinds) < 2:
+    """One config per style loss and content loss of a sweep over several (style losses slowest), each
+    without those sweeps; else ``[cfg]``."""
+    kinds = cfg.sweep.get("style_loss", [cfg.style_loss])
+    contents = cfg.sweep.get("content_loss", [cfg.content_loss])
+    if len(kinds) * len(contents) < 2:
         return [cfg]
-    rest = {k: v for k, v in cfg.sweep.items() if k != "style_loss"}
-    return [dataclasses.replace(cfg, style_loss=k, sweep=rest) for k in kinds]
+    rest = {k: v for k, v in cfg.sweep.items() if k not in ("style_loss", "content_loss")}
+    return [dataclasses.replace(cfg, style_loss=k, content_loss=c, sweep=rest) for k in kinds for c in contents]
+
+
+def group_name(cfg: Config) -> str:
+    """A program's style loss, and its content loss where not the paper's."""
+    return cfg.style_loss + ("" if cfg.content_loss == "features" else f" + {cfg.content_loss} content")
 
 
 def run_groups(cfg: Config, groups: list[Config], hooks: RunHooks, schedule: Schedule):
@@ -114,7 +121,7 @@ def run_groups(cfg: Config, groups: list[Config], hooks: RunHooks, schedule: Sch
     2-core CPU the latter cost more than the sum of the separate programs (docs/loss-lab.md).
     """
     log, resume, watch, save_intermediate = hooks.log, hooks.resume, hooks.watchers(), hooks.save_intermediate
-    log(f"style_loss sweep: one program per choice ({', '.join(g.style_loss for g in groups)}), one after another")
+    log(f"style_loss sweep: one program per choice ({', '.join(group_name(g) for g in groups)}), one after another")
     first = resume.cursor.program if resume is not None else 0
     done = [resume.finished] if resume is not None and resume.finished is not None else []
     reports, results = list(resume.finished_reports) if resume is not None else [], []
@@ -125,7 +132,7 @@ def run_groups(cfg: Config, groups: list[Config], hooks: RunHooks, schedule: Sch
         offset = sum(len(d) for d in done) + sum(len(schedule.arrays(r)) for r in results)
         save = None if save_intermediate is None else \
             (lambda tag, images, start=0, o=offset: save_intermediate(tag, images, o + start))
-        log(f"style_loss {groups[g].style_loss} ({g + 1}/{len(groups)})")
+        log(f"style_loss {group_name(groups[g])} ({g + 1}/{len(groups)})")
         earlier = reports + [x.report for x in results]
         spent = tuple(sum(e["timing"][k] for e in earlier) for k in ("run_s", "compile_s"))
         r = schedule.one(groups[g], dataclasses.replace(
@@ -160,7 +167,8 @@ def joined_report(cfg: Config, reports: list[dict]) -> dict:
         iterations=max(r["iterations"] for r in reports), evaluations=sum(r["evaluations"] for r in reports),
         stages=[r["stages"] for r in reports],
         timing={k: round(sum(r["timing"][k] for r in reports), 4) for k in reports[-1]["timing"]},
-        programs=[{"style_loss": r["config"]["style_loss"], "variants": len(r["variants"]), **r["timing"]}
+        programs=[{"style_loss": r["config"]["style_loss"], "content_loss": r["config"]["content_loss"],
+                   "variants": len(r["variants"]), **r["timing"]}
                   for r in reports])
     starts = np.cumsum([0] + [len(r["variants"]) for r in reports])
     report["history"] = [{**h, "program": g, "first": int(starts[g])} for g, r in enumerate(reports)
@@ -267,7 +275,7 @@ def continued(out: Path, n: int, raw_config: dict) -> tuple[Config, Checkpoint]:
     cfg = validate({**raw_config, "output": str(out), "overwrite": True, "optimizer": {**optimizer, "iterations": n}})
     if cfg.is_clip or len(program_groups(cfg)) > 1:
         raise ConfigError(f"--continue takes a finished image run of one program; {out} holds "
-                          + ("a clip" if cfg.is_clip else "a sweep over style losses"))
+                          + ("a clip" if cfg.is_clip else "a sweep over style or content losses"))
     images = read_raw(out / RAW)
     variants = expand_variants(cfg)
     shape = tuple(prepare_images(cfg, objective_for(variants, cfg).layers).content.shape[-3:-1])

@@ -40,7 +40,8 @@ def plan_lines(cfg: Config) -> list[str]:
     stages = plan_stages(inputs.content.shape[-3:-1], cfg)
     winograd = bool(run_winograd_layers(cfg, stages, objective.layers))
     history = cfg.optimizer.options.get("history_size", 0)
-    peaks = [stage_peak_bytes(s, len(variants), objective.layers, history, winograd) for s in stages]
+    peaks = [stage_peak_bytes(s, len(variants), objective.layers, history, winograd, objective, cfg.style_scale,
+                              len(cfg.styles)) for s in stages]
     for k, stage in enumerate(stages):
         (h, w), (th, tw) = stage.shape, stage.tile
         tiles = pass_tiles(stage, cfg.tile_overlap)

@@ -62,9 +62,11 @@ FLAT_DENSE, FLAT_SPARSE = 0.3, 0.5
 FLAT_SIDE = 256
 
 
-def group_key(content_layers: dict, style_layers: dict, style_loss: str) -> str:
-    """What a factor depends on besides the images: the layer weights and the style loss."""
-    return json.dumps([content_layers, style_layers, style_loss], sort_keys=True)
+def group_key(content_layers: dict, style_layers: dict, style_loss: str, content_loss: str = "features") -> str:
+    """What a factor depends on besides the images: the layer weights and the style and content
+    losses (the paper's content loss left out of the key, as before there was a choice)."""
+    return json.dumps([content_layers, style_layers, style_loss, *([content_loss] if content_loss != "features"
+                                                                  else [])], sort_keys=True)
 
 
 def flat_share(image: np.ndarray) -> float:
@@ -98,7 +100,7 @@ def unit_weights(weights: LossWeights, i: int) -> LossWeights:
     pick = lambda tree: jax.tree_util.tree_map(lambda a: a[i], tree)  # noqa: E731
     one = jnp.float32(1.0)
     return LossWeights(one, one, pick(weights.content), pick(weights.style),
-                       {k: jnp.float32(0.0) for k in weights.terms})
+                       {k: jnp.float32(0.0) for k in weights.terms}, None if weights.seed is None else weights.seed[i])
 
 
 def endpoints(loss_fn: Callable, params, targets: Targets, weights: LossWeights, photo: jax.Array,

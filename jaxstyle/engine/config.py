@@ -31,7 +31,7 @@ from ..core.errors import ConfigError, quote
 from .plan import DIRECT_ITERATIONS, LAST_STAGE_ITERATIONS, auto_scale_iterations, auto_scales
 from ..media.images import DEFAULT_MAX_PIXELS
 from ..model.losses import NORMALISATIONS, TERMS
-from ..model.style_losses import STYLE_LOSSES
+from ..model.style_losses import CONTENT_LOSSES, POOLED, STYLE_LOSSES
 from ..model.terms import check_term_file, is_file_term
 from .program import STRATEGIES
 from .solvers import REGISTRY, non_negative, one_of, whole
@@ -47,9 +47,14 @@ DEFAULT_BETA = {"paper": 1000.0, "mean": 10.0}
 NOISE_DISTRIBUTIONS = ("normal", "uniform")
 DEFAULT_NOISE_AMPLITUDE = {"normal": 0.02, "uniform": 0.5}
 UPSAMPLE_METHODS = ("nearest", "linear", "cubic", "lanczos3")
-COLOR_MODES = ("none", "luminance", "histogram", "chroma")
-SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms", "style_loss", "temporal", "lattice",
-             "weighting")
+COLOR_MODES = ("none", "luminance", "histogram", "chroma", "palette")
+SWEEPABLE = ("alpha", "beta", "content_layers", "style_layers", "terms", "style_loss", "content_loss", "temporal",
+             "lattice", "weighting")
+#: ``style_loss: mrf``'s layers: Li and Wand's relu3_1 and relu4_1 (their code's choice too).
+MRF_LAYERS = {"conv3_1": 1.0, "conv4_1": 1.0}
+#: ``content_loss: self_similarity``'s layers: a hypercolumn from the first to the fourth block, as
+#: STROTSS's is (docs/loss-lab.md: conv4_2 alone left the photograph's fine layout free).
+SIMILARITY_LAYERS = {"conv1_1": 1.0, "conv2_1": 1.0, "conv3_1": 1.0, "conv4_1": 1.0}
 #: ``temporal``'s default with ``losses: mean`` (docs/video.md: how it was measured); with ``paper``
 #: the content term grows with the image's area, so the same weight ties frames less.
 DEFAULT_TEMPORAL = 5.0
@@ -362,7 +367,8 @@ def sweep(name: str, value: Any, c: dict) -> dict[str, list]:
             raise ConfigError(f"sweep.{k} must be a non-empty list")
     if "temporal" in value and not is_clip(c["content"]):
         raise ConfigError("sweep.temporal needs a clip as the content (a video file or a folder of frames)")
-    parse = {"terms": _terms, "style_loss": _style_loss, "weighting": lambda n, v: choice(*WEIGHTINGS)(n, v, {})}
+    parse = {"terms": _terms, "style_loss": _style_loss, "weighting": lambda n, v: choice(*WEIGHTINGS)(n, v, {}),
+             "content_loss": lambda n, v: choice(*CONTENT_LOSSES)(n, v, {})}
     return {k: [(_layer_weights(f"sweep.{k}[]", v) if k.endswith("layers") else
                  parse.get(k, _number)(f"sweep.{k}[]", v)) for v in vs]
             for k, vs in value.items()}
@@ -380,8 +386,21 @@ def style_loss(name: str, value: Any, c: dict) -> str:
 
 
 def check_style_losses(cfg: "Config") -> None:
-    """Alternative style losses need the mean-normalised losses, and masks need the Gram loss."""
+    """Alternative style and content losses need the mean-normalised losses, masks need the Gram
+    loss, and the pooled losses (``mrf``, ``remd``) an equal blend and their own layers."""
     chosen = [cfg.style_loss, *cfg.sweep.get("style_loss", [])]
+    contents = [cfg.content_loss, *cfg.sweep.get("content_loss", [])]
+    if cfg.losses != "mean" and "self_similarity" in contents:
+        raise ConfigError("content_loss self_similarity needs losses: mean")
+    pooled = next((k for k in chosen if k in POOLED), None)
+    if pooled is not None and len(set(cfg.blend)) > 1:
+        raise ConfigError(f"style_loss {pooled} pools the artworks' patches or samples, so it cannot weigh "
+                          "them unequally: remove style_blend")
+    if "mrf" in chosen and "style_layers" in cfg.sweep:
+        raise ConfigError("style_loss mrf matches patches at mrf_layers, not style_layers: sweep one or the other")
+    if "self_similarity" in contents and "content_layers" in cfg.sweep:
+        raise ConfigError("content_loss self_similarity compares similarity_layers, not content_layers: "
+                          "sweep one or the other")
     other = next((k for k in chosen if k != "gram"), None)
     if other is None:
         return
@@ -641,8 +660,25 @@ class Config:
     losses: str = key("mean", choice(*NORMALISATIONS),
                       "`mean`: L_content = 1/(N_l M_l) sum (F - P)^2, E_l = 1/N_l^2 sum (G/M_l - A/M_l^style)^2, "
                       "the same at any size; `paper`: Eq. 1 and 4 as printed (docs/calibration.md)")
-    style_loss: str = key("gram", style_loss, "`gram` (the paper's Eq. 4), `mean_cov`, `wasserstein` or "
-                          "`histogram` (docs/loss-lab.md); the others need `losses: mean`")
+    style_loss: str = key("gram", style_loss, "`gram` (the paper's Eq. 4), `mean_cov`, `wasserstein`, "
+                          "`histogram`, `mrf` (patches), `remd` (relaxed optimal transport) or `neighbours` (NNST; "
+                          "docs/loss-lab.md); the others need `losses: mean`")
+    content_loss: str = key("features", choice(*CONTENT_LOSSES),
+                            "`features` (the paper's Eq. 1) or `self_similarity` (STROTSS: the layout of the "
+                            "self-similarity of `similarity_layers`, appearance free; docs/loss-lab.md); the "
+                            "latter needs `losses: mean`")
+    similarity_layers: dict[str, float] = key(dict(SIMILARITY_LAYERS), layer_weights,
+                                              "`content_loss: self_similarity`'s layers -> weight in the "
+                                              "hypercolumn (used instead of `content_layers`)",
+                                              "`conv1_1` .. `conv4_1`: 1 each")
+    mrf_layers: dict[str, float] = key(dict(MRF_LAYERS), layer_weights,
+                                       "`style_loss: mrf`'s layers -> weight (used instead of `style_layers`)",
+                                       "`conv3_1`, `conv4_1`: 1 each")
+    mrf_patch: int = key(3, count(1, 9), "`style_loss: mrf`'s patch side, in positions of the layer")
+    mrf_stride: int = key(2, count(1, 64), "`style_loss: mrf`: patches are taken every this many positions, "
+                          "in the output and in the artwork (the match grows with its inverse fourth power)")
+    samples: int = key(1024, count(2, 65536), "`style_loss: remd` and `content_loss: self_similarity`: positions "
+                       "sampled (once per stage, from the variant's seed) in the output and in each artwork")
     alpha: float = key(1.0, number, "Eq. 7's content weight")
     beta: float = key(Computed(lambda c: DEFAULT_BETA[c["losses"]]), number,
                       "Eq. 7's style weight: alpha/beta 0.1 with `mean` (measured), the paper's 1e-3 with `paper`",
@@ -681,8 +717,9 @@ class Config:
                          "weight of the lattice term, the energy of a 2-px grid in phase over tens of pixels "
                          "(docs/highres.md); 0: off", "1000 with `mean`, 0 with `paper`")
     sweep: dict[str, list] = key({}, sweep, "lists of values for `alpha`, `beta`, `content_layers`, `style_layers`, "
-                                 "`terms`, `style_loss`, `lattice` (a clip's `temporal` too); every combination "
-                                 "(x every seed) is a variant of the same batch (each style loss its own program)")
+                                 "`terms`, `style_loss`, `content_loss`, `lattice` (a clip's `temporal` too); every "
+                                 "combination (x every seed) is a variant of the same batch (each style and content "
+                                 "loss its own program)")
     scales: list[int] = key("auto", scales,
                             "coarse-to-fine: long sides of coarser stages, run first; `auto`: halve `size` while the "
                             "half is at least 128 px (512 -> `[128, 256]`), else from 127 px one half-size stage (200 -> `[100]`; "
@@ -721,7 +758,9 @@ class Config:
                           "`auto`: cut a frame, mount or margin (near-uniform bands) and the band just inside it "
                           "from each artwork's edges before its statistics are taken (docs/quality.md); `none`")
     preserve_colors: str = key("none", choice(*COLOR_MODES),
-                               "`luminance`, `histogram` or `chroma` (docs/config.md)")
+                               "`luminance`, `histogram` or `chroma` (docs/config.md); `palette`, the other way "
+                               "round: the photograph's colours moved to the artworks' before the run (NNST's "
+                               "colour step, docs/loss-lab.md)")
     masks: list[str] | None = key(None, masks, "one mask image per style image (white: that style applies)", "none")
     denoise: int = key(0, denoise, "3 or 5: a median filter of that size on the result")
     remat: bool = key(False, boolean, "recompute each VGG block's activations in the backward pass")
@@ -764,6 +803,15 @@ def _keys() -> list[dataclasses.Field]:
 
 #: Every top-level config key, in the order they are checked.
 KEYS: tuple[str, ...] = tuple(f.name for f in _keys())
+#: Keys added after checkpoints and reports began recording the config.
+ADDED_KEYS = ("content_loss", "similarity_layers", "mrf_layers", "mrf_patch", "mrf_stride", "samples")
+
+
+def added_keys() -> dict[str, Any]:
+    """:data:`ADDED_KEYS` with their defaults: a checkpoint written before a key existed ran as its
+    default does."""
+    fields = {f.name: f for f in _keys()}
+    return {k: copy.deepcopy(fields[k].metadata["default"]) for k in ADDED_KEYS}
 
 
 def validate(raw: Mapping[str, Any]) -> Config:

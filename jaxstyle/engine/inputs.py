@@ -144,6 +144,10 @@ def prepare_images(cfg: Config, layers: tuple[str, ...], shape: tuple[int, int] 
     if cfg.preserve_colors == "histogram":  # a clip's frames, stacked, count as one photograph
         styles = [np.clip(color.match_color_histogram(s, photo.reshape(-1, w, 3)), 0, 1).astype(np.float32)
                   for s in styles]
+    elif cfg.preserve_colors == "palette":  # the photograph (a clip's frames together) in the artworks' colours
+        pool = np.concatenate([s.reshape(-1, 3) for s in styles])[:, None, :]
+        content = np.clip(color.match_color_histogram(photo.reshape(-1, w, 3), pool), 0, 1).reshape(
+            photo.shape).astype(np.float32)
     elif cfg.preserve_colors == "luminance":
         y = color.rgb_to_yiq(photo)[..., 0]
         content = color.gray_rgb(y)

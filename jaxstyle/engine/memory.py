@@ -65,13 +65,15 @@ WINOGRAD_BYTES = 250 * 2**20
 
 
 def estimate_peak_bytes(height: int, width: int, batch: int, layers: Sequence[str],
-                        history_size: int = 20, winograd: bool = False) -> int:
-    """Predicted peak memory of a run: activations, L-BFGS history and images, plus a baseline (and
+                        history_size: int = 20, winograd: bool = False, extra: int = 0) -> int:
+    """Predicted peak memory of a run: activations, L-BFGS history and images, and ``extra`` bytes
+    per variant (the correspondence losses' matrices,
+    :meth:`jaxstyle.model.losses.Objective.match_bytes`), plus a baseline (and
     :data:`WINOGRAD_BYTES` where ``winograd``, the run's convolutions may take that path)."""
     deepest = max(layers, key=layer_index)
     acts = activation_floats(height, width, deepest) * ACTIVATION_FACTOR
     images = (2 * history_size + 8) * height * width * 3 * 4  # s/y history, x, grads, targets
-    return int(batch * (acts + images) + BASELINE_BYTES + (WINOGRAD_BYTES if winograd else 0))
+    return int(batch * (acts + images + extra) + BASELINE_BYTES + (WINOGRAD_BYTES if winograd else 0))
 
 
 def available_bytes() -> int | None:

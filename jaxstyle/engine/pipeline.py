@@ -219,7 +219,7 @@ class Setup:
         auto = [v.weighting == "auto" for v in self.padded]
         if not any(auto):
             return None
-        keys = [group_key(v.content_layers, v.style_layers, v.style_loss) for v in self.padded]
+        keys = [group_key(v.content_layers, v.style_layers, v.style_loss, v.content_loss) for v in self.padded]
         sparse = self.artworks()[0]
         if sparse <= 0.0:
             return None
@@ -295,7 +295,8 @@ def prepare(cfg: Config, params=None, variants: list[Variant] | None = None, fra
         stages = [dataclasses.replace(stages[-1], iterations=frames.iterations)]
     history = cfg.optimizer.options.get("history_size", 0)
     winograd = run_winograd_layers(cfg, stages, objective.layers)
-    estimates = [stage_peak_bytes(s, len(variants), objective.layers, history, bool(winograd)) for s in stages]
+    estimates = [stage_peak_bytes(s, len(variants), objective.layers, history, bool(winograd), objective,
+                                  cfg.style_scale, len(cfg.styles)) for s in stages]
     if cfg.memory_check:
         worst = stages[int(np.argmax(estimates))]
         require_fits(max(estimates), f"{len(variants)} variant(s) at {worst.shape[1]}x{worst.shape[0]} px"

@@ -51,6 +51,7 @@ from ..model.vgg import layer_index
 
 if TYPE_CHECKING:  # a type only: the config resolves ``scales: auto`` through this module
     from .config import Config
+    from ..model.losses import Objective
 
 #: ``scales: auto``: coarser stages halve the long side while it stays at least this many pixels,
 #: so the coarsest stage has a long side from 128 to 255 px ...
@@ -204,15 +205,19 @@ def tile_style_share(stage: Stage, losses: str) -> float:
 
 
 def stage_peak_bytes(stage: Stage, batch: int, layers: Sequence[str], history_size: int,
-                     winograd: bool = False) -> int:
-    """Predicted peak memory of one stage.
+                     winograd: bool = False, objective: Objective | None = None, style_scale: float = 1.0,
+                     artworks: int = 1) -> int:
+    """Predicted peak memory of one stage (with ``objective``, its correspondence losses' matrices for
+    ``artworks`` artworks at the stage's size times ``style_scale``).
 
     Untiled: :func:`jaxstyle.engine.memory.estimate_peak_bytes` of the image. Tiled: the larger of the
     tile's optimisation and a forward pass over the whole image (targets and the full-image loss),
     plus the whole-image buffers kept on the host (the batch, blending temporaries, the photograph,
     the style and mask images).
     """
-    program = estimate_peak_bytes(*stage.tile, batch, layers, history_size, winograd)
+    art = (round(stage.shape[0] * style_scale), round(stage.shape[1] * style_scale))
+    extra = 0 if objective is None else objective.match_bytes(stage.tile, [art] * artworks)
+    program = estimate_peak_bytes(*stage.tile, batch, layers, history_size, winograd, extra)
     base = BASELINE_BYTES + (WINOGRAD_BYTES if winograd else 0)
     if not stage.tiled:
         return program

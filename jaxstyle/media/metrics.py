@@ -206,3 +206,16 @@ def seam_ratio(image: np.ndarray, rows: Sequence[int], cols: Sequence[int]) -> f
                 on += energy[r - 1]
                 ref += energy[same].mean()
     return float(on / ref) if ref > 0 else float("nan")
+
+
+def ssim_luminance(a: np.ndarray, b: np.ndarray) -> float:
+    """The mean SSIM of two images' luminance (8 x 8 windows, no overlap; Wang et al. 2004's constants)."""
+    ya, yb = (0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2] for x in (a, b))
+    h, w = (ya.shape[0] // 8) * 8, (ya.shape[1] // 8) * 8
+    blocks = lambda y: y[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 64)  # noqa: E731
+    pa, pb = blocks(ya), blocks(yb)
+    ma, mb = pa.mean(1), pb.mean(1)
+    va, vb = pa.var(1), pb.var(1)
+    cov = ((pa - ma[:, None]) * (pb - mb[:, None])).mean(1)
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    return float(np.mean((2 * ma * mb + c1) * (2 * cov + c2) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))))

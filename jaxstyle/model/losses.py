@@ -31,9 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.errors import ConfigError
-from .style_losses import DEFAULT_WEIGHTS, LAYER_LOSSES, STYLE_LOSSES, statistics
+from . import correspondence as corr
+from .style_losses import CONTENT_LOSSES, DEFAULT_CONTENT_WEIGHTS, DEFAULT_WEIGHTS, LAYER_LOSSES, POOLED, STYLE_LOSSES
+from .style_losses import statistics
 from .style_losses import target as style_target
-from .vgg import check_layers, layer_stride, vgg19_features
+from .vgg import LAYERS, check_layers, layer_stride, vgg19_features
 
 
 def content_loss(features: jax.Array, target: jax.Array) -> jax.Array:
@@ -236,6 +238,16 @@ class Targets(NamedTuple):
     hold: jax.Array | None = None
 
 
+def _grid_size(shape: Sequence[int], layers: Sequence[str]) -> int:
+    """Positions of the finest grid among ``layers`` for an image of ``shape`` ``(H, W, ...)``."""
+    return c_positions((*shape[:2], 3), corr.finest(layers))
+
+
+def _channels(layer: str) -> int:
+    """N_l, the number of channels of ``layer``'s responses."""
+    return next(cout for name, _, cout in LAYERS if name == layer)
+
+
 def c_positions(image_shape: Sequence[int], layer: str) -> int:
     """M_l, the number of positions of ``layer``'s responses for an image of ``image_shape``."""
     h, w = int(image_shape[-3]), int(image_shape[-2])
@@ -276,7 +288,7 @@ class LossWeights(NamedTuple):
     """All loss weights as arrays (scalars for one variant, ``(V,)`` leaves for a batch).
 
     alpha, beta: Eq. 7's weights. content / style: per-layer weights (Eq. 5's w_l for style).
-    terms: weight of each extra term by name (e.g. ``{"tv": ...}``).
+    terms: weight of each extra term by name (e.g. ``{"tv": ...}``). seed: see below.
     """
 
     alpha: jax.Array
@@ -284,6 +296,9 @@ class LossWeights(NamedTuple):
     content: dict[str, jax.Array]
     style: dict[str, jax.Array]
     terms: dict[str, jax.Array]
+    #: The variant's seed (uint32), where the objective samples positions (``remd``,
+    #: ``self_similarity``): the positions are drawn from it, so they stay fixed within a stage.
+    seed: jax.Array | None = None
 
 
 #: An extra loss term: ``term(image (H, W, 3), features {layer: (h, w, C)}, targets) -> scalar``.
@@ -344,14 +359,51 @@ class Objective:
     style_loss: str = "gram"
     padding: str = "zero"
     padding_layers: str = "all"
+    content_loss: str = "features"
+    mrf_patch: int = 3
+    mrf_stride: int = 2
+    samples: int = 1024
 
     def __post_init__(self):
         if self.losses not in NORMALISATIONS:
             raise ValueError(f"losses must be one of {NORMALISATIONS}, not {self.losses!r}")
         if self.style_loss not in STYLE_LOSSES:
             raise ValueError(f"style_loss must be one of {STYLE_LOSSES}, not {self.style_loss!r}")
-        if self.style_loss != "gram" and self.losses != "mean":
-            raise ValueError(f"style_loss {self.style_loss!r} needs losses='mean'")
+        if self.content_loss not in CONTENT_LOSSES:
+            raise ValueError(f"content_loss must be one of {CONTENT_LOSSES}, not {self.content_loss!r}")
+        if (self.style_loss != "gram" or self.content_loss != "features") and self.losses != "mean":
+            raise ValueError(f"style_loss {self.style_loss!r} and content_loss {self.content_loss!r} need losses='mean'")
+
+    @property
+    def samples_positions(self) -> bool:
+        """Whether the objective reads a variant's seed (:attr:`LossWeights.seed`): it samples positions."""
+        return self.style_loss == "remd" or self.content_loss == "self_similarity"
+
+    def match_bytes(self, shape: Sequence[int], artwork_shapes: Sequence[Sequence[int]]) -> int:
+        """Memory per variant of the matrices the correspondence losses build for an image of
+        ``shape`` ``(H, W)`` against artworks of ``artwork_shapes``: the patch similarities of
+        ``mrf`` (output patches x artwork patches, every layer), the cost matrices of ``remd``
+        (samples x the artworks' samples) and the self-similarity matrices (samples squared, two),
+        each counted three times over (the matrix, its gradient, a temporary); 0 for the others."""
+        total = 0
+        if self.style_loss == "mrf":
+            for l in self.style_layers:
+                out = corr.patch_count(tuple(shape[:2]), l, self.mrf_patch, self.mrf_stride)
+                art = sum(corr.patch_count(tuple(a[:2]), l, self.mrf_patch, self.mrf_stride) for a in artwork_shapes)
+                total += 3 * out * art
+        if self.style_loss == "remd":
+            n = min(self.samples, _grid_size(shape, self.style_layers))
+            m = sum(min(self.samples, _grid_size(a, self.style_layers)) for a in artwork_shapes)
+            width = sum(_channels(l) for l in self.style_layers)
+            total += 3 * (2 * n * m + 2 * width * width)
+        if self.style_loss == "neighbours":  # the search's block x artwork similarities (targets only)
+            step = max(corr.NEIGHBOUR_GRID, layer_stride(corr.finest(self.style_layers)))
+            art = sum((a[0] // step) * (a[1] // step) for a in artwork_shapes)
+            total += 2 * corr.NEIGHBOUR_BLOCK * art
+        if self.content_loss == "self_similarity":
+            n = min(self.samples, _grid_size(shape, self.content_layers))
+            total += 3 * 2 * n * n
+        return 4 * total
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -362,8 +414,11 @@ class Objective:
 
     def style_grams(self, params, style_image: jax.Array | Sequence[jax.Array]) -> dict[str, Any]:
         """The artwork(s)' statistics per position, ``{layer: (S, N_l, N_l)}`` Gram matrices G^l / M_l
-        (Eq. 3) for ``style_loss="gram"``, ``{layer: {name: (S, ...)}}`` for the others
-        (:func:`jaxstyle.model.style_losses.statistics`).
+        (Eq. 3) for ``style_loss="gram"``, ``{layer: {name: (S, ...)}}`` for the other statistics
+        (:func:`jaxstyle.model.style_losses.statistics`); for the correspondence losses one pool of
+        every artwork's patches (``mrf``: ``{layer: {"patches", "unit": (P, D)}}``), sampled cells and
+        colours (``remd``: ``{"cells": {layer: (m, N_l)}, "rgb": (m, 3)}``) or grid cells
+        (``neighbours``: ``{"cells": {layer: (m, N_l)}}``).
 
         Divided by M_l they no longer depend on the artwork's size: they are the mean form's
         targets, and Eq. 4's target for any region of the generated image is this times that
@@ -373,6 +428,20 @@ class Objective:
         styles = [style_image] if not isinstance(style_image, (list, tuple)) else list(style_image)
         feats = [vgg19_features(params, s, self.style_layers, self.pooling, padding=self.padding,
                                 padding_layers=self.padding_layers) for s in styles]
+        if self.style_loss == "mrf":  # every artwork's patches, one set per layer
+            return {l: corr.mrf_target([f[l] for f in feats], self.mrf_patch, self.mrf_stride)
+                    for l in self.style_layers}
+        if self.style_loss == "neighbours":  # every artwork's hypercolumns on the grid, one pool
+            cells = [corr.layer_cells(f, self.style_layers, corr.grid_positions(f, self.style_layers)) for f in feats]
+            return {"cells": jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *cells)}
+        if self.style_loss == "remd":  # each artwork's hypercolumns at positions drawn from its index
+            picks = []
+            for k, (s, f) in enumerate(zip(styles, feats)):
+                top = f[corr.finest(self.style_layers)]
+                pos = corr.sample_positions(jax.random.PRNGKey(k), top.shape[:2], self.samples)
+                picks.append({"cells": corr.layer_cells(f, self.style_layers, pos),
+                              "rgb": corr.pixels_at(s, f, self.style_layers, pos)})
+            return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *picks)
         if self.style_loss != "gram":
             per_style = [{l: statistics(self.style_loss, f[l]) for l in self.style_layers} for f in feats]
             return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *per_style)
@@ -388,10 +457,17 @@ class Objective:
         ``content_image``'s feature map, so Eq. 4 compares like with like at any size; with masks,
         region k's target uses that region's area in ``content_image`` instead of M_l.
         """
-        c = vgg19_features(params, content_image, self.content_layers, self.pooling, padding=self.padding,
-                           padding_layers=self.padding_layers)
+        photo_layers = self.content_layers + (self.style_layers if self.style_loss == "neighbours" else ())
+        c = vgg19_features(params, content_image, tuple(dict.fromkeys(photo_layers)), self.pooling,
+                           padding=self.padding, padding_layers=self.padding_layers)
         region_masks = None
-        if self.style_loss != "gram":  # per-position statistics, blended, then the loss's own target
+        if self.style_loss == "neighbours":  # the photograph's grid, each position the artwork's nearest
+            query = corr.layer_cells(c, self.style_layers, corr.grid_positions(c, self.style_layers))
+            style = {"cells": corr.nearest_neighbours(query, grams["cells"])}
+            c = {l: c[l] for l in self.content_layers}
+        elif self.style_loss in POOLED:  # one set of patches or samples for all artworks (equal blend)
+            style = dict(grams)
+        elif self.style_loss != "gram":  # per-position statistics, blended, then the loss's own target
             n = len(blend) if blend is not None else jax.tree_util.tree_leaves(grams)[0].shape[0]
             w = jnp.asarray(blend if blend is not None else [1.0 / n] * n, jnp.float32)
             style = {l: style_target(self.style_loss,
@@ -443,9 +519,31 @@ class Objective:
         mean = self.losses == "mean"
         layer_content = mean_content_loss if mean else content_loss
         layer_style = mean_style_layer_loss if mean else style_layer_loss
-        l_content = sum(weights.content[l] * layer_content(feats[l], targets.content[l])
-                        for l in self.content_layers)
-        if self.style_loss != "gram":
+        key = jax.random.PRNGKey(0 if weights.seed is None else weights.seed) if self.samples_positions else None
+        if self.content_loss == "self_similarity":
+            pos = corr.sample_positions(jax.random.fold_in(key, 1),
+                                        feats[corr.finest(self.content_layers)].shape[:2], self.samples)
+            l_content = DEFAULT_CONTENT_WEIGHTS["self_similarity"] * corr.self_similarity_loss(
+                corr.hypercolumns(corr.layer_cells(feats, self.content_layers, pos), weights.content),
+                corr.hypercolumns(corr.layer_cells(targets.content, self.content_layers, pos), weights.content))
+        else:
+            l_content = sum(weights.content[l] * layer_content(feats[l], targets.content[l])
+                            for l in self.content_layers)
+        if self.style_loss == "mrf":
+            e = {l: corr.mrf_layer_loss(feats[l], targets.style[l], self.mrf_patch, self.mrf_stride)
+                 for l in self.style_layers}
+        elif self.style_loss == "remd":  # one term over every layer's hypercolumn, w_l inside it
+            pos = corr.sample_positions(key, feats[corr.finest(self.style_layers)].shape[:2], self.samples)
+            tgt = targets.style
+            e = {"all": corr.remd_loss(
+                corr.hypercolumns(corr.layer_cells(feats, self.style_layers, pos), weights.style),
+                corr.pixels_at(image, feats, self.style_layers, pos),
+                corr.hypercolumns({l: tgt["cells"][l] for l in self.style_layers}, weights.style), tgt["rgb"])}
+        elif self.style_loss == "neighbours":
+            pos = corr.grid_positions(feats, self.style_layers)
+            e = {"all": corr.neighbours_loss(corr.layer_cells(feats, self.style_layers, pos), targets.style["cells"],
+                                             weights.style)}
+        elif self.style_loss != "gram":
             e = {l: LAYER_LOSSES[self.style_loss](feats[l], targets.style[l]) for l in self.style_layers}
         elif targets.masks is None:
             e = {l: layer_style(gram_matrix(feats[l]), targets.style[l], feats[l].shape[-3] * feats[l].shape[-2])
@@ -453,7 +551,7 @@ class Objective:
         else:
             e = {l: guided_style_layer_loss(feats[l], targets.style[l], targets.masks[l], self.losses)
                  for l in self.style_layers}
-        l_style = DEFAULT_WEIGHTS[self.style_loss] * style_loss(e, weights.style)
+        l_style = DEFAULT_WEIGHTS[self.style_loss] * (e["all"] if "all" in e else style_loss(e, weights.style))
         out = {"content": jnp.asarray(l_content, image.dtype), "style": jnp.asarray(l_style, image.dtype)}
         total = total_loss(out["content"], out["style"], weights.alpha, weights.beta)
         for name in self.terms:

@@ -29,14 +29,25 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-#: The config's ``style_loss`` choices; ``gram`` is the paper's and the default.
-STYLE_LOSSES = ("gram", "mean_cov", "wasserstein", "histogram")
+#: The config's ``style_loss`` choices; ``gram`` is the paper's and the default. ``mrf`` and
+#: ``remd`` compare correspondences, not statistics, and ``neighbours`` replaces the photograph's
+#: features by the artwork's nearest (:mod:`jaxstyle.model.correspondence`).
+STYLE_LOSSES = ("gram", "mean_cov", "wasserstein", "histogram", "mrf", "remd", "neighbours")
+#: The style losses whose target is one pool of the artworks' patches or samples, not a blend of
+#: per-position statistics: several artworks pool theirs, so only an equal blend is defined.
+POOLED = ("mrf", "remd", "neighbours")
+#: The config's ``content_loss`` choices: the paper's Eq. 1 (``features``, the default) or
+#: STROTSS's self-similarity (:mod:`jaxstyle.model.correspondence`).
+CONTENT_LOSSES = ("features", "self_similarity")
 
 #: Each style loss's factor, measured so that the default alpha/beta (0.1) gives the balance the
 #: Gram loss gives: the same final mean-normalised content loss as the Gram loss's default run
 #: (0.379 for leuvenA x The Starry Night at 256 px), interpolated in log-log from runs at beta 2, 5
 #: and 10 (docs/loss-lab.md).
-DEFAULT_WEIGHTS = {"gram": 1.0, "mean_cov": 0.6, "wasserstein": 0.22, "histogram": 0.35}
+DEFAULT_WEIGHTS = {"gram": 1.0, "mean_cov": 0.6, "wasserstein": 0.22, "histogram": 0.35, "mrf": 0.02, "remd": 0.07,
+                   "neighbours": 0.6}
+#: Each content loss's factor (docs/loss-lab.md says by what rule).
+DEFAULT_CONTENT_WEIGHTS = {"features": 1.0, "self_similarity": 6.0}
 
 #: Points of the artwork's quantile function kept per channel (``histogram``): enough that linear
 #: interpolation between them is finer than the responses' own noise, and fixed, so the target's

@@ -45,7 +45,7 @@ from jaxstyle.engine.config import validate
 from jaxstyle.engine.pipeline import prepare
 from jaxstyle.engine.progress import RunHooks
 from jaxstyle.media.images import contact_sheet, load_image, save_png
-from jaxstyle.media.metrics import speckle_pair
+from jaxstyle.media.metrics import speckle_pair, ssim_luminance
 
 #: Debian's opencv-doc samples (``apt-get install opencv-doc``).
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -59,19 +59,6 @@ def resolve(text: str, data: Path) -> str:
     """``photo:artwork`` with each name not in examples/ looked for in ``data``."""
     return ":".join(str(data / n) if not (EXAMPLES / n).is_file() and (data / n).is_file() else n
                     for n in text.split(":"))
-
-
-def ssim_luminance(a: np.ndarray, b: np.ndarray) -> float:
-    """The mean SSIM of two images' luminance (8 x 8 windows, no overlap; Wang et al. 2004's constants)."""
-    ya, yb = (0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2] for x in (a, b))
-    h, w = (ya.shape[0] // 8) * 8, (ya.shape[1] // 8) * 8
-    blocks = lambda y: y[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 64)  # noqa: E731
-    pa, pb = blocks(ya), blocks(yb)
-    ma, mb = pa.mean(1), pb.mean(1)
-    va, vb = pa.var(1), pb.var(1)
-    cov = ((pa - ma[:, None]) * (pb - mb[:, None])).mean(1)
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    return float(np.mean((2 * ma * mb + c1) * (2 * cov + c2) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))))
 
 
 def ends(cfg, params, layers: dict | None = None) -> tuple[float, float, Callable]:

@@ -33,7 +33,7 @@ import numpy as np
 
 from jaxstyle import load_vgg19
 from jaxstyle.cli import run_main
-from jaxstyle.engine.config import PAPER_STYLE_LAYERS
+from jaxstyle.engine.config import MRF_LAYERS, PAPER_STYLE_LAYERS
 from jaxstyle.core.errors import ConfigError
 from jaxstyle.media.images import load_image
 from jaxstyle.model.losses import LossWeights, Objective
@@ -44,8 +44,10 @@ from jaxstyle.driver.bench import EXAMPLES, QUALITY_PAIRS
 
 def weights(objective: Objective) -> LossWeights:
     f = jnp.float32
+    style = MRF_LAYERS if objective.style_loss == "mrf" else PAPER_STYLE_LAYERS
     return LossWeights(f(1.0), f(10.0), {l: f(1.0) for l in objective.content_layers},
-                       {l: f(w) for l, w in PAPER_STYLE_LAYERS.items()}, {})
+                       {l: f(w) for l, w in style.items()}, {},
+                       jnp.uint32(0) if objective.samples_positions else None)
 
 
 def timed(fn, *args, repeats: int) -> float:
@@ -67,7 +69,8 @@ def main() -> int:
     args = ap.parse_args()
     params = load_vgg19()
     layers = tuple(PAPER_STYLE_LAYERS)
-    objectives = {k: Objective(("conv4_2",), layers, losses="mean", style_loss=k) for k in STYLE_LOSSES}
+    objectives = {k: Objective(("conv4_2",), tuple(MRF_LAYERS) if k == "mrf" else layers, losses="mean", style_loss=k)
+                  for k in STYLE_LOSSES}
     points = ("start", "photo") + (("result",) if args.results else ())
     ratios = {k: {at: [] for at in points} for k in STYLE_LOSSES}
     costs = {k: [] for k in [*STYLE_LOSSES, "all"]}
@@ -122,7 +125,7 @@ def print_tables(args, points, ratios: dict, costs: dict) -> None:
         print(f"\n| style loss | s per loss-and-gradient evaluation ({args.size} px, median over pairs) |")
         print("| --- | --- |")
         for k in [*STYLE_LOSSES, "all"]:
-            print(f"| {k if k != 'all' else 'all four in one program'} | {statistics.median(costs[k]):.3f} |")
+            print(f"| {k if k != 'all' else 'all in one program'} | {statistics.median(costs[k]):.3f} |")
         one_each = sum(statistics.median(costs[k]) for k in STYLE_LOSSES)
         all_in_one = len(STYLE_LOSSES) * statistics.median(costs["all"])
         print(f"\nA sweep of the {len(STYLE_LOSSES)} losses, one variant each, per iteration: one program per "
