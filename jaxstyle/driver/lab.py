@@ -81,9 +81,12 @@ def comparison(cfg: Config, params, images: np.ndarray, variants: list[Variant],
                photos: np.ndarray | None = None) -> list[dict[str, Any]]:
     """report.json's ``comparison``: per variant its label, style loss, content loss (``content_term``),
     terms, the wall seconds of the program that made it, the yardstick losses, each correspondence
-    loss's own measure (:func:`own_measures`) and the speckle index. ``photos``: each image's
+    loss's own measure (:func:`own_measures`, where the sweep is over style or content losses) and the
+    speckle index. ``photos``: each image's
     own photograph ``(V, H, W, 3)`` (a clip's last frame), else the config's."""
-    measured, own = yardstick(cfg, params, images, photos), own_measures(cfg, params, images, photos)
+    measured = yardstick(cfg, params, images, photos)
+    # The losses' own measures judge a comparison of losses; a sweep of terms alone keeps to the yardstick.
+    own = own_measures(cfg, params, images, photos) if {"style_loss", "content_loss"} & set(cfg.sweep) else {}
     seconds = [p["run_s"] for p in report.get("programs", []) for _ in range(p["variants"])] or \
         [report["timing"]["run_s"]] * len(variants)
     labels = variant_labels(variants, cfg.sweep)
