@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..engine.config import Config
-from ..engine.inputs import prepare_images
+from ..engine.inputs import Inputs, prepare_images
 from ..model.losses import LossWeights, Objective
 from ..model.style_losses import DEFAULT_CONTENT_WEIGHTS, DEFAULT_WEIGHTS
 from ..media.metrics import speckle_index
@@ -36,33 +36,38 @@ def yardstick(cfg: Config, params, images: np.ndarray, photos: np.ndarray | None
 
 def own_measures(cfg: Config, params, images: np.ndarray, photos: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Each correspondence loss's own measure of every image, ``(V,)`` each, so that the Gram
-    yardstick is not the only judge: ``mrf`` (at ``mrf_layers``), ``remd`` and ``neighbours`` (the style
-    layers) and the self-similarity content loss (``similarity_layers``), each without its default weight, with the config's patch, stride
-    and samples (positions drawn from seed 0 for every image, so the measures compare)."""
+    yardstick is not the only judge: ``mrf`` (at ``mrf_layers``), ``remd`` and ``neighbours`` (the
+    style layers) and the self-similarity content loss (``similarity_layers``), each without its
+    default weight, with the config's patch, stride and samples (positions drawn from seed 0 for every
+    image, so the measures compare). The images are prepared once for all four."""
     base = dict(pooling=cfg.pooling, losses="mean", mrf_patch=cfg.mrf_patch, mrf_stride=cfg.mrf_stride,
                 samples=cfg.samples)
-    content = tuple(cfg.content_layers)
-    mrf = measure(cfg, params, images, Objective(content, tuple(cfg.mrf_layers), style_loss="mrf", **base),
-                  cfg.mrf_layers, photos)["style"]
-    remd = measure(cfg, params, images, Objective(content, tuple(cfg.style_layers), style_loss="remd", **base),
-                   cfg.style_layers, photos)["style"]
-    nn = measure(cfg, params, images, Objective(content, tuple(cfg.style_layers), style_loss="neighbours", **base),
-                 cfg.style_layers, photos)["style"]
-    ss = measure(cfg, params, images, Objective(tuple(cfg.similarity_layers), (), content_loss="self_similarity",
-                                                **base), {}, photos, cfg.similarity_layers)["content"]
-    return {"mrf": mrf / DEFAULT_WEIGHTS["mrf"], "remd": remd / DEFAULT_WEIGHTS["remd"],
-            "neighbours": nn / DEFAULT_WEIGHTS["neighbours"],
-            "self_similarity": ss / DEFAULT_CONTENT_WEIGHTS["self_similarity"]}
+    content, style = tuple(cfg.content_layers), tuple(cfg.style_layers)
+    objectives = {"mrf": Objective(content, tuple(cfg.mrf_layers), style_loss="mrf", **base),
+                  "remd": Objective(content, style, style_loss="remd", **base),
+                  "neighbours": Objective(content, style, style_loss="neighbours", **base),
+                  "self_similarity": Objective(tuple(cfg.similarity_layers), (), content_loss="self_similarity",
+                                               **base)}
+    layers = tuple(dict.fromkeys(l for o in objectives.values() for l in o.layers))
+    inputs = prepare_images(cfg, layers, shape=images.shape[1:3], frames=photos)
+    out = {k: measure(cfg, params, images, objectives[k], cfg.mrf_layers if k == "mrf" else cfg.style_layers,
+                      photos, inputs=inputs)["style"] / DEFAULT_WEIGHTS[k] for k in ("mrf", "remd", "neighbours")}
+    similarity = measure(cfg, params, images, objectives["self_similarity"], {}, photos, cfg.similarity_layers,
+                         inputs)["content"]
+    out["self_similarity"] = similarity / DEFAULT_CONTENT_WEIGHTS["self_similarity"]
+    return out
 
 
 def measure(cfg: Config, params, images: np.ndarray, objective: Objective, style_layers: dict,
-            photos: np.ndarray | None = None, content_layers: dict | None = None) -> dict[str, np.ndarray]:
+            photos: np.ndarray | None = None, content_layers: dict | None = None,
+            inputs: Inputs | None = None) -> dict[str, np.ndarray]:
     """``objective``'s ``{"content", "style"}`` parts of each of the ``(V, H, W, 3)`` images against
     the config's photograph (or ``photos``, each image's own) and artwork(s), with alpha = beta = 1,
     ``content_layers``' weights (the config's where None) and ``style_layers``' weights, seed 0:
-    ``(V,)`` each."""
+    ``(V,)`` each. ``inputs``: the images already prepared at the images' size, else prepared here."""
     content_layers = cfg.content_layers if content_layers is None else content_layers
-    inputs = prepare_images(cfg, objective.layers, shape=images.shape[1:3], frames=photos)
+    if inputs is None:
+        inputs = prepare_images(cfg, objective.layers, shape=images.shape[1:3], frames=photos)
     styles = [jnp.asarray(s) for s in inputs.styles]
     contents = inputs.content if photos is not None else [inputs.content] * len(images)
     one = jnp.float32(1.0)

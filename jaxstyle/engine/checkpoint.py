@@ -20,6 +20,7 @@ import numpy as np
 
 from ..core.errors import OutputError
 from ..core.fileio import atomic_write
+from .config import added_keys
 
 #: Settings that may differ between an interrupted run and its resumption.
 #: (``output``: the folder may have moved; the checkpoint read is the one in it.)
@@ -159,13 +160,6 @@ def changes(saved: dict, now: dict) -> list[str]:
     return out
 
 
-def added_defaults() -> dict:
-    """The keys added to the config after checkpoints were first written, with their defaults (a
-    checkpoint without them ran as they do)."""
-    from .config import added_keys  # the config imports this module's users; read it when needed
-    return added_keys()
-
-
 def read(path: Path, config: dict) -> tuple[dict, dict[str, np.ndarray]]:
     """The metadata and arrays of a checkpoint, after checking its format and that it was written
     for ``config`` (up to :data:`RESUMABLE_CHANGES`)."""
@@ -173,7 +167,7 @@ def read(path: Path, config: dict) -> tuple[dict, dict[str, np.ndarray]]:
     saved = {k: v for k, v in meta["config"].items() if k not in RESUMABLE_CHANGES}
     # Round-trip through JSON so tuples and lists compare as they were saved. A key added since the
     # checkpoint was written, at its default, is the behaviour the checkpoint's run had.
-    added = json.loads(json.dumps(added_defaults()))
+    added = json.loads(json.dumps(added_keys()))
     now = json.loads(json.dumps({k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}))
     now = {k: v for k, v in now.items() if k in saved or k not in added or added[k] != v}
     if now != saved:

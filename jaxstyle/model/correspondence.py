@@ -23,7 +23,7 @@ a mark sits in the artwork, and its shape, survive in them as they do not in a G
   always starts from the photograph (NNST blends in the current output at finer scales), and the
   match is on the unweighted hypercolumn.
 * ``content_loss: self_similarity`` (the same paper, Eq. 8): the output's and the photograph's
-  self-similarity matrices, cosine distances between hypercolumns of the content layers at
+  self-similarity matrices, cosine distances between hypercolumns of ``similarity_layers`` at
   ``samples`` positions, each column divided by its sum, compared by their mean absolute difference
   times the number of positions: the layout is kept, the appearance left free.
 

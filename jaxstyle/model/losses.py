@@ -372,7 +372,8 @@ class Objective:
         if self.content_loss not in CONTENT_LOSSES:
             raise ValueError(f"content_loss must be one of {CONTENT_LOSSES}, not {self.content_loss!r}")
         if (self.style_loss != "gram" or self.content_loss != "features") and self.losses != "mean":
-            raise ValueError(f"style_loss {self.style_loss!r} and content_loss {self.content_loss!r} need losses='mean'")
+            raise ValueError(f"style_loss {self.style_loss!r} and content_loss {self.content_loss!r} "
+                             "need losses='mean'")
 
     @property
     def samples_positions(self) -> bool:
@@ -529,29 +530,31 @@ class Objective:
         else:
             l_content = sum(weights.content[l] * layer_content(feats[l], targets.content[l])
                             for l in self.content_layers)
-        if self.style_loss == "mrf":
-            e = {l: corr.mrf_layer_loss(feats[l], targets.style[l], self.mrf_patch, self.mrf_stride)
-                 for l in self.style_layers}
-        elif self.style_loss == "remd":  # one term over every layer's hypercolumn, w_l inside it
+        if self.style_loss == "remd":  # one term over every layer's hypercolumn, w_l inside it
             pos = corr.sample_positions(key, feats[corr.finest(self.style_layers)].shape[:2], self.samples)
             tgt = targets.style
-            e = {"all": corr.remd_loss(
+            l_style = corr.remd_loss(
                 corr.hypercolumns(corr.layer_cells(feats, self.style_layers, pos), weights.style),
                 corr.pixels_at(image, feats, self.style_layers, pos),
-                corr.hypercolumns({l: tgt["cells"][l] for l in self.style_layers}, weights.style), tgt["rgb"])}
-        elif self.style_loss == "neighbours":
+                corr.hypercolumns({l: tgt["cells"][l] for l in self.style_layers}, weights.style), tgt["rgb"])
+        elif self.style_loss == "neighbours":  # likewise
             pos = corr.grid_positions(feats, self.style_layers)
-            e = {"all": corr.neighbours_loss(corr.layer_cells(feats, self.style_layers, pos), targets.style["cells"],
-                                             weights.style)}
-        elif self.style_loss != "gram":
-            e = {l: LAYER_LOSSES[self.style_loss](feats[l], targets.style[l]) for l in self.style_layers}
-        elif targets.masks is None:
-            e = {l: layer_style(gram_matrix(feats[l]), targets.style[l], feats[l].shape[-3] * feats[l].shape[-2])
-                 for l in self.style_layers}
-        else:
-            e = {l: guided_style_layer_loss(feats[l], targets.style[l], targets.masks[l], self.losses)
-                 for l in self.style_layers}
-        l_style = DEFAULT_WEIGHTS[self.style_loss] * (e["all"] if "all" in e else style_loss(e, weights.style))
+            l_style = corr.neighbours_loss(corr.layer_cells(feats, self.style_layers, pos), targets.style["cells"],
+                                           weights.style)
+        else:  # Eq. 5: a weighted sum of per-layer losses
+            if self.style_loss == "mrf":
+                e = {l: corr.mrf_layer_loss(feats[l], targets.style[l], self.mrf_patch, self.mrf_stride)
+                     for l in self.style_layers}
+            elif self.style_loss != "gram":
+                e = {l: LAYER_LOSSES[self.style_loss](feats[l], targets.style[l]) for l in self.style_layers}
+            elif targets.masks is None:
+                e = {l: layer_style(gram_matrix(feats[l]), targets.style[l], feats[l].shape[-3] * feats[l].shape[-2])
+                     for l in self.style_layers}
+            else:
+                e = {l: guided_style_layer_loss(feats[l], targets.style[l], targets.masks[l], self.losses)
+                     for l in self.style_layers}
+            l_style = style_loss(e, weights.style)
+        l_style = DEFAULT_WEIGHTS[self.style_loss] * l_style
         out = {"content": jnp.asarray(l_content, image.dtype), "style": jnp.asarray(l_style, image.dtype)}
         total = total_loss(out["content"], out["style"], weights.alpha, weights.beta)
         for name in self.terms:
