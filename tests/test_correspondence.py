@@ -150,11 +150,11 @@ def test_objective_is_fixed_per_seed_zero_at_its_ends_and_differentiable(vgg_par
     differ between the two sides, so it is small, not zero) and the photograph's own content loss
     are far below a noise image's; the same seed gives the same value, another seed another."""
     art = jnp.asarray(load_image(EXAMPLES / "starry_night.jpg", shape=(32, 32)))
-    layers = ("conv2_1", "conv3_1") if style_loss == "mrf" else ("conv1_1", "conv2_1", "conv3_1")
-    obj = Objective(("conv3_1",), layers, style_loss=style_loss, content_loss=content_loss, samples=48)
+    layers = ("conv1_1", "conv2_1")  # shallow: the network stops at conv2_1 and compiles fast
+    obj = Objective(("conv2_1",), layers, style_loss=style_loss, content_loss=content_loss, samples=48)
     t = obj.targets(vgg_params, art, [art])
     one = jnp.float32(1.0)
-    w = lambda seed: LossWeights(one, one, {"conv3_1": one}, {l: one for l in layers}, {},  # noqa: E731
+    w = lambda seed: LossWeights(one, one, {"conv2_1": one}, {l: one for l in layers}, {},  # noqa: E731
                                  jnp.uint32(seed))
     noise = jax.random.uniform(jax.random.key(0), art.shape)
     at_art = obj.parts(art, vgg_params, t, w(0))
@@ -174,6 +174,28 @@ def test_memory_estimate_counts_the_matches():
     assert Objective(("conv4_2",), ("conv3_1",)).match_bytes((384, 512), [(384, 512)]) == 0
 
 
+def test_a_clips_batch_of_frames_counts_the_matches(monkeypatch):
+    """A multipass chunk holds as many frames as the memory estimate lets one batch hold: with
+    ``mrf`` at stride 1 its match matrices take room that the Gram loss leaves free."""
+    from jaxstyle.driver import clip
+    from jaxstyle.engine.config import validate
+    from jaxstyle.engine.plan import plan_stages, stage_peak_bytes
+
+    cfg = validate({"content": "a.jpg", "style": "b.jpg", "scales": [], "style_loss": "mrf", "mrf_stride": 1,
+                    "mrf_layers": {"conv3_1": 1}})
+    mrf = Objective(("conv4_2",), ("conv3_1",), style_loss="mrf", mrf_stride=1)
+    gram = Objective(("conv4_2",), ("conv3_1",))
+    shape, stage = (192, 256), plan_stages((192, 256), cfg)[0]
+    need = lambda obj, k: stage_peak_bytes(stage, k, obj.layers, cfg.optimizer.options.get("history_size", 0),  # noqa: E731
+                                           False, obj)
+    monkeypatch.setattr(clip, "available_bytes", lambda: need(gram, 12))
+    monkeypatch.setattr(clip, "run_winograd_layers", lambda *a: ())
+    assert need(mrf, 12) - need(gram, 12) == 12 * mrf.match_bytes(shape, [shape]) > 0
+    assert clip.chunk_frames(cfg, 20, 1, shape, gram) == 12
+    k = clip.chunk_frames(cfg, 20, 1, shape, mrf)
+    assert need(mrf, k) <= need(gram, 12) < need(mrf, k + 1) and k < 12
+
+
 def test_a_sweep_of_every_new_loss_in_one_command(tmp_path):
     """mrf, remd and neighbours with the self-similarity content loss, one command: one program each,
     every variant in the comparison table with every loss's own measure; a sweep over both kinds of
@@ -181,6 +203,9 @@ def test_a_sweep_of_every_new_loss_in_one_command(tmp_path):
     cfg = tmp_path / "lab.yaml"
     cfg.write_text(f"content: {EXAMPLES / 'leuvenA.jpg'}\nstyle: {EXAMPLES / 'starry_night.jpg'}\n"
                    f"output: {tmp_path / 'out'}\nsize: 32\nscales: []\noptimizer: {{iterations: 2}}\nsamples: 32\n"
+                   # Shallow layers only: the network stops at conv2_1, so the three programs compile fast.
+                   "content_layers: {conv2_1: 1}\nstyle_layers: {conv1_1: 1, conv2_1: 1}\nmrf_layers: {conv2_1: 1}\n"
+                   "similarity_layers: {conv1_1: 1, conv2_1: 1}\n"
                    "content_loss: self_similarity\nsweep: {style_loss: [mrf, remd, neighbours]}\n")
     assert main(["--config", str(cfg)]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -267,10 +292,26 @@ def test_neighbours_replace_each_query_by_the_nearest_centred_artwork_cell_and_p
         t64 = {k: jnp.asarray(np.asarray(v), jnp.float64) for k, v in got.items()}
         fd_check(lambda h: corr.neighbours_loss({"a": h[:, :3], "b": h[:, 3:]}, t64, w),
                  np.concatenate([x["a"], x["b"]], 1))
-    # The grid: every 4 px, read on the finest layer's own grid.
-    feats = {"conv1_1": jnp.zeros((8, 12, 1)), "conv3_1": jnp.zeros((2, 3, 1))}
-    np.testing.assert_array_equal(np.asarray(corr.grid_positions(feats, ["conv1_1", "conv3_1"])),
-                                  [0, 4, 8, 48, 52, 56])
+    # The grid: cells of 4 px; conv1_1 (stride 1) averaged over each 4 x 4 block, conv2_1 over 2 x 2,
+    # conv3_1 (stride 4) read as is, conv4_1 (stride 8) the cell covering each; a 9 x 13 px image's
+    # last row and column of cells hold what is left, the map repeated past its edge.
+    fine, mid = rng.normal(size=(9, 13, 2)), rng.normal(size=(4, 6, 2))
+    c3, c4 = rng.normal(size=(2, 3, 2)), rng.normal(size=(1, 1, 2))
+    got = corr.grid_cells({k: jnp.asarray(v, jnp.float32) for k, v in
+                           {"conv1_1": fine, "conv2_1": mid, "conv3_1": c3, "conv4_1": c4}.items()},
+                          ["conv1_1", "conv2_1", "conv3_1", "conv4_1"])
+    edge = lambda f, h, w: f[np.minimum(np.arange(h), f.shape[0] - 1)][:, np.minimum(np.arange(w), f.shape[1] - 1)]  # noqa: E731
+    want_fine = [edge(fine, 12, 16)[4 * i:4 * i + 4, 4 * j:4 * j + 4].mean((0, 1)) for i in range(3) for j in range(4)]
+    want_mid = [edge(mid, 6, 8)[2 * i:2 * i + 2, 2 * j:2 * j + 2].mean((0, 1)) for i in range(3) for j in range(4)]
+    np.testing.assert_allclose(np.asarray(got["conv1_1"]), want_fine, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got["conv2_1"]), want_mid, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got["conv3_1"]), edge(c3, 3, 4).reshape(12, 2), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(got["conv4_1"]), np.repeat(c4.reshape(1, 2), 12, 0), rtol=1e-6)
+    # Every pixel of conv1_1 moves the loss (the old corner reading left 15 in 16 without a gradient).
+    g = jax.grad(lambda f: corr.neighbours_loss(corr.grid_cells({"conv1_1": f}, ["conv1_1"]),
+                                                {"conv1_1": jnp.ones((4, 2))}, {"conv1_1": 1.0}))(
+        jnp.asarray(rng.normal(size=(8, 8, 2)), jnp.float32))
+    assert np.all(np.abs(np.asarray(g)).sum(-1) > 0)
 
 
 def test_palette_gives_the_photograph_the_artworks_colour_mean_and_covariance():

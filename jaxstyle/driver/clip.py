@@ -49,6 +49,7 @@ from ..core.fileio import json_float
 from .report import build_report
 from ..engine.variants import Variant, expand_variants, objective_for
 from ..media.video import Clip, clip_summary, read_clip
+from ..model.losses import Objective
 from ..model.weights import load_vgg19
 
 Log = Callable[[str], None]
@@ -143,17 +144,18 @@ def schedule(cfg: Config) -> str:
     return cfg.video.mode
 
 
-def chunk_frames(cfg: Config, frames: int, variants: int, shape: tuple[int, int], layers) -> int:
+def chunk_frames(cfg: Config, frames: int, variants: int, shape: tuple[int, int], objective: Objective) -> int:
     """How many frames a multipass chunk holds: ``video.chunk_frames``, or as many as the memory
-    estimate lets one batch hold (at least 2 where the clip has 2; refused in one line when that
-    does not fit)."""
+    estimate (the network's and the correspondence losses' matrices) lets one batch hold (at least 2
+    where the clip has 2; refused in one line when that does not fit)."""
     if cfg.video.chunk_frames:
         return min(cfg.video.chunk_frames, frames)
     stages = plan_stages(shape, cfg)
     history = cfg.optimizer.options.get("history_size", 0)
+    layers = objective.layers
     winograd = bool(run_winograd_layers(cfg, stages, layers))
-    need = lambda k: max(stage_peak_bytes(s, k * variants, layers, history, winograd)  # noqa: E731
-                         for s in stages)
+    need = lambda k: max(stage_peak_bytes(s, k * variants, layers, history, winograd, objective,  # noqa: E731
+                                          cfg.style_scale, len(cfg.styles)) for s in stages)
     have = available_bytes() if cfg.memory_check else None
     k = frames
     if have is not None:
@@ -454,7 +456,7 @@ def run_clip(cfg: Config, clip: Clip | None = None, params=None, hooks: RunHooks
         log(line)
     if resume is None:
         state = ClipState(np.zeros((0, runner.v, h, w, 3), np.float32))
-        state.chunk = chunk_frames(cfg, f, runner.v, (h, w), objective_for(runner.variants, cfg).layers) \
+        state.chunk = chunk_frames(cfg, f, runner.v, (h, w), objective_for(runner.variants, cfg)) \
             if runner.mode != "sequential" else 1
     else:  # the chunks the interrupted run chose, whatever memory there is now
         state = ClipState.restore(resume)

@@ -17,7 +17,8 @@ a mark sits in the artwork, and its shape, survive in them as they do not in a G
   hypercolumns' means and covariances) and the palette term (the relaxed EMD of the pixels' RGB
   values at the same positions, Euclidean cost).
 * ``style_loss: neighbours`` (Kolkin et al. 2022, "Neural Neighbor Style Transfer"): every
-  position of the photograph's hypercolumns on a 4-pixel grid is replaced by its nearest artwork
+  cell of the photograph's hypercolumns on a grid of 4-pixel cells (finer layers averaged over the
+  cell) is replaced by its nearest artwork
   hypercolumn (cosine after both are centred on the artwork's mean), once per stage and tile, and the
   output's hypercolumns are pulled towards the replaced ones by ``1 - cos``. Unlike NNST, the search
   always starts from the photograph (NNST blends in the current output at finer scales), and the
@@ -126,12 +127,13 @@ def pixels_at(image: jax.Array, features: Mapping[str, jax.Array], layers: Seque
     top-left pixel of each finest-grid position (the window clipped at the edges): ``(n, 3)``."""
     top = finest(layers)
     fine_w, s0 = features[top].shape[1], layer_stride(top)
-    k = PALETTE_WINDOW
-    window = (k, k, 1)
-    sums = jax.lax.reduce_window(image, 0.0, jax.lax.add, window, (1, 1, 1), "SAME")
-    counts = jax.lax.reduce_window(jnp.ones_like(image[..., :1]), 0.0, jax.lax.add, window, (1, 1, 1), "SAME")
-    mean = sums / counts
-    return mean[(positions // fine_w) * s0, (positions % fine_w) * s0]
+    k, r = PALETTE_WINDOW, PALETTE_WINDOW // 2  # odd: SAME pads r on each side
+    sums = jax.lax.reduce_window(image, 0.0, jax.lax.add, (k, k, 1), (1, 1, 1), "SAME")
+    y, x = (positions // fine_w) * s0, (positions % fine_w) * s0
+    # The window's pixels inside the image, counted at the positions alone: a window sum over an
+    # image of ones is a constant that XLA folds at compile time, seconds at 512 px.
+    count = lambda c, n: jnp.minimum(c + r, n - 1) - jnp.maximum(c - r, 0) + 1  # noqa: E731
+    return sums[y, x] / (count(y, image.shape[0]) * count(x, image.shape[1]))[:, None].astype(image.dtype)
 
 
 def cosine_cost(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -188,20 +190,39 @@ def patch_count(side: tuple[int, int], layer: str, size: int, stride: int) -> in
     return max((h - size) // stride + 1, 0) * max((w - size) // stride + 1, 0)
 
 
-#: ``neighbours``: the photograph's and the artwork's hypercolumns are taken every this many pixels
-#: (conv3_1's grid): 3072 positions at 256 x 192 px, 12288 at 512 x 384.
+#: ``neighbours``: the photograph's and the artwork's hypercolumns are taken on cells this many
+#: pixels a side (conv3_1's grid): 3072 cells at 256 x 192 px, 12288 at 512 x 384.
 NEIGHBOUR_GRID = 4
 #: ``neighbours``: queries matched at a time, so the search holds one block x artwork matrix.
 NEIGHBOUR_BLOCK = 1024
 
 
-def grid_positions(features: Mapping[str, jax.Array], layers: Sequence[str], step: int = NEIGHBOUR_GRID) -> jax.Array:
-    """Flat positions of the finest layer's grid that lie every ``step`` pixels (every position where
-    the finest layer is that coarse already): ``(n,)``."""
+def grid_cells(features: Mapping[str, jax.Array], layers: Sequence[str], step: int = NEIGHBOUR_GRID) -> dict[str, jax.Array]:
+    """Each of ``layers``' responses on a grid of cells ``step`` pixels a side (the finest layer's own
+    cells where those are coarser), row-major, the last row and column covering what is left: ``{l: (n, N_l)}``.
+    A layer finer than the grid is averaged over the cell, so every one of its positions counts (read
+    at the cell's corner only, the finer layers were pulled at one pixel in 16 and drew a lattice of
+    dots); a map that floor pooling cut short repeats its last row or column. A coarser layer gives the
+    cell that covers the grid cell, as :func:`layer_cells` reads it."""
     top = finest(layers)
     h, w = features[top].shape[:2]
-    r = max(step // layer_stride(top), 1)
-    return (jnp.arange(0, h, r)[:, None] * w + jnp.arange(0, w, r)[None, :]).reshape(-1)
+    cell = max(step, layer_stride(top))
+    r = cell // layer_stride(top)
+    rows, cols = -(-h // r), -(-w // r)
+    out = {}
+    for l in layers:
+        f, s = features[l], layer_stride(l)
+        if s <= cell:
+            k = cell // s
+            f = jnp.pad(f[:rows * k, :cols * k], ((0, max(rows * k - f.shape[0], 0)),
+                                                  (0, max(cols * k - f.shape[1], 0)), (0, 0)), mode="edge")
+            out[l] = f.reshape(rows, k, cols, k, -1).mean(axis=(1, 3)).reshape(rows * cols, -1)
+        else:
+            ratio = s // cell
+            y = jnp.minimum(jnp.arange(rows) // ratio, f.shape[0] - 1)
+            x = jnp.minimum(jnp.arange(cols) // ratio, f.shape[1] - 1)
+            out[l] = f[y[:, None], x[None, :]].reshape(rows * cols, -1)
+    return out
 
 
 def nearest_neighbours(query: Mapping[str, jax.Array], art: Mapping[str, jax.Array],

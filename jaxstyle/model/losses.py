@@ -399,7 +399,7 @@ class Objective:
             total += 3 * (2 * n * m + 2 * width * width)
         if self.style_loss == "neighbours":  # the search's block x artwork similarities (targets only)
             step = max(corr.NEIGHBOUR_GRID, layer_stride(corr.finest(self.style_layers)))
-            art = sum((a[0] // step) * (a[1] // step) for a in artwork_shapes)
+            art = sum(-(-a[0] // step) * -(-a[1] // step) for a in artwork_shapes)  # grid_cells' count
             total += 2 * corr.NEIGHBOUR_BLOCK * art
         if self.content_loss == "self_similarity":
             n = min(self.samples, _grid_size(shape, self.content_layers))
@@ -433,7 +433,7 @@ class Objective:
             return {l: corr.mrf_target([f[l] for f in feats], self.mrf_patch, self.mrf_stride)
                     for l in self.style_layers}
         if self.style_loss == "neighbours":  # every artwork's hypercolumns on the grid, one pool
-            cells = [corr.layer_cells(f, self.style_layers, corr.grid_positions(f, self.style_layers)) for f in feats]
+            cells = [corr.grid_cells(f, self.style_layers) for f in feats]
             return {"cells": jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *cells)}
         if self.style_loss == "remd":  # each artwork's hypercolumns at positions drawn from its index
             picks = []
@@ -463,7 +463,7 @@ class Objective:
                            padding=self.padding, padding_layers=self.padding_layers)
         region_masks = None
         if self.style_loss == "neighbours":  # the photograph's grid, each position the artwork's nearest
-            query = corr.layer_cells(c, self.style_layers, corr.grid_positions(c, self.style_layers))
+            query = corr.grid_cells(c, self.style_layers)
             style = {"cells": corr.nearest_neighbours(query, grams["cells"])}
             c = {l: c[l] for l in self.content_layers}
         elif self.style_loss in POOLED:  # one set of patches or samples for all artworks (equal blend)
@@ -538,8 +538,7 @@ class Objective:
                 corr.pixels_at(image, feats, self.style_layers, pos),
                 corr.hypercolumns({l: tgt["cells"][l] for l in self.style_layers}, weights.style), tgt["rgb"])
         elif self.style_loss == "neighbours":  # likewise
-            pos = corr.grid_positions(feats, self.style_layers)
-            l_style = corr.neighbours_loss(corr.layer_cells(feats, self.style_layers, pos), targets.style["cells"],
+            l_style = corr.neighbours_loss(corr.grid_cells(feats, self.style_layers), targets.style["cells"],
                                            weights.style)
         else:  # Eq. 5: a weighted sum of per-layer losses
             if self.style_loss == "mrf":
