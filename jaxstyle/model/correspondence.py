@@ -214,8 +214,8 @@ def grid_cells(features: Mapping[str, jax.Array], layers: Sequence[str], step: i
         f, s = features[l], layer_stride(l)
         if s <= cell:
             k = cell // s
-            f = jnp.pad(f[:rows * k, :cols * k], ((0, max(rows * k - f.shape[0], 0)),
-                                                  (0, max(cols * k - f.shape[1], 0)), (0, 0)), mode="edge")
+            # rows * k covers the map: floor pooling only ever cuts a finer map shorter
+            f = jnp.pad(f, ((0, rows * k - f.shape[0]), (0, cols * k - f.shape[1]), (0, 0)), mode="edge")
             out[l] = f.reshape(rows, k, cols, k, -1).mean(axis=(1, 3)).reshape(rows * cols, -1)
         else:
             ratio = s // cell
