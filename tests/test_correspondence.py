@@ -307,6 +307,11 @@ def test_neighbours_replace_each_query_by_the_nearest_centred_artwork_cell_and_p
     np.testing.assert_allclose(np.asarray(got["conv2_1"]), want_mid, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(got["conv3_1"]), edge(c3, 3, 4).reshape(12, 2), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(got["conv4_1"]), np.repeat(c4.reshape(1, 2), 12, 0), rtol=1e-6)
+    # The memory estimate's count is the grid's (by hand: 3 x 4 cells; conv2_1 of 13 x 19 px is 6 x 9,
+    # cells of 2 x 2 positions, 3 x 5 of them).
+    assert corr.cell_count((9, 13), ["conv1_1", "conv2_1", "conv3_1", "conv4_1"]) == 12
+    assert corr.cell_count((13, 19), ["conv2_1"]) == 15 == len(corr.grid_cells({"conv2_1": jnp.zeros((6, 9, 1))},
+                                                                                ["conv2_1"])["conv2_1"])
     # Every pixel of conv1_1 moves the loss (the old corner reading left 15 in 16 without a gradient).
     g = jax.grad(lambda f: corr.neighbours_loss(corr.grid_cells({"conv1_1": f}, ["conv1_1"]),
                                                 {"conv1_1": jnp.ones((4, 2))}, {"conv1_1": 1.0}))(

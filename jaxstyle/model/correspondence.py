@@ -197,6 +197,13 @@ NEIGHBOUR_GRID = 4
 NEIGHBOUR_BLOCK = 1024
 
 
+def cell_count(side: tuple[int, int], layers: Sequence[str], step: int = NEIGHBOUR_GRID) -> int:
+    """How many cells :func:`grid_cells` gives an ``(H, W)`` image's responses at ``layers``."""
+    s = layer_stride(finest(layers))
+    r = max(step, s) // s
+    return -(-(side[0] // s) // r) * -(-(side[1] // s) // r)
+
+
 def grid_cells(features: Mapping[str, jax.Array], layers: Sequence[str], step: int = NEIGHBOUR_GRID) -> dict[str, jax.Array]:
     """Each of ``layers``' responses on a grid of cells ``step`` pixels a side (the finest layer's own
     cells where those are coarser), row-major, the last row and column covering what is left: ``{l: (n, N_l)}``.

@@ -398,8 +398,7 @@ class Objective:
             width = sum(_channels(l) for l in self.style_layers)
             total += 3 * (2 * n * m + 2 * width * width)
         if self.style_loss == "neighbours":  # the search's block x artwork similarities (targets only)
-            step = max(corr.NEIGHBOUR_GRID, layer_stride(corr.finest(self.style_layers)))
-            art = sum(-(-a[0] // step) * -(-a[1] // step) for a in artwork_shapes)  # grid_cells' count
+            art = sum(corr.cell_count(tuple(a[:2]), self.style_layers) for a in artwork_shapes)
             total += 2 * corr.NEIGHBOUR_BLOCK * art
         if self.content_loss == "self_similarity":
             n = min(self.samples, _grid_size(shape, self.content_layers))
