@@ -32,10 +32,43 @@ def np_patches(f: np.ndarray, size: int, stride: int) -> np.ndarray:
                      for x in range(0, w - size + 1, stride)], np.float64)
 
 
+def np_interior_cover(size: int, stride: int) -> np.ndarray:
+    """``(size, size)``: how many patches cover each entry's position, counted on a map large enough
+    that the patch in its middle is far from the borders."""
+    n = size + 4 * size * stride
+    count = np.zeros((n, n))
+    for y in range(0, n - size + 1, stride):
+        for x in range(0, n - size + 1, stride):
+            count[y:y + size, x:x + size] += 1
+    c = (n // 2) // stride * stride  # a patch corner near the middle
+    return count[c:c + size, c:c + size]
+
+
 def np_mrf(f: np.ndarray, s: np.ndarray, size: int, stride: int) -> float:
     out, art = np_patches(f, size, stride), np_patches(s, size, stride)
     ncc = (out / np.linalg.norm(out, axis=1, keepdims=True)) @ (art / np.linalg.norm(art, axis=1, keepdims=True)).T
-    return float(np.mean((out - art[np.argmax(ncc, axis=1)]) ** 2))
+    w = 1.0 / np_interior_cover(size, stride)
+    w = np.repeat((w / w.mean()).reshape(-1), f.shape[2])  # entries flattened (dy, dx, channel)
+    return float(np.mean(w * (out - art[np.argmax(ncc, axis=1)]) ** 2))
+
+
+@pytest.mark.parametrize("size,stride", [(3, 1), (3, 2), (5, 2), (4, 2), (2, 3)])
+def test_mrf_coverage_weights_count_every_inner_position_once(size, stride):
+    w = corr.coverage_weights(size, stride)
+    np.testing.assert_allclose(w, (1 / np_interior_cover(size, stride)) / (1 / np_interior_cover(size, stride)).mean())
+    # Summed over the patches that cover it, every covered position away from the borders gets the
+    # same weight (a stride wider than the patch leaves some uncovered).
+    n = size + 4 * size * stride
+    total = np.zeros((n, n))
+    for y in range(0, n - size + 1, stride):
+        for x in range(0, n - size + 1, stride):
+            total[y:y + size, x:x + size] += w
+    inner = total[size * stride:n - size * stride, size * stride:n - size * stride]
+    np.testing.assert_allclose(inner[inner > 0], inner[0, 0])
+    if size > stride and size % stride:  # uneven cover (3 x 3 at 2: four patches or one)
+        assert w.max() / w.min() > 1.5
+    else:
+        assert np.all(w == 1.0)  # even cover: exactly Eq. 2's unweighted mean
 
 
 def np_cos_cost(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -73,6 +106,10 @@ def test_mrf_matches_numpy_is_zero_on_the_artwork_and_has_the_finite_difference_
     tgt = corr.mrf_target([jnp.asarray(s, jnp.float32)], 3, 1)
     got = float(corr.mrf_layer_loss(jnp.asarray(f, jnp.float32), tgt, 3, 1))
     assert got == pytest.approx(np_mrf(f, s, 3, 1), rel=1e-5)
+    # At stride 2 the entries are weighed by their cover (the default).
+    tgt2 = corr.mrf_target([jnp.asarray(s, jnp.float32)], 3, 2)
+    got2 = float(corr.mrf_layer_loss(jnp.asarray(f, jnp.float32), tgt2, 3, 2))
+    assert got2 == pytest.approx(np_mrf(f, s, 3, 2), rel=1e-5)
     # The artwork's own patches are their own nearest neighbours.
     assert float(corr.mrf_layer_loss(jnp.asarray(s, jnp.float32), tgt, 3, 1)) < 1e-10
     # Two artworks pool their patches: the loss against the pool is at most that against either.

@@ -676,7 +676,8 @@ class Config:
                                        "`conv3_1`, `conv4_1`: 1 each")
     mrf_patch: int = key(3, count(1, 9), "`style_loss: mrf`'s patch side, in positions of the layer")
     mrf_stride: int = key(2, count(1, 64), "`style_loss: mrf`: patches are taken every this many positions, "
-                          "in the output and in the artwork (the match grows with its inverse fourth power)")
+                          "in the output and in the artwork (the match grows with its inverse fourth power); each patch "
+                          "entry is weighed by one over the number of patches that cover it")
     samples: int = key(1024, count(2, 65536), "`style_loss: remd` and `content_loss: self_similarity`: positions "
                        "sampled (once per stage, from the variant's seed) in the output and in each artwork")
     alpha: float = key(1.0, number, "Eq. 7's content weight")

@@ -6,7 +6,9 @@ a mark sits in the artwork, and its shape, survive in them as they do not in a G
   features at the layers of ``mrf_layers`` (taken every ``mrf_stride`` positions) is matched to the
   artwork patch of highest normalised cross-correlation, and the loss is the squared distance to that
   match. Here a mean over the matched patches' entries (so, like ``losses: mean``, the same at any
-  size); the match is held constant, as in the authors' code. Their code's defaults are kept: 3 x 3
+  size), each entry weighed by one over the number of patches that cover its position (at stride 2
+  the uneven cover drew a lattice of dots; :func:`coverage_weights`); the match is held constant,
+  as in the authors' code. Their code's defaults are kept: 3 x 3
   patches at relu3_1 and relu4_1, stride 2 on both images, no rotated or scaled copies of the
   artwork's patches (the paper's augmentation).
 * ``style_loss: remd`` (Kolkin, Salavon and Shakhnarovich, CVPR 2019, "Style Transfer by Relaxed
@@ -39,6 +41,7 @@ from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .vgg import layer_stride
 
@@ -71,15 +74,40 @@ def mrf_target(features: Sequence[jax.Array], size: int, stride: int) -> dict[st
     return {"patches": p, "unit": unit_rows(p)}
 
 
+def coverage_weights(size: int, stride: int) -> np.ndarray:
+    """``(size, size)``: each patch entry's weight, one over the number of ``stride``-grid patches
+    that cover its position inside a map, scaled to mean 1.
+
+    With patches wider than their stride the positions are unevenly covered (3 x 3 at stride 2: a
+    position on the grid lies in four patches, one between them in one), and unweighted, the
+    four-times-matched positions pull against each other while the once-matched follow their one
+    match: a lattice of dots at the stride's period where the photograph is flat. Weighed, every
+    position counts once. Uniform coverage (stride 1, or a stride at least the patch) gives all
+    ones, exactly, so the loss is then the unweighted mean."""
+    # Along one axis, an entry at offset d of a patch whose corner is on the grid lies in the
+    # patches whose corners are the grid points in [position - size + 1, position].
+    cover = np.array([d // stride + (size - 1 - d) // stride + 1 for d in range(size)], np.float64)
+    if np.all(cover == cover[0]):
+        return np.ones((size, size))
+    w = np.outer(1.0 / cover, 1.0 / cover)
+    return w / w.mean()
+
+
 def mrf_layer_loss(features: jax.Array, tgt: Mapping[str, jax.Array], size: int, stride: int) -> jax.Array:
-    """Li and Wand's Eq. 2, mean-normalised: ``1/(Q D) sum_i ||Psi_i(x) - Psi_NN(i)(s)||^2`` over the
-    output's Q patches of D entries, NN(i) the artwork patch of highest normalised cross-correlation
-    (held constant). ``features``: ``(h, w, N)``; 0 where the map has no whole patch."""
+    """Li and Wand's Eq. 2, mean-normalised and evenly covered:
+    ``1/(Q D) sum_i sum_e w_e (Psi_i(x) - Psi_NN(i)(s))_e^2`` over the output's Q patches of D
+    entries, NN(i) the artwork patch of highest normalised cross-correlation (held constant), w_e
+    :func:`coverage_weights` (all 1 at stride 1: Eq. 2 itself). ``features``: ``(h, w, N)``; 0 where
+    the map has no whole patch."""
     out = patches(features, size, stride)
     if out.shape[0] == 0 or tgt["unit"].shape[0] == 0:
         return jnp.zeros((), features.dtype)
     nearest = jnp.argmax(jax.lax.stop_gradient(unit_rows(out)) @ tgt["unit"].T, axis=1)
-    return jnp.mean(jnp.square(out - jnp.take(tgt["patches"], nearest, axis=0)))
+    d2 = jnp.square(out - jnp.take(tgt["patches"], nearest, axis=0)).reshape(out.shape[0], size, size, -1)
+    w = coverage_weights(size, stride)
+    if np.all(w == 1.0):  # skip a multiplication by ones: the same number, one pass fewer
+        return jnp.mean(d2)
+    return jnp.mean(d2 * jnp.asarray(w, features.dtype)[None, :, :, None])
 
 
 def finest(layers: Sequence[str]) -> str:
