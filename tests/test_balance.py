@@ -12,11 +12,12 @@ from PIL import Image
 from conftest import EXAMPLES
 from helpers import np_vgg19
 from jaxstyle.driver.job import run
-from jaxstyle.engine.balance import ANCHOR, endpoints, factor, flat_share, sparsity, unit_weights
+from jaxstyle.engine.balance import ANCHOR, ANCHORS, anchor_of, endpoints, factor, flat_share, sparsity, unit_weights
 from jaxstyle.engine.config import validate
 from jaxstyle.engine.inputs import flat_shares
 from jaxstyle.engine.pipeline import prepare
 from jaxstyle.engine.progress import RunHooks
+from jaxstyle.model.style_losses import CONTENT_LOSSES, STYLE_LOSSES
 
 LAYERS = {"content_layers": {"conv2_1": 1.0}, "style_layers": {"conv1_1": 0.5, "conv2_1": 0.5}}
 QUIET = RunHooks(log=lambda line: None)
@@ -122,6 +123,30 @@ def test_the_anchor_pair_has_ends_in_the_fixed_balance_and_degenerate_ends_give_
     assert cfg.weighting == "auto" and sparsity(flat_shares(cfg), cfg.blend) == 0.0  # dense: a factor of 1
     assert factor(0.0, 1.0) == factor(1.0, 0.0) == factor(float("nan"), 1.0) == factor(2.0, 4.0, 0.0) == 1.0
     assert factor(2.0, 4.0) == pytest.approx(ANCHOR / 2) and factor(2.0, 4.0, 0.5) == pytest.approx((ANCHOR / 2) ** 0.5)
+
+
+@pytest.mark.parametrize("style_loss,content_loss", [("mrf", "features"), ("mean_cov", "features"),
+                                                     ("gram", "self_similarity")])
+def test_each_loss_has_its_own_anchor_on_the_main_pair(vgg_params, style_loss, content_loss):
+    """Every style loss and content loss is anchored to its own ends on the main job's pair at 256 px
+    (their scales differ by up to 38 times: one anchor for all weighed a sparse artwork's `mrf`
+    term 36 times too strongly); three of them measured again here."""
+    assert set(ANCHORS) == {(s, c) for s in STYLE_LOSSES for c in CONTENT_LOSSES}
+    cfg = validate({"content": str(EXAMPLES / "leuvenA.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
+                    "size": 256, "scales": [], "optimizer": {"iterations": 0}, "print_every": 0,
+                    "style_loss": style_loss, "content_loss": content_loss})
+    setup = prepare(cfg, vgg_params)
+    photo, arts = setup.final_inputs.content, setup.final_inputs.styles
+    targets = setup.targets_fn(setup.params, photo, setup.grams_fn(setup.params, arts), cfg.blend, None)
+    ends = endpoints(setup.loss_fn, setup.params, targets, unit_weights(setup.weights, 0), photo, arts, cfg.blend)
+    assert factor(*ends, anchor=anchor_of(style_loss, content_loss)) == pytest.approx(1.0, abs=1e-5)
+    assert abs(factor(*ends) - 1.0) > 0.25  # the Gram loss's anchor would not do
+
+
+def test_the_factor_does_not_depend_on_the_seed_where_the_loss_samples_positions(images, vgg_params):
+    factors = [run(validate(config(images, "flat", style_loss="remd", samples=64, seeds=[seed])), vgg_params,
+                   QUIET).report["stages"][-1]["style_factor"][0] for seed in (0, 3)]
+    assert factors[0] == factors[1] and factors[0] != 1.0
 
 
 def test_an_alpha_beta_sweep_with_auto_equals_each_ratio_alone(images, vgg_params):

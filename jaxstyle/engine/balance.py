@@ -16,7 +16,8 @@ weights and style loss:
 so Eq. 7 weighs ``alpha * L_content / C_art`` against ``beta * ANCHOR * L_style / S_photo``: each
 term in units of its own end. :data:`ANCHOR` makes the factor 1 for the main job's pair at 256 px
 (leuvenA.jpg in the style of The Starry Night), where alpha/beta of 0.01, 0.1 and 1 were
-calibrated, so they keep their meaning, and the other terms (``lattice``, ``temporal``, ``tv``) stay
+calibrated (each style loss and content loss has its own, :data:`ANCHORS`, measured the same way,
+as each loss's default weight was calibrated on that pair), so they keep their meaning, and the other terms (``lattice``, ``temporal``, ``tv``) stay
 calibrated against the content term, which the factor leaves alone.
 
 The ends alone do not tell a dense painting from a sparse artwork (a graffiti wall's ends are
@@ -47,6 +48,26 @@ from ..model.losses import LossWeights, Targets
 #: layers, the Gram loss, reflect padding at the first layer, the artwork's border trimmed),
 #: measured on the CPU in float32 (tests/test_balance.py measures it again).
 ANCHOR = 0.9929218
+#: The same ratio for every other style loss and content loss (their default layers and weights),
+#: so that each is anchored to its own balance on the main job's pair: the ends' scales differ by
+#: up to 38 times between losses (``mrf``'s style loss of the photograph is 0.05 against the Gram
+#: loss's 1.8), and one anchor for all multiplied a sparse artwork's style term by that much.
+ANCHORS = {
+    ("gram", "features"): ANCHOR,
+    ("gram", "self_similarity"): 1.408777,
+    ("mean_cov", "features"): 0.2096582,
+    ("mean_cov", "self_similarity"): 0.2974672,
+    ("wasserstein", "features"): 0.1087385,
+    ("wasserstein", "self_similarity"): 0.1542804,
+    ("histogram", "features"): 0.1408821,
+    ("histogram", "self_similarity"): 0.1998863,
+    ("mrf", "features"): 0.02778485,
+    ("mrf", "self_similarity"): 0.03942169,
+    ("remd", "features"): 0.02629236,
+    ("remd", "self_similarity"): 0.03730411,
+    ("neighbours", "features"): 0.1388316,
+    ("neighbours", "self_similarity"): 0.1969771,
+}
 #: Below this, an end is not a trade: the photograph already has the artwork's style, or the
 #: artwork the photograph's content; the factor is then 1.
 DEGENERATE = 1e-9
@@ -87,20 +108,28 @@ def sparsity(shares: Sequence[float], blend: Sequence[float]) -> float:
     return t * t * (3.0 - 2.0 * t)
 
 
-def factor(c_art: float, s_photo: float, sparse: float = 1.0) -> float:
-    """``(ANCHOR * C_art / S_photo) ** sparse``; 1 where the artwork is dense (``sparse`` 0) or
-    either end is (almost) zero."""
+def anchor_of(style_loss: str = "gram", content_loss: str = "features") -> float:
+    """The anchor of a style loss and content loss (:data:`ANCHORS`)."""
+    return ANCHORS[(style_loss, content_loss)]
+
+
+def factor(c_art: float, s_photo: float, sparse: float = 1.0, anchor: float = ANCHOR) -> float:
+    """``(anchor * C_art / S_photo) ** sparse``; 1 where the artwork is dense (``sparse`` 0) or
+    either end is (almost) zero. ``anchor``: the losses' own (:func:`anchor_of`), the Gram loss's by
+    default."""
     if sparse <= 0.0 or not (np.isfinite(c_art) and np.isfinite(s_photo)) or min(c_art, s_photo) <= DEGENERATE:
         return 1.0
-    return float((ANCHOR * c_art / s_photo) ** sparse)
+    return float((anchor * c_art / s_photo) ** sparse)
 
 
 def unit_weights(weights: LossWeights, i: int) -> LossWeights:
-    """Variant ``i``'s layer weights with alpha = beta = 1 and no extra term."""
+    """Variant ``i``'s layer weights with alpha = beta = 1, no extra term, and where the losses
+    sample positions, those of seed 0: the ends must not depend on the variant's seed."""
     pick = lambda tree: jax.tree_util.tree_map(lambda a: a[i], tree)  # noqa: E731
     one = jnp.float32(1.0)
     return LossWeights(one, one, pick(weights.content), pick(weights.style),
-                       {k: jnp.float32(0.0) for k in weights.terms}, None if weights.seed is None else weights.seed[i])
+                       {k: jnp.float32(0.0) for k in weights.terms},
+                       None if weights.seed is None else jnp.zeros_like(weights.seed[i]))
 
 
 def endpoints(loss_fn: Callable, params, targets: Targets, weights: LossWeights, photo: jax.Array,
@@ -116,13 +145,15 @@ def endpoints(loss_fn: Callable, params, targets: Targets, weights: LossWeights,
 
 def measure_factors(loss_fn: Callable, params, targets: Targets, weights: LossWeights, keys: Sequence[str],
                     auto: Sequence[bool], photo: jax.Array, arts: Sequence[jax.Array],
-                    blend: Sequence[float], sparse: float) -> dict[str, float]:
+                    blend: Sequence[float], sparse: float, anchors: Sequence[float] | None = None) -> dict[str, float]:
     """The factor of every group of weights (``keys[i]``: slot ``i``'s :func:`group_key`) that some
-    slot with ``weighting: auto`` uses, measured once per group; the ends are not measured for a
-    dense artwork (``sparse`` 0), whose factor is 1."""
+    slot with ``weighting: auto`` uses, measured once per group against slot ``i``'s anchor
+    (``anchors[i]``, its losses' :func:`anchor_of`; the Gram loss's where None); the ends are not
+    measured for a dense artwork (``sparse`` 0), whose factor is 1."""
     out: dict[str, float] = {}
     for i, (key, on) in enumerate(zip(keys, auto)):
         if on and key not in out:
             out[key] = 1.0 if sparse <= 0.0 else factor(
-                *endpoints(loss_fn, params, targets, unit_weights(weights, i), photo, arts, blend), sparse)
+                *endpoints(loss_fn, params, targets, unit_weights(weights, i), photo, arts, blend), sparse,
+                ANCHOR if anchors is None else anchors[i])
     return out

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .balance import group_key, measure_factors, sparsity
+from .balance import anchor_of, group_key, measure_factors, sparsity
 from .checkpoint import Checkpoint, Cursor
 from .config import Config
 from .inputs import (Inputs, artwork_measures, finish_images, input_lines, prepare_images, start_images,
@@ -241,7 +241,8 @@ class Setup:
             photo = jnp.asarray(inputs.content if self.frames is None else inputs.content[0])
             targets = self.targets_fn(self.params, photo, grams, self.cfg.blend, masks)
             known.update(measure_factors(self.loss_fn, self.params, targets, self.weights, keys, missing, photo,
-                                         [jnp.asarray(a) for a in inputs.styles], self.cfg.blend, sparse))
+                                         [jnp.asarray(a) for a in inputs.styles], self.cfg.blend, sparse,
+                                         [anchor_of(v.style_loss, v.content_loss) for v in self.padded]))
         out = np.array([known[k] if a else 1.0 for k, a in zip(keys, auto)], np.float32)
         return None if np.all(out == 1.0) else out
 
