@@ -110,15 +110,21 @@ def test_the_factor_is_the_rule_computed_in_float64(images, vgg_params):
     assert same.report["stages"][-1]["style_factor"] == [1.0]
 
 
+def main_pair_ends(params, **keys):
+    """The main job's pair at 256 px with ``keys``: its config and its ends ``(C_art, S_photo)``."""
+    cfg = validate({"content": str(EXAMPLES / "leuvenA.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
+                    "size": 256, "scales": [], "optimizer": {"iterations": 0}, "print_every": 0, **keys})
+    setup = prepare(cfg, params)
+    photo, arts = setup.final_inputs.content, setup.final_inputs.styles
+    targets = setup.targets_fn(setup.params, photo, setup.grams_fn(setup.params, arts), cfg.blend, None)
+    return cfg, endpoints(setup.loss_fn, setup.params, targets, unit_weights(setup.weights, 0), photo, arts,
+                          cfg.blend)
+
+
 def test_the_anchor_pair_has_ends_in_the_fixed_balance_and_degenerate_ends_give_one(vgg_params):
     """The main job's pair at 256 px: its ends' ratio times ANCHOR is 1 (the ratio a sparse artwork's
     factor is measured against), and The Starry Night is dense, so it runs with a factor of 1."""
-    cfg = validate({"content": str(EXAMPLES / "leuvenA.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
-                    "size": 256, "scales": [], "optimizer": {"iterations": 0}, "print_every": 0})
-    setup = prepare(cfg, vgg_params)
-    photo, arts = setup.final_inputs.content, setup.final_inputs.styles
-    targets = setup.targets_fn(setup.params, photo, setup.grams_fn(setup.params, arts), cfg.blend, None)
-    ends = endpoints(setup.loss_fn, setup.params, targets, unit_weights(setup.weights, 0), photo, arts, cfg.blend)
+    cfg, ends = main_pair_ends(vgg_params)
     assert factor(*ends) == pytest.approx(1.0, abs=1e-5)
     assert cfg.weighting == "auto" and sparsity(flat_shares(cfg), cfg.blend) == 0.0  # dense: a factor of 1
     assert factor(0.0, 1.0) == factor(1.0, 0.0) == factor(float("nan"), 1.0) == factor(2.0, 4.0, 0.0) == 1.0
@@ -132,13 +138,7 @@ def test_each_loss_has_its_own_anchor_on_the_main_pair(vgg_params, style_loss, c
     (their scales differ by up to 38 times: one anchor for all weighed a sparse artwork's `mrf`
     term 36 times too strongly); three of them measured again here."""
     assert set(ANCHORS) == {(s, c) for s in STYLE_LOSSES for c in CONTENT_LOSSES}
-    cfg = validate({"content": str(EXAMPLES / "leuvenA.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
-                    "size": 256, "scales": [], "optimizer": {"iterations": 0}, "print_every": 0,
-                    "style_loss": style_loss, "content_loss": content_loss})
-    setup = prepare(cfg, vgg_params)
-    photo, arts = setup.final_inputs.content, setup.final_inputs.styles
-    targets = setup.targets_fn(setup.params, photo, setup.grams_fn(setup.params, arts), cfg.blend, None)
-    ends = endpoints(setup.loss_fn, setup.params, targets, unit_weights(setup.weights, 0), photo, arts, cfg.blend)
+    _, ends = main_pair_ends(vgg_params, style_loss=style_loss, content_loss=content_loss)
     assert factor(*ends, anchor=anchor_of(style_loss, content_loss)) == pytest.approx(1.0, abs=1e-5)
     assert abs(factor(*ends) - 1.0) > 0.25  # the Gram loss's anchor would not do
 
