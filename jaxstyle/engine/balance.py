@@ -145,15 +145,15 @@ def endpoints(loss_fn: Callable, params, targets: Targets, weights: LossWeights,
 
 def measure_factors(loss_fn: Callable, params, targets: Targets, weights: LossWeights, keys: Sequence[str],
                     auto: Sequence[bool], photo: jax.Array, arts: Sequence[jax.Array],
-                    blend: Sequence[float], sparse: float, anchors: Sequence[float] | None = None) -> dict[str, float]:
+                    blend: Sequence[float], sparse: float, anchors: Sequence[float]) -> dict[str, float]:
     """The factor of every group of weights (``keys[i]``: slot ``i``'s :func:`group_key`) that some
     slot with ``weighting: auto`` uses, measured once per group against slot ``i``'s anchor
-    (``anchors[i]``, its losses' :func:`anchor_of`; the Gram loss's where None); the ends are not
+    (``anchors[i]``, its losses' :func:`anchor_of`); the ends are not
     measured for a dense artwork (``sparse`` 0), whose factor is 1."""
     out: dict[str, float] = {}
     for i, (key, on) in enumerate(zip(keys, auto)):
         if on and key not in out:
             out[key] = 1.0 if sparse <= 0.0 else factor(
                 *endpoints(loss_fn, params, targets, unit_weights(weights, i), photo, arts, blend), sparse,
-                ANCHOR if anchors is None else anchors[i])
+                anchors[i])
     return out
