@@ -17,8 +17,9 @@ so Eq. 7 weighs ``alpha * L_content / C_art`` against ``beta * ANCHOR * L_style 
 term in units of its own end. :data:`ANCHOR` makes the factor 1 for the main job's pair at 256 px
 (leuvenA.jpg in the style of The Starry Night), where alpha/beta of 0.01, 0.1 and 1 were
 calibrated (each style loss and content loss has its own, :data:`ANCHORS`, measured the same way,
-as each loss's default weight was calibrated on that pair), so they keep their meaning, and the other terms (``lattice``, ``temporal``, ``tv``) stay
-calibrated against the content term, which the factor leaves alone.
+as each loss's default weight was calibrated on that pair), so they keep their meaning, and the
+other terms (``lattice``, ``temporal``, ``tv``) stay calibrated against the content term, which the
+factor leaves alone.
 
 The ends alone do not tell a dense painting from a sparse artwork (a graffiti wall's ends are
 further apart than a photograph of sweets on white, yet the fixed balance keeps the photograph
@@ -108,7 +109,7 @@ def sparsity(shares: Sequence[float], blend: Sequence[float]) -> float:
     return t * t * (3.0 - 2.0 * t)
 
 
-def anchor_of(style_loss: str = "gram", content_loss: str = "features") -> float:
+def anchor_of(style_loss: str, content_loss: str) -> float:
     """The anchor of a style loss and content loss (:data:`ANCHORS`)."""
     return ANCHORS[(style_loss, content_loss)]
 
