@@ -71,6 +71,50 @@ def test_a_refused_step_without_curvature_leaves_the_history_as_it_was():
     assert float(jnp.max(jnp.abs(after.rho_history))) == 0.0  # the memory is dropped
 
 
+def step_on(x):
+    """1/2 |x|^2 plus a step of 10 where the first coordinate is below 1/2: a value that jumps, as
+    ``mrf``'s does where a patch match changes, with the bowl's gradient everywhere."""
+    return 0.5 * jnp.sum(x**2) + 10.0 * (x[0] < 0.5), ()
+
+
+def test_accept_always_takes_the_step_that_armijo_refuses():
+    # From x0 = ones(5) the first direction is -x0 / 5 (unit-sum): x lands at 0.8 everywhere, past
+    # no step. With gamma 1 the next trial goes to the origin, where the value jumps to 10 > 2.5.
+    x0 = jnp.ones(5, jnp.float32)
+    ends = {}
+    for accept in ("armijo", "always"):
+        solver = REGISTRY["lbfgs"].make(step_on, 500, history_size=20, accept=accept)
+        state = solver.init(x0)._replace(gamma=jnp.float32(1.0))
+        ends[accept] = solver.step(x0, state)
+    np.testing.assert_array_equal(ends["armijo"][0], x0)
+    np.testing.assert_allclose(ends["always"][0], 0.0, atol=1e-7)
+    assert float(ends["always"][1].value) == 10.0
+    # A non-finite value is never taken.
+    solver = REGISTRY["lbfgs"].make(lambda x: (jnp.sum(x**2) + jnp.where(x[0] < 0.5, jnp.inf, 0.0), ()),
+                                    500, history_size=20, accept="always")
+    x, _ = solver.step(x0, solver.init(x0)._replace(gamma=jnp.float32(1.0)))
+    np.testing.assert_array_equal(x, x0)
+    with pytest.raises(ValueError, match="accept"):
+        REGISTRY["lbfgs"].make(bowl, 500, accept="auto")
+
+
+class Matched(NamedTuple):
+    """A loss that names its style loss, as :class:`jaxstyle.model.losses.Objective` does."""
+
+    style_loss: str
+
+    def __call__(self, x):
+        return step_on(x)
+
+
+@pytest.mark.parametrize("style_loss, moves", [("mrf", True), ("gram", False), ("remd", False)])
+def test_accept_auto_is_always_for_mrf_alone(style_loss, moves):
+    solver = Solver(Matched(style_loss), "lbfgs", 500, options=(("accept", "auto"), ("history_size", 20))).pair
+    x0 = jnp.ones(5, jnp.float32)
+    x, _ = solver.step(x0, solver.init(x0)._replace(gamma=jnp.float32(1.0)))
+    assert bool(jnp.all(x == 0.0)) is moves and bool(jnp.all(x == x0)) is not moves
+
+
 def test_retry_takes_the_interpolated_step_in_the_same_iteration():
     _, x0, state, (x, new) = overshoot(bowl, "lbfgs-retry")
     # Along d = -4 x0: f(0) = 2.5, slope -20, f(d) = 22.5. The quadratic through them has its

@@ -140,14 +140,19 @@ def _pick(use: jax.Array, a, b):
     return jax.tree_util.tree_map(lambda u, v: jnp.where(use, u, v), a, b)
 
 
-def lbfgs(fun: LossFn, iterations: int, history_size: int = 20) -> Pair:
+def lbfgs(fun: LossFn, iterations: int, history_size: int = 20, accept: str = "armijo") -> Pair:
     """L-BFGS taken as a unit step, as ``torch.optim.LBFGS`` does without a line search: one
-    evaluation per iteration. A step that fails Armijo's test (or is non-finite) is not taken
-    (:func:`_stay`)."""
+    evaluation per iteration. ``accept``: ``"armijo"``, a step that fails Armijo's test (or is
+    non-finite) is not taken (:func:`_stay`); ``"always"``, every finite step is taken, as Li and
+    Wand's own L-BFGS does (:data:`ACCEPT`)."""
+    if accept not in ("armijo", "always"):
+        raise ValueError(f"accept must be armijo or always, not {accept!r}")
     solver = _jaxopt_lbfgs(fun, iterations, history_size)
 
     def step(x: jax.Array, state: Any, *args):
         new_x, new_state, ok = _trial(solver, x, state, *args)
+        if accept == "always":
+            ok = jnp.isfinite(new_state.value)
         stay = _stay(x, state, new_x, new_state, new_state)
         return _pick(ok, new_x, x), _pick(ok, new_state, stay)
     return Pair(_unit_l1_init(solver), step)
@@ -291,9 +296,30 @@ class Entry:
     options: Mapping[str, Option] = field(default_factory=dict)
 
 
+#: ``lbfgs``'s ``accept: auto`` per style loss: ``always`` for a loss whose value jumps wherever a
+#: nearest-neighbour match changes (``mrf``: the matched patch is chosen by cross-correlation but
+#: compared by distance). From a flat start every output patch is near a tie, so almost any step
+#: changes matches and raises the value: Armijo's test refused every step of the main job's
+#: 256 px run of leuvenA x opencv-logo, which ended at its grey start (docs/loss-lab.md). Li and
+#: Wand's own L-BFGS takes every step too (its objective reports no value). Every other loss:
+#: ``armijo``.
+ACCEPT = {"mrf": "always"}
+
+
+def resolved_options(options: Mapping[str, Any], style_loss: str | None) -> dict[str, Any]:
+    """``options`` with ``accept: auto`` made explicit for ``style_loss`` (:data:`ACCEPT`)."""
+    out = dict(options)
+    if out.get("accept") == "auto":
+        out["accept"] = ACCEPT.get(style_loss or "gram", "armijo")
+    return out
+
+
 LINESEARCHES = ("zoom", "backtracking", "hager-zhang")
 REGISTRY: dict[str, Entry] = {
-    "lbfgs": Entry(lbfgs, {"history_size": HISTORY}),
+    "lbfgs": Entry(lbfgs, {"history_size": HISTORY, "accept": Option(
+        "auto", one_of("auto", "armijo", "always"),
+        "which unit steps are taken: `armijo` (those that lower the loss enough), `always` (every finite one), "
+        "`auto`: `always` for `style_loss: mrf`, whose value jumps where a patch match changes, else `armijo`")}),
     "lbfgs-retry": Entry(lbfgs_retry, {"history_size": HISTORY}),
     "jaxopt-lbfgs": Entry(jaxopt_lbfgs, {
         "history_size": HISTORY,
@@ -386,7 +412,8 @@ class Solver:
 
     @property
     def pair(self) -> Pair:
-        return REGISTRY[self.name].make(self.fun, self.iterations, **dict(self.options))
+        options = resolved_options(dict(self.options), getattr(self.fun, "style_loss", None))
+        return REGISTRY[self.name].make(self.fun, self.iterations, **options)
 
     def batch_init(self, x: jax.Array, shared: tuple, per_variant: tuple) -> BatchState:
         """Initial :class:`BatchState`; ``shared`` args are the same for all variants, ``per_variant``
