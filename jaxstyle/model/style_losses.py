@@ -44,7 +44,7 @@ CONTENT_LOSSES = ("features", "self_similarity")
 #: Gram loss gives: the same final mean-normalised content loss as the Gram loss's default run
 #: (0.379 for leuvenA x The Starry Night at 256 px), interpolated in log-log from runs at beta 2, 5
 #: and 10 (docs/loss-lab.md).
-DEFAULT_WEIGHTS = {"gram": 1.0, "mean_cov": 0.6, "wasserstein": 0.22, "histogram": 0.35, "mrf": 0.024, "remd": 0.07,
+DEFAULT_WEIGHTS = {"gram": 1.0, "mean_cov": 0.6, "wasserstein": 0.22, "histogram": 0.35, "mrf": 0.025, "remd": 0.07,
                    "neighbours": 0.5}
 #: Each content loss's factor (docs/loss-lab.md says by what rule).
 DEFAULT_CONTENT_WEIGHTS = {"features": 1.0, "self_similarity": 6.0}
