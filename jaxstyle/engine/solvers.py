@@ -310,7 +310,7 @@ def resolved_options(options: Mapping[str, Any], style_loss: str | None) -> dict
     """``options`` with ``accept: auto`` made explicit for ``style_loss`` (:data:`ACCEPT`)."""
     out = dict(options)
     if out.get("accept") == "auto":
-        out["accept"] = ACCEPT.get(style_loss or "gram", "armijo")
+        out["accept"] = ACCEPT.get(style_loss, "armijo")
     return out
 
 
