@@ -18,7 +18,7 @@ import pytest
 
 from conftest import EXAMPLES, ROOT
 from helpers import made_clip, write_frames
-from jaxstyle.driver.clip import chunks, run_clip
+from jaxstyle.driver.clip import chunks, run_clip, with_photo_change
 from jaxstyle.driver.job import run
 from jaxstyle.engine.progress import RunHooks
 from jaxstyle.engine.config import validate
@@ -272,6 +272,10 @@ def test_bad_clips_are_one_line_errors(tmp_path):
         validate({"content": str(path), "style": STYLE, "video": {"start": 0, "frames": 2}})
     with pytest.raises(ConfigError, match="top-level key 'temporal'"):
         validate({"content": str(path), "style": STYLE, "terms": {"temporal": 1}})
+    for bad, said in ((1.5, "must be from 0 to 1, not 1.5"), (-0.1, "must be at least 0"),
+                      ("half", "must be a finite number")):
+        with pytest.raises(ConfigError, match=f"video.photo_change {said}"):
+            validate({"content": str(path), "style": STYLE, "video": {"photo_change": bad}})
 
 
 # ---- the schedules --------------------------------------------------------------------------------
@@ -361,6 +365,70 @@ def test_a_warm_frame_continues_the_frame_before_as_one_run_would(tmp_path, vgg_
                 vgg_params, quiet).images[0]
     warm, cold = (float(np.abs(frames[w] - whole).max()) for w in (True, False))
     assert warm < 1e-5 and cold > 1e-3, (warm, cold)
+
+
+def test_the_start_carries_what_the_photograph_did_that_the_warp_does_not():
+    """Hand-made: light that changed everywhere (no motion) is added at ``share`` times, clipped to
+    [0, 1]; a translation that the flow explains adds nothing where the moved frame is seen."""
+    rng = np.random.default_rng(3)
+    start = rng.uniform(0.2, 0.8, (2, 12, 16, 3)).astype(np.float32)  # two variants
+    before = rng.uniform(0.0, 0.6, (12, 16, 3)).astype(np.float32)
+    still = np.zeros((12, 16, 2), np.float32)
+    got = with_photo_change(start, before + 0.25, before, still, 0.5)
+    np.testing.assert_allclose(got, np.clip(start.astype(np.float64) + 0.125, 0, 1), atol=1e-6)
+    bright = with_photo_change(np.full_like(start, 0.95), before + 0.25, before, still, 1.0)
+    assert bright.max() == 1.0 and bright.dtype == np.float32
+    # The photograph moved right by 3 px: photo(x) = before(x - 3), so the flow into the frame
+    # before is dx = -3 (warp(b, f)(p) = b(p + f(p))).
+    photo = np.zeros_like(before)
+    photo[:, 3:] = before[:, :-3]
+    photo[:, :3] = 0.9  # uncovered: the warp repeats the edge, so this part is new
+    flow = np.zeros_like(still)
+    flow[..., 0] = -3.0
+    got = with_photo_change(start, photo, before, flow, 1.0)
+    np.testing.assert_allclose(got[:, :, 3:], start[:, :, 3:], atol=1e-6)
+    np.testing.assert_allclose(got[:, :, :3], np.clip(start[:, :, :3] + 0.9 - before[None, :, :1], 0, 1), atol=1e-6)
+
+
+def test_a_frame_starts_with_the_photographs_change(tmp_path, vgg_params):
+    """A clip whose second frame is the first made brighter, nothing moving: with ``photo_change: 1``
+    frame 2 starts from frame 1's stylised image plus the brightening, so after one iteration its
+    mean is higher by about the brightening than with ``photo_change: 0``."""
+    first = made_clip(1, 32, 40, pan=0, obj=10, speed=0)[0] * 0.7
+    folder = write_frames(np.stack([first, first + 0.2]), tmp_path / "light")
+    base = {**clip_config(folder, mode="sequential", frame_iterations=1, settle=0, hold=0, anchor=False),
+            "scales": [], "optimizer": {"iterations": 4}}
+    quiet = RunHooks(log=lambda line: None, watch=Watchers())
+    frames = {share: run_clip(validate({**base, "video": {**base["video"], "photo_change": share}}),
+                              params=vgg_params, hooks=quiet).frames[0] for share in (0.0, 1.0)}
+    assert np.array_equal(frames[0.0][0], frames[1.0][0])  # the first frame runs its plan either way
+    gain = float(frames[1.0][1].mean() - frames[0.0][1].mean())
+    assert 0.15 < gain < 0.25, gain
+
+
+def test_a_checkpoint_from_before_the_photographs_change_resumes_as_it_ran(tmp_path, small_clip):
+    """A clip's checkpoint written before ``video.photo_change`` existed ran without it: ``--resume``
+    gives it ``photo_change: 0`` and resumes; the default (0.5) is a change. An image's checkpoint
+    never read the key and resumes with the default."""
+    from jaxstyle.core.errors import OutputError
+    from jaxstyle.engine import checkpoint
+
+    def written_before(raw: dict):
+        cfg = validate(raw)
+        old = json.loads(json.dumps(cfg.to_dict()))
+        del old["video"]["photo_change"]
+        path = tmp_path / f"checkpoint{len(list(tmp_path.iterdir()))}.npz"
+        np.savez(path, meta=np.frombuffer(json.dumps({"format": checkpoint.FORMAT, "config": old}).encode(), np.uint8))
+        return cfg, path
+
+    cfg, path = written_before(clip_config(small_clip, mode="sequential"))
+    assert checkpoint.saved_config(path)["video"]["photo_change"] == 0.0
+    checkpoint.read(path, validate(checkpoint.saved_config(path)).to_dict())
+    with pytest.raises(OutputError, match="video.photo_change: 0.0 then, 0.5 now"):
+        checkpoint.read(path, cfg.to_dict())
+    cfg, path = written_before({"content": str(EXAMPLES / "leuvenA.jpg"), "style": STYLE})
+    checkpoint.read(path, cfg.to_dict())
+    assert validate(checkpoint.saved_config(path)).video.photo_change == 0.5
 
 
 def test_held_pixels_keep_the_first_frames_value_and_nothing_else_is_held(tmp_path, vgg_params):

@@ -108,6 +108,18 @@ def warped(source: np.ndarray, flow: np.ndarray, c: np.ndarray, kind: str = "bil
     return out.reshape(source.shape), np.repeat(c[:, None], v, axis=1)
 
 
+def with_photo_change(start: np.ndarray, photo: np.ndarray, before: np.ndarray, flow: np.ndarray, share: float,
+                      kind: str = "bilinear") -> np.ndarray:
+    """A sequential frame's start: ``start`` ``(V, H, W, 3)`` (the frame before's stylised images
+    warped into this frame) plus ``share`` times what the photograph did that the warp does not
+    explain, ``photo`` ``(H, W, 3)`` minus ``before`` (the frame before) warped along the same
+    ``flow`` ``(H, W, 2)``: light that changed, what the camera uncovered and the warp smeared,
+    where the flow erred. Clipped to [0, 1]. The warped start carries the style; this carries the
+    new frame's content, which a settling frame would otherwise spend its iterations recovering."""
+    moved = np.asarray(warp_batch(jnp.asarray(before[None]), jnp.asarray(flow[None]), kind))[0]
+    return np.clip(start + np.float32(share) * (photo - moved), 0.0, 1.0).astype(np.float32)
+
+
 def blend(x: np.ndarray, prior: np.ndarray, weight: np.ndarray, b: float) -> np.ndarray:
     """Ruder et al.'s multipass blend ``(x + b c w) / (1 + b c)``, per pixel."""
     bc = b * weight[..., None]
@@ -353,9 +365,13 @@ class ClipRunner:
             prior, weight = self.empty(1)
             return Run(0, 1, 0, FrameBatch(self.content(0, 1), prior, weight, keep_memory=self.cfg.video.warm),
                        label)
-        m, kind, v = self.motion, self.cfg.video.warp, self.v
+        m, video, v = self.motion, self.cfg.video, self.v
+        kind = video.warp
         prior, weight = warped(state.done[t - 1:t], m.to_prev[t:t + 1], m.c_prev[t:t + 1], kind)
         priors, weights, start, hold = [prior[0]], [weight[0]], prior[0].copy(), None
+        if video.photo_change > 0:
+            start = with_photo_change(start, self.clip.frames[t], self.clip.frames[t - 1], m.to_prev[t],
+                                      video.photo_change, kind)
         first = self.from_first(t) if self.ties == 2 or self.cfg.video.hold > 0 else None
         if self.ties == 2 and t == 1:  # the first frame is the one before: tied once, not twice
             priors.append(state.done[0])
@@ -368,7 +384,6 @@ class ClipRunner:
             hold = np.repeat(self.held(*first)[None], v, axis=0)
             start = np.where(hold[..., None] > 0, state.done[0], start)
         stack = lambda xs: np.stack(xs, axis=1)  # noqa: E731  (V, J, ...)
-        video = self.cfg.video
         memory = self.warm_memory(t, state.memory, hold) if video.warm and state.memory is not None else None
         return Run(t, t + 1, 0, FrameBatch(self.content(t, t + 1), stack(priors), stack(weights), start,
                                            video.frame_iterations, hold, video.settle,

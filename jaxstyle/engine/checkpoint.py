@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core.errors import OutputError
 from ..core.fileio import atomic_write
-from .config import added_keys
+from .config import added_keys, with_added_video_keys
 
 #: Settings that may differ between an interrupted run and its resumption.
 #: (``output``: the folder may have moved; the checkpoint read is the one in it.)
@@ -145,7 +145,8 @@ def read_meta(path: Path, arrays: bool = True) -> tuple[dict, dict[str, np.ndarr
 def saved_config(path: Path) -> dict:
     """The config a checkpoint was written for (``jaxstyle --resume DIR``), as a config file would
     give it."""
-    return {k: v for k, v in read_meta(path, arrays=False)[0]["config"].items() if k != "term_files"}
+    saved = with_added_video_keys(read_meta(path, arrays=False)[0]["config"])
+    return {k: v for k, v in saved.items() if k != "term_files"}
 
 
 def changes(saved: dict, now: dict) -> list[str]:
@@ -164,7 +165,7 @@ def read(path: Path, config: dict) -> tuple[dict, dict[str, np.ndarray]]:
     """The metadata and arrays of a checkpoint, after checking its format and that it was written
     for ``config`` (up to :data:`RESUMABLE_CHANGES`)."""
     meta, arrays = read_meta(path)
-    saved = {k: v for k, v in meta["config"].items() if k not in RESUMABLE_CHANGES}
+    saved = {k: v for k, v in with_added_video_keys(meta["config"]).items() if k not in RESUMABLE_CHANGES}
     # Round-trip through JSON so tuples and lists compare as they were saved. A key added since the
     # checkpoint was written, at its default, is the behaviour the checkpoint's run had.
     added = json.loads(json.dumps(added_keys()))

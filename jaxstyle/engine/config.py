@@ -540,6 +540,7 @@ class VideoConfig(Selection):
     settle: float = 0.02
     settle_window: int = 5
     warm: bool = False
+    photo_change: float = 0.5
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -591,7 +592,19 @@ VIDEO_KEYS: dict[str, tuple[Any, Callable[[str, Any], Any], str, str]] = {
     "warm": (False, lambda n, v: boolean(n, v, {}),
              "sequential: each frame's L-BFGS starts with the frame before's curvature memory, warped along the "
              "flow (docs/video.md)", "false"),
+    "photo_change": (0.5, lambda n, v: _unit(n, v),
+                     "sequential: this share of what the photograph did between two frames that the flow does not "
+                     "explain (the frame minus the frame before, warped) is added to the warped frame a frame starts "
+                     "from (docs/video.md); 0: the warped frame alone", "0.5"),
 }
+
+
+def _unit(name: str, value: Any) -> float:
+    """A number from 0 to 1 (both included)."""
+    value = _number(name, value)
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be from 0 to 1, not {value:g}")
+    return value
 
 
 def _share(name: str, value: Any) -> float:
@@ -813,6 +826,23 @@ def added_keys() -> dict[str, Any]:
     default does."""
     fields = {f.name: f for f in _keys()}
     return {k: copy.deepcopy(fields[k].metadata["default"]) for k in ADDED_KEYS}
+
+
+#: Keys of the ``video`` section added after checkpoints began recording the config, with the value
+#: that a clip's run before them had (a frame started from the warped frame alone); an image's run
+#: never read them, so for an image the default stands.
+ADDED_VIDEO_KEYS = {"photo_change": 0.0}
+
+
+def with_added_video_keys(config: dict) -> dict:
+    """A saved config (a checkpoint's) with the video keys it predates at the values its run had:
+    :data:`ADDED_VIDEO_KEYS` for a clip, the defaults for an image."""
+    video = config.get("video")
+    if not isinstance(video, dict) or all(k in video for k in ADDED_VIDEO_KEYS):
+        return config
+    clip = isinstance(config.get("content"), str) and is_clip(config["content"])
+    then = {k: v if clip else VIDEO_KEYS[k][0] for k, v in ADDED_VIDEO_KEYS.items()}
+    return {**config, "video": {**then, **video}}
 
 
 def validate(raw: Mapping[str, Any]) -> Config:
