@@ -372,7 +372,7 @@ class ClipRunner:
         if video.photo_change > 0:
             start = with_photo_change(start, self.clip.frames[t], self.clip.frames[t - 1], m.to_prev[t],
                                       video.photo_change, kind)
-        first = self.from_first(t) if self.ties == 2 or self.cfg.video.hold > 0 else None
+        first = self.from_first(t) if self.ties == 2 or video.hold > 0 else None
         if self.ties == 2 and t == 1:  # the first frame is the one before: tied once, not twice
             priors.append(state.done[0])
             weights.append(np.zeros_like(weight[0]))
@@ -380,7 +380,7 @@ class ClipRunner:
             w_first, cw = warped(state.done[:1], first[0][None], first[1][None], kind)
             priors.append(w_first[0])
             weights.append(cw[0])
-        if self.cfg.video.hold > 0:  # still pixels start at, and keep, the first frame's value
+        if video.hold > 0:  # still pixels start at, and keep, the first frame's value
             hold = np.repeat(self.held(*first)[None], v, axis=0)
             start = np.where(hold[..., None] > 0, state.done[0], start)
         stack = lambda xs: np.stack(xs, axis=1)  # noqa: E731  (V, J, ...)

@@ -592,25 +592,19 @@ VIDEO_KEYS: dict[str, tuple[Any, Callable[[str, Any], Any], str, str]] = {
     "warm": (False, lambda n, v: boolean(n, v, {}),
              "sequential: each frame's L-BFGS starts with the frame before's curvature memory, warped along the "
              "flow (docs/video.md)", "false"),
-    "photo_change": (0.5, lambda n, v: _unit(n, v),
+    "photo_change": (0.5, lambda n, v: _share(n, v, one=True),
                      "sequential: this share of what the photograph did between two frames that the flow does not "
                      "explain (the frame minus the frame before, warped) is added to the warped frame a frame starts "
                      "from (docs/video.md); 0: the warped frame alone", "0.5"),
 }
 
 
-def _unit(name: str, value: Any) -> float:
-    """A number from 0 to 1 (both included)."""
+def _share(name: str, value: Any, one: bool = False) -> float:
+    """A number from 0 to 1, 1 included only with ``one``."""
     value = _number(name, value)
-    if not 0.0 <= value <= 1.0:
+    if one and not value <= 1.0:
         raise ConfigError(f"{name} must be from 0 to 1, not {value:g}")
-    return value
-
-
-def _share(name: str, value: Any) -> float:
-    """A number from 0 to 1 (excluded)."""
-    value = _number(name, value)
-    if not 0.0 <= value < 1.0:
+    if not one and not value < 1.0:
         raise ConfigError(f"{name} must be at least 0 and below 1, not {value:g}")
     return value
 
