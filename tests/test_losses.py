@@ -17,7 +17,7 @@ from conftest import EXAMPLES
 from helpers import np_vgg19
 from jaxstyle.media.images import load_image
 from jaxstyle.model.losses import (LossWeights, Objective, content_loss, gram_matrix, lattice_energy, mean_content_loss,
-                             mean_style_layer_loss, style_layer_loss, total_loss, total_variation)
+                             mean_style_layer_loss, out_of_range, style_layer_loss, total_loss, total_variation)
 
 rng = np.random.default_rng(0)
 
@@ -84,6 +84,39 @@ def test_total_loss_eq7_and_tv():
     img = np.zeros((3, 3, 1), np.float32)
     img[1, 1, 0] = 1.0  # four neighbours differ by 1
     assert float(total_variation(jnp.asarray(img))) == 4.0
+
+
+def test_out_of_range_hand_made_float64_and_finite_differences():
+    # Inside [0, 1] (ends included) it is 0; outside, the mean of the squared distance to the range.
+    assert float(out_of_range(jnp.asarray(rng.random((5, 7, 3)), jnp.float32))) == 0.0
+    assert float(out_of_range(jnp.asarray(np.dstack([np.zeros((2, 2)), np.ones((2, 2)), np.zeros((2, 2))])))) == 0.0
+    img = np.full((2, 2, 3), 0.5)
+    img[0, 0, 0], img[1, 1, 2] = 1.5, -0.25  # 0.5 above, 0.25 below: (0.25 + 0.0625) / 12
+    assert float(out_of_range(jnp.asarray(img, jnp.float32))) == pytest.approx(0.3125 / 12, rel=1e-6)
+    x = np.random.default_rng(5).normal(0.5, 0.6, (2, 9, 11, 3))  # a batch, about 40 % outside
+    expected = np.mean(np.square(x - np.clip(x, 0, 1)), axis=(1, 2, 3))
+    np.testing.assert_allclose(np.asarray(out_of_range(jnp.asarray(x, jnp.float32))), expected, rtol=1e-5)
+    f = lambda a: float(np.mean(np.square(a - np.clip(a, 0, 1))))  # noqa: E731
+    grad = np.asarray(jax.grad(lambda a: out_of_range(a))(jnp.asarray(x[0], jnp.float32)), np.float64)
+    eps = 1e-4
+    for idx in zip(*np.nonzero((x[0] < -0.01) | (x[0] > 1.01) | ((x[0] > 0.01) & (x[0] < 0.99)))):
+        up, down = x[0].copy(), x[0].copy()
+        up[idx] += eps
+        down[idx] -= eps
+        np.testing.assert_allclose(grad[idx], (f(up) - f(down)) / (2 * eps), rtol=1e-3, atol=1e-9)
+
+
+def test_the_range_term_keeps_a_run_inside_0_1(vgg_params):
+    """A start of wide noise (values from -0.5 to 1.5), the term swept off and on in one batch: with
+    it the optimised values (``raw``: before the clipping that writing does) stay much closer to [0, 1]."""
+    from jaxstyle.driver.job import run
+    from jaxstyle.engine.config import validate
+    from jaxstyle.engine.progress import RunHooks
+    cfg = validate({"content": str(EXAMPLES / "leuvenA.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
+                    "size": 32, "print_every": 0, "scales": [], "noise": "uniform", "noise_amplitude": 1.0,
+                    "optimizer": {"iterations": 8}, "sweep": {"terms": [{"range": 0.0}, {"range": 1000.0}]}})
+    free, kept = (float(out_of_range(jnp.asarray(im))) for im in run(cfg, vgg_params, RunHooks(log=lambda s: None)).raw)
+    assert free > 1e-3 and kept < 0.1 * free, (free, kept)
 
 
 def _lattice_energy_float64(image: np.ndarray, sigma: float = 6.0) -> float:

@@ -713,7 +713,8 @@ class Config:
                                  "0.02 with `normal`, 0.5 with `uniform`")
     seeds: list[int] = key([0], seeds, "one variant per seed, in one batch")
     terms: dict[str, float] = key({}, terms, "extra loss terms by name -> weight; built in: `tv` (squared total "
-                                  "variation); your own: `path/to/file.py:function` (docs/loss-lab.md)")
+                                  "variation), `range` (the mean squared distance of the image's values from [0, 1], which "
+                                  "writing clips: docs/calibration.md); your own: `path/to/file.py:function` (docs/loss-lab.md)")
     weighting: str = key(Computed(lambda c: "auto" if c["losses"] == "mean" else "fixed"), choice(*WEIGHTINGS),
                          "`auto` (with `mean`): for an artwork of flat areas (a drawing or photograph on white, a "
                          "logo, a cartoon), the style term times a factor measured at each stage from the "

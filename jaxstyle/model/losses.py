@@ -143,6 +143,19 @@ def total_variation(image: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(dy), axis=(-3, -2, -1)) + jnp.sum(jnp.square(dx), axis=(-3, -2, -1))
 
 
+def out_of_range(image: jax.Array) -> jax.Array:
+    """Mean squared distance of the image's values from [0, 1], 0 inside: ``(..., H, W, C) -> (...)``.
+
+    Not in the paper. The pixels are optimised unbounded but written clipped to [0, 1]; where the
+    optimiser pushed values past either end (a white ground: brighter than white), the written image
+    is not the optimised one and its Eq. 5 style loss can be several times higher
+    (docs/calibration.md). This term, a quadratic penalty, keeps them in; smooth, so L-BFGS's
+    curvature pairs stay valid, unlike projecting each step.
+    """
+    excess = image - jnp.clip(image, 0.0, 1.0)
+    return jnp.mean(jnp.square(excess), axis=(-3, -2, -1))
+
+
 #: :func:`lattice_energy`'s Gaussian, in pixels: its passband around the 2-px periods is about
 #: 1/(2 pi 6) = 0.027 cycles per pixel wide, so a lattice in phase over tens of pixels falls in it
 #: while fine texture, whose phase wanders, mostly does not (docs/highres.md).
@@ -310,6 +323,8 @@ LossTerm = Callable[[jax.Array, Mapping[str, jax.Array], Targets], jax.Array]
 #: as a mapping passed to :class:`Objective`.
 TERMS: Mapping[str, LossTerm] = MappingProxyType({
     "tv": lambda image, feats, targets: total_variation(image),
+    # Values outside [0, 1], which writing the image would clip (terms: {range: 1000}).
+    "range": lambda image, feats, targets: out_of_range(image),
     # The config's top-level ``lattice`` weight (on by default with ``losses: mean``).
     "lattice": lambda image, feats, targets: lattice_energy(image),
     # A clip's frames only (the config's top-level ``temporal`` weight): 0 without a prior.
