@@ -15,6 +15,9 @@ import pytest
 
 from conftest import EXAMPLES
 from helpers import np_vgg19
+from jaxstyle.driver.job import run
+from jaxstyle.engine.config import validate
+from jaxstyle.engine.progress import RunHooks
 from jaxstyle.media.images import load_image
 from jaxstyle.model.losses import (LossWeights, Objective, content_loss, gram_matrix, lattice_energy, mean_content_loss,
                              mean_style_layer_loss, out_of_range, style_layer_loss, total_loss, total_variation)
@@ -88,7 +91,7 @@ def test_total_loss_eq7_and_tv():
 
 def test_out_of_range_hand_made_float64_and_finite_differences():
     # Inside [0, 1] (ends included) it is 0; outside, the mean of the squared distance to the range.
-    assert float(out_of_range(jnp.asarray(rng.random((5, 7, 3)), jnp.float32))) == 0.0
+    assert float(out_of_range(jnp.asarray(np.random.default_rng(6).random((5, 7, 3)), jnp.float32))) == 0.0
     assert float(out_of_range(jnp.asarray(np.dstack([np.zeros((2, 2)), np.ones((2, 2)), np.zeros((2, 2))])))) == 0.0
     img = np.full((2, 2, 3), 0.5)
     img[0, 0, 0], img[1, 1, 2] = 1.5, -0.25  # 0.5 above, 0.25 below: (0.25 + 0.0625) / 12
@@ -109,9 +112,6 @@ def test_out_of_range_hand_made_float64_and_finite_differences():
 def test_the_range_term_keeps_a_run_inside_0_1(vgg_params):
     """A start of wide noise (values from -0.5 to 1.5), the term swept off and on in one batch: with
     it the optimised values (``raw``: before the clipping that writing does) stay much closer to [0, 1]."""
-    from jaxstyle.driver.job import run
-    from jaxstyle.engine.config import validate
-    from jaxstyle.engine.progress import RunHooks
     cfg = validate({"content": str(EXAMPLES / "leuvenA.jpg"), "style": str(EXAMPLES / "starry_night.jpg"),
                     "size": 32, "print_every": 0, "scales": [], "noise": "uniform", "noise_amplitude": 1.0,
                     "optimizer": {"iterations": 8}, "sweep": {"terms": [{"range": 0.0}, {"range": 1000.0}]}})
