@@ -149,8 +149,8 @@ def out_of_range(image: jax.Array) -> jax.Array:
     Not in the paper. The pixels are optimised unbounded but written clipped to [0, 1]; where the
     optimiser pushed values past either end (a white ground: brighter than white), the written image
     is not the optimised one and its Eq. 5 style loss can be several times higher
-    (docs/calibration.md). This term, a quadratic penalty, keeps them in; smooth, so L-BFGS's
-    curvature pairs stay valid, unlike projecting each step.
+    (docs/calibration.md). This term, a quadratic penalty, keeps them in; its gradient is
+    continuous, so L-BFGS's curvature pairs stay valid, unlike projecting each step.
     """
     excess = image - jnp.clip(image, 0.0, 1.0)
     return jnp.mean(jnp.square(excess), axis=(-3, -2, -1))
