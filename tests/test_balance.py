@@ -12,9 +12,10 @@ from PIL import Image
 from conftest import EXAMPLES
 from helpers import np_vgg19
 from jaxstyle.driver.job import run
-from jaxstyle.engine.balance import ANCHOR, ANCHORS, anchor_of, endpoints, factor, flat_share, sparsity, unit_weights
+from jaxstyle.engine.balance import (ANCHOR, ANCHORS, RANGE_WEIGHT, SPARSE_GAIN, anchor_of, endpoints, factor,
+                                     flat_share, sparsity, unit_weights)
 from jaxstyle.engine.config import validate
-from jaxstyle.engine.inputs import flat_shares
+from jaxstyle.engine.inputs import flat_shares, noise_image
 from jaxstyle.engine.pipeline import prepare
 from jaxstyle.engine.progress import RunHooks
 from jaxstyle.model.style_losses import CONTENT_LOSSES, STYLE_LOSSES
@@ -59,7 +60,7 @@ def numpy_flat_share(image: np.ndarray) -> float:
 
 
 def numpy_factor(params, photo: np.ndarray, art: np.ndarray) -> float:
-    """The rule in float64 NumPy: ANCHOR times the artwork's content loss (Eq. 1, mean over positions
+    """The rule in float64 NumPy: SPARSE_GAIN times ANCHOR times the artwork's content loss (Eq. 1, mean over positions
     and filters, conv2_1) over the photograph's style loss (Eq. 5 of Eq. 4's mean form, conv1_1 and
     conv2_1 at 0.5 each), to the power of the artwork's sparsity (its flat share from 0.3 to 0.5,
     smoothstepped)."""
@@ -71,7 +72,7 @@ def numpy_factor(params, photo: np.ndarray, art: np.ndarray) -> float:
         g_p, g_a = p.T @ p / len(p), a.T @ a / len(a)
         s_photo += w * np.sum((g_p - g_a) ** 2) / p.shape[1] ** 2
     t = np.clip((numpy_flat_share(art) - 0.3) / 0.2, 0.0, 1.0)
-    return (ANCHOR * c_art / s_photo) ** (t * t * (3 - 2 * t))
+    return (SPARSE_GAIN * ANCHOR * c_art / s_photo) ** (t * t * (3 - 2 * t))
 
 
 def config(images, style: str, **extra) -> dict:
@@ -123,12 +124,14 @@ def main_pair_ends(params, **keys):
 
 def test_the_anchor_pair_has_ends_in_the_fixed_balance_and_degenerate_ends_give_one(vgg_params):
     """The main job's pair at 256 px: its ends' ratio times ANCHOR is 1 (the ratio a sparse artwork's
-    factor is measured against), and The Starry Night is dense, so it runs with a factor of 1."""
+    factor is measured against: a sparse artwork with these ends gets SPARSE_GAIN), and The Starry
+    Night is dense, so it runs with a factor of 1."""
     cfg, ends = main_pair_ends(vgg_params)
-    assert factor(*ends) == pytest.approx(1.0, abs=1e-5)
+    assert factor(*ends) == pytest.approx(SPARSE_GAIN, abs=1e-5)
     assert cfg.weighting == "auto" and sparsity(flat_shares(cfg), cfg.blend) == 0.0  # dense: a factor of 1
     assert factor(0.0, 1.0) == factor(1.0, 0.0) == factor(float("nan"), 1.0) == factor(2.0, 4.0, 0.0) == 1.0
-    assert factor(2.0, 4.0) == pytest.approx(ANCHOR / 2) and factor(2.0, 4.0, 0.5) == pytest.approx((ANCHOR / 2) ** 0.5)
+    half = SPARSE_GAIN * ANCHOR / 2
+    assert factor(2.0, 4.0) == pytest.approx(half) and factor(2.0, 4.0, 0.5) == pytest.approx(half ** 0.5)
 
 
 @pytest.mark.parametrize("style_loss,content_loss", [("mrf", "features"), ("mean_cov", "features"),
@@ -139,8 +142,8 @@ def test_each_loss_has_its_own_anchor_on_the_main_pair(vgg_params, style_loss, c
     term 36 times too strongly); three of them measured again here."""
     assert set(ANCHORS) == {(s, c) for s in STYLE_LOSSES for c in CONTENT_LOSSES}
     _, ends = main_pair_ends(vgg_params, style_loss=style_loss, content_loss=content_loss)
-    assert factor(*ends, anchor=anchor_of(style_loss, content_loss)) == pytest.approx(1.0, abs=1e-5)
-    assert abs(factor(*ends) - 1.0) > 0.25  # the Gram loss's anchor would not do
+    assert factor(*ends, anchor=anchor_of(style_loss, content_loss)) == pytest.approx(SPARSE_GAIN, abs=1e-5)
+    assert abs(factor(*ends) / SPARSE_GAIN - 1.0) > 0.25  # the Gram loss's anchor would not do
 
 
 def test_the_factor_does_not_depend_on_the_seed_where_the_loss_samples_positions(images, vgg_params):
@@ -221,3 +224,30 @@ def test_a_stage_larger_than_the_artwork_is_weighed_at_the_artworks_size(images,
     assert factors[48] == factors[32]
     assert factors[24] != factors[32]
     assert all(f != 1.0 for f in factors.values())
+
+
+def test_auto_adds_the_range_term_for_a_sparse_artwork_only(images, vgg_params):
+    """``weighting: auto`` weighs ``range`` by RANGE_WEIGHT times the sparsity (1 for the flat
+    artwork, a smoothstep of its flat share for the one between), not for a dense artwork or a
+    ``fixed`` variant of the same batch, and a weight the config gives is kept (0 turns it off).
+    Its part enters the total at that weight: Eq. 7 plus RANGE_WEIGHT times the mean squared
+    distance of the start image's values from [0, 1], that distance computed here in float64."""
+    terms = lambda r: [v["terms"] for v in r.report["variants"]]  # noqa: E731
+    both = run(validate(config(images, "flat", lattice=0, noise_amplitude=0.6, sweep={"weighting": ["auto", "fixed"]},
+                               optimizer={"iterations": 1})), vgg_params, QUIET)
+    assert terms(both) == [{"range": RANGE_WEIGHT}, {}]
+    f = both.report["stages"][-1]["style_factor"][0]
+    start = both.report["variants"][0]["initial_loss"]
+    x0 = noise_image(0, (32, 32, 3), "normal", 0.6).astype(np.float64)  # seed 0's start, wide enough to leave [0, 1]
+    outside = np.mean((x0 - np.clip(x0, 0.0, 1.0)) ** 2)
+    assert outside > 0.01 and start["range"] == pytest.approx(outside, rel=1e-5)
+    expected = float(start["content"]) + 10.0 * f * float(start["style"]) + RANGE_WEIGHT * outside
+    assert start["total"] == pytest.approx(expected, rel=1e-5)
+    between = np.asarray(Image.open(images["between"]), np.float64) / 255.0
+    t = np.clip((numpy_flat_share(between) - 0.3) / 0.2, 0.0, 1.0)
+    assert 0.0 < t < 1.0
+    one = lambda style, **extra: run(validate(config(images, style, lattice=0, **extra)), vgg_params, QUIET)  # noqa: E731
+    assert terms(one("between"))[0]["range"] == pytest.approx(RANGE_WEIGHT * t * t * (3 - 2 * t), rel=1e-5)
+    assert terms(one("dense")) == [{}]
+    assert terms(one("flat", terms={"range": 0.0})) == [{"range": 0.0}]
+

@@ -42,7 +42,7 @@ from ..engine.config import Config
 from ..media.flow import clip_flows, consistency, dis_flow, require_flow, warp_batch, warping_error, warping_pairs
 from ..engine.inputs import finish_images, input_lines, style_trims, trim_report
 from ..engine.memory import available_bytes, require_fits
-from ..engine.pipeline import FrameBatch, RunResult, Summary, run_plan, run_winograd_layers
+from ..engine.pipeline import FrameBatch, RunResult, Summary, run_plan, run_winograd_layers, with_auto_terms
 from ..engine.plan import plan_stages, stage_peak_bytes, stage_work
 from ..engine.progress import RunHooks, Tick, placed
 from ..core.fileio import json_float
@@ -252,7 +252,9 @@ class ClipRunner:
     def __init__(self, cfg: Config, clip: Clip, params, hooks: RunHooks):
         self.cfg, self.clip, self.params, self.hooks = cfg, clip, params, hooks
         self.watch = hooks.watchers()
-        self.variants = expand_variants(cfg)
+        self.cache: dict = {}
+        # The automatic weighting's terms once for the clip, so that its report states the objective run.
+        self.variants = with_auto_terms(cfg, expand_variants(cfg), self.cache)
         self.v = len(self.variants)
         self.shape = clip.frames.shape[1:3]
         # A clip of one frame is an image: one run, nothing to tie.
@@ -260,7 +262,6 @@ class ClipRunner:
         self.passes = 1 if self.mode == "independent" else cfg.video.passes
         self.motion = Motion.of(clip.frames) if self.mode != "independent" else None
         self.trims = style_trims(cfg)  # what style_trim cuts from each artwork, for the log and the report
-        self.cache: dict = {}
         self.iterations_done = 0
 
     # ---- the plan of runs -------------------------------------------------------------------------

@@ -27,17 +27,21 @@ there), and a dense painting's balance is what alpha/beta were calibrated on. So
 raised to the artwork's *sparsity* ``s`` in [0, 1], which the share of its flat pixels gives
 (:func:`flat_share`, :func:`sparsity`):
 
-    factor = (ANCHOR * C_art / S_photo) ** s
+    factor = (SPARSE_GAIN * ANCHOR * C_art / S_photo) ** s
 
 A dense painting (``s = 0``) keeps alpha/beta exactly (a factor of 1, its images bit for bit those
 of ``weighting: fixed``, and nothing is measured); an artwork of flat areas (``s = 1``) is weighed
-by its ends.
+by its ends. For such an artwork the weighting also adds the built-in ``range`` term
+(:data:`RANGE_WEIGHT` times ``s``, :func:`auto_terms`): its saturated colours on white are
+otherwise optimised past white and clipped when the image is written, and the written image is
+not the one the balance was struck for. :data:`SPARSE_GAIN` is what the style term then weighs
+beside a dense painting's at the same ends.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -78,10 +82,33 @@ FLAT_STEP = 0.02
 #: 0.001, the graffiti wall 0.09) and at or above which it is sparse (sparsity 1: the cartoon 0.58,
 #: the text, the sweets, the drawing, the shapes and the logo 0.65 to 0.87; docs/calibration.md).
 FLAT_DENSE, FLAT_SPARSE = 0.3, 0.5
+#: The weight of the built-in ``range`` term (Eq. 7's extra term: the mean squared distance of the
+#: image's values from [0, 1]) that ``weighting: auto`` adds for a sparse artwork, times its
+#: sparsity. The pixels are optimised unbounded and written clipped: with a sparse artwork's
+#: saturated colours on white the optimiser pushes values past white (the sweets' result 18.5 % of
+#: them at 256 px) and the clipping, not the optimiser, then decides the written image's colours
+#: (pastel washes). 1000 keeps the optimised values within about 0.01 of [0, 1]; 100 leaves the
+#: sweets' style fraction 1.4 times higher at 256 px, 10000 1.25 times (docs/calibration.md).
+RANGE_WEIGHT = 1000.0
+#: What a sparse artwork's style term weighs beside a dense painting's at the same ends: with the
+#: ``range`` term its colours are no longer lost to the clipping, so the same factor takes more
+#: of the photograph away (the logo's content fraction at 512 px 0.54 with a gain of 1, over the
+#: 0.5 the weighting aims for; 0.48 with 0.75, 0.42 with 0.5: docs/calibration.md).
+SPARSE_GAIN = 0.5
 #: The long side at which an artwork's flat share is measured (its own where smaller): enlarging an
 #: image makes more of its pixels flat, so one side for every run and stage makes the share a
 #: property of the artwork, not of the size it is used at.
 FLAT_SIDE = 256
+
+
+def auto_terms(terms: Mapping[str, float], weighting: str, sparse: float) -> dict[str, float]:
+    """A variant's terms with ``weighting: auto``'s ``range`` (:data:`RANGE_WEIGHT` times the
+    artworks' sparsity) added where the artworks are sparse and the variant gives no weight of its
+    own for it (``terms: {range: 0}`` turns it off); otherwise ``terms`` as they are, so a dense
+    artwork's objective is the fixed weighting's."""
+    if weighting != "auto" or sparse <= 0.0 or "range" in terms:
+        return dict(terms)
+    return {**terms, "range": RANGE_WEIGHT * sparse}
 
 
 def group_key(content_layers: dict, style_layers: dict, style_loss: str, content_loss: str = "features") -> str:
@@ -115,12 +142,12 @@ def anchor_of(style_loss: str, content_loss: str) -> float:
 
 
 def factor(c_art: float, s_photo: float, sparse: float = 1.0, anchor: float = ANCHOR) -> float:
-    """``(anchor * C_art / S_photo) ** sparse``; 1 where the artwork is dense (``sparse`` 0) or
-    either end is (almost) zero. ``anchor``: the losses' own (:func:`anchor_of`), the Gram loss's by
-    default."""
+    """``(SPARSE_GAIN * anchor * C_art / S_photo) ** sparse``; 1 where the artwork is dense
+    (``sparse`` 0) or either end is (almost) zero. ``anchor``: the losses' own (:func:`anchor_of`),
+    the Gram loss's by default."""
     if sparse <= 0.0 or not (np.isfinite(c_art) and np.isfinite(s_photo)) or min(c_art, s_photo) <= DEGENERATE:
         return 1.0
-    return float((anchor * c_art / s_photo) ** sparse)
+    return float((SPARSE_GAIN * anchor * c_art / s_photo) ** sparse)
 
 
 def unit_weights(weights: LossWeights, i: int) -> LossWeights:

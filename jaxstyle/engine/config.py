@@ -63,8 +63,8 @@ DEFAULT_TEMPORAL = 5.0
 DEFAULT_LATTICE = {"paper": 0.0, "mean": 1000.0}
 #: How the style term is weighed against the content term (docs/calibration.md): ``auto`` (the
 #: default with ``mean``) measures a factor per stage from the two ends of the trade for a sparse
-#: artwork and leaves a dense painting's alpha/beta exactly; ``fixed`` is alpha/beta alone, as the
-#: paper has it.
+#: artwork, and adds the ``range`` term there, and leaves a dense painting's alpha/beta exactly;
+#: ``fixed`` is alpha/beta alone, as the paper has it.
 WEIGHTINGS = ("auto", "fixed")
 VIDEO_MODES = ("sequential", "multipass")
 IMAGE_FORMATS = ("png", "jpg", "webp", "tiff")
@@ -719,7 +719,8 @@ class Config:
                          "`auto` (with `mean`): for an artwork of flat areas (a drawing or photograph on white, a "
                          "logo, a cartoon), the style term times a factor measured at each stage from the "
                          "photograph's style loss and the artwork's content loss (the two ends of the trade), so "
-                         "the photograph is kept; a dense painting keeps alpha/beta exactly (a factor of 1). "
+                         "the photograph is kept, and the `range` term (1000 unless `terms` gives it) keeps the "
+                         "artwork's colours from being clipped; a dense painting keeps alpha/beta exactly (a factor of 1). "
                          "`fixed`: alpha/beta alone, as the paper has it (docs/calibration.md)",
                          "`auto` with `mean`, `fixed` with `paper`")
     lattice: float = key(Computed(lambda c: DEFAULT_LATTICE[c["losses"]]), number,

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .balance import anchor_of, group_key, measure_factors, sparsity
+from .balance import anchor_of, auto_terms, group_key, measure_factors, sparsity
 from .checkpoint import Checkpoint, Cursor
 from .config import Config
 from .inputs import (Inputs, artwork_measures, finish_images, input_lines, prepare_images, start_images,
@@ -255,14 +255,29 @@ class Setup:
         return fit_shape(shape, min(max(h, w), max(self.artworks()[1], floor)))
 
     def artworks(self) -> tuple[float, int]:
-        """The artworks' sparsity (:func:`jaxstyle.engine.balance.sparsity`) and the largest one's
-        long side as the run uses it (its border cut), each artwork read once per run."""
-        key = json.dumps([self.cfg.styles, self.cfg.blend, self.cfg.style_trim])
-        known = self.cache.setdefault("artworks", {})
-        if key not in known:
-            shares, sides = artwork_measures(self.cfg)
-            known[key] = (sparsity(shares, self.cfg.blend), max(sides))
-        return known[key]
+        """The artworks' sparsity and the largest one's long side (:func:`artworks_of`)."""
+        return artworks_of(self.cfg, self.cache)
+
+
+def artworks_of(cfg: Config, cache: dict) -> tuple[float, int]:
+    """The artworks' sparsity (:func:`jaxstyle.engine.balance.sparsity`) and the largest one's long
+    side as the run uses it (its border cut), each artwork read once per run (kept in ``cache``)."""
+    key = json.dumps([cfg.styles, cfg.blend, cfg.style_trim])
+    known = cache.setdefault("artworks", {})
+    if key not in known:
+        shares, sides = artwork_measures(cfg)
+        known[key] = (sparsity(shares, cfg.blend), max(sides))
+    return known[key]
+
+
+def with_auto_terms(cfg: Config, variants: list[Variant], cache: dict) -> list[Variant]:
+    """``variants`` with ``weighting: auto``'s ``range`` term where the artworks are sparse
+    (:func:`jaxstyle.engine.balance.auto_terms`); the artworks are read only where some variant
+    weighs automatically."""
+    if not any(v.weighting == "auto" for v in variants):
+        return variants
+    sparse = artworks_of(cfg, cache)[0]
+    return [dataclasses.replace(v, terms=auto_terms(v.terms, v.weighting, sparse)) for v in variants]
 
 
 def uses_winograd(cfg: Config) -> bool:
@@ -285,7 +300,8 @@ def prepare(cfg: Config, params=None, variants: list[Variant] | None = None, fra
 
     A clip's run gives its batch slots as ``variants`` and their photographs as ``frames``; with
     ``frames.iterations`` its plan is one stage at the final size."""
-    variants = expand_variants(cfg) if variants is None else variants
+    cache = {} if cache is None else cache
+    variants = with_auto_terms(cfg, expand_variants(cfg) if variants is None else variants, cache)
     objective = objective_for(variants, cfg)
     mesh, devices, padded = split_over_devices(variants)
     if frames is not None:
@@ -309,8 +325,7 @@ def prepare(cfg: Config, params=None, variants: list[Variant] | None = None, fra
     o = cfg.optimizer
     solver = Solver(objective, o.name, o.iterations, o.tol, tuple(sorted(o.options.items())))
     return Setup(cfg, variants, padded, objective, params, batch_weights(padded, objective), solver,
-                 resolved_strategy(o.strategy), mesh, devices, final_inputs, stages, estimates, frames,
-                 {} if cache is None else cache)
+                 resolved_strategy(o.strategy), mesh, devices, final_inputs, stages, estimates, frames, cache)
 
 
 @dataclass
