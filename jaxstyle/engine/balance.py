@@ -87,13 +87,13 @@ FLAT_DENSE, FLAT_SPARSE = 0.3, 0.5
 #: sparsity. The pixels are optimised unbounded and written clipped: with a sparse artwork's
 #: saturated colours on white the optimiser pushes values past white (the sweets' result 18.5 % of
 #: them at 256 px) and the clipping, not the optimiser, then decides the written image's colours
-#: (pastel washes). 1000 keeps the optimised values within about 0.01 of [0, 1]; 100 leaves the
-#: sweets' style fraction 1.4 times higher at 256 px, 10000 1.25 times (docs/calibration.md).
+#: (pastel washes). At 100 the sweets' style fraction at 256 px was 1.4 times 1000's, at 10000
+#: 1.25 times (docs/history.md, 2026-12-07).
 RANGE_WEIGHT = 1000.0
 #: What a sparse artwork's style term weighs beside a dense painting's at the same ends: with the
 #: ``range`` term its colours are no longer lost to the clipping, so the same factor takes more
 #: of the photograph away (the logo's content fraction at 512 px 0.54 with a gain of 1, over the
-#: 0.5 the weighting aims for; 0.48 with 0.75, 0.42 with 0.5: docs/calibration.md).
+#: 0.5 the weighting aims for; 0.48 with 0.75, 0.42 with 0.5: docs/history.md, 2026-12-07).
 SPARSE_GAIN = 0.5
 #: The long side at which an artwork's flat share is measured (its own where smaller): enlarging an
 #: image makes more of its pixels flat, so one side for every run and stage makes the share a
