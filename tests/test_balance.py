@@ -246,8 +246,14 @@ def test_auto_adds_the_range_term_for_a_sparse_artwork_only(images, vgg_params):
     between = np.asarray(Image.open(images["between"]), np.float64) / 255.0
     t = np.clip((numpy_flat_share(between) - 0.3) / 0.2, 0.0, 1.0)
     assert 0.0 < t < 1.0
-    one = lambda style, **extra: run(validate(config(images, style, lattice=0, **extra)), vgg_params, QUIET)  # noqa: E731
+    logs: dict[str, list[str]] = {}
+    one = lambda style, **extra: run(validate(config(images, style, lattice=0, **extra)), vgg_params,  # noqa: E731
+                                     RunHooks(log=logs.setdefault(style + str(extra), []).append))
     assert terms(one("between"))[0]["range"] == pytest.approx(RANGE_WEIGHT * t * t * (3 - 2 * t), rel=1e-5)
     assert terms(one("dense")) == [{}]
     assert terms(one("flat", terms={"range": 0.0})) == [{"range": 0.0}]
+    # The log says so where it happens, and only then.
+    said = {k: [line for line in v if line.startswith("weighting: auto")] for k, v in logs.items()}
+    assert len(said["between{}"]) == 1 and "range term keeps the pixels in [0, 1]" in said["between{}"][0]
+    assert said["dense{}"] == [] and "range" not in said["flat{'terms': {'range': 0.0}}"][0]
 

@@ -42,7 +42,8 @@ from ..engine.config import Config
 from ..media.flow import clip_flows, consistency, dis_flow, require_flow, warp_batch, warping_error, warping_pairs
 from ..engine.inputs import finish_images, input_lines, style_trims, trim_report
 from ..engine.memory import available_bytes, require_fits
-from ..engine.pipeline import FrameBatch, RunResult, Summary, run_plan, run_winograd_layers, with_auto_terms
+from ..engine.pipeline import (FrameBatch, RunResult, Summary, run_plan, run_winograd_layers, weighting_lines,
+                               with_auto_terms)
 from ..engine.plan import plan_stages, stage_peak_bytes, stage_work
 from ..engine.progress import RunHooks, Tick, placed
 from ..core.fileio import json_float
@@ -468,7 +469,7 @@ def run_clip(cfg: Config, clip: Clip | None = None, params=None, hooks: RunHooks
         + (f"; optical flow {runner.motion.seconds:.1f} s" if runner.motion is not None else ""))
     if clip.audio:
         log("the source has sound, which is not carried over")
-    for line in input_lines(cfg, runner.trims):
+    for line in input_lines(cfg, runner.trims) + weighting_lines(cfg, runner.variants, runner.cache):
         log(line)
     if resume is None:
         state = ClipState(np.zeros((0, runner.v, h, w, 3), np.float32))

@@ -719,8 +719,9 @@ class Config:
                          "`auto` (with `mean`): for an artwork of flat areas (a drawing or photograph on white, a "
                          "logo, a cartoon), the style term times a factor measured at each stage from the "
                          "photograph's style loss and the artwork's content loss (the two ends of the trade), so "
-                         "the photograph is kept, and the `range` term (1000 times the artwork's sparsity, unless "
-                         "`terms` weighs it) keeps its colours from being clipped; a dense painting keeps alpha/beta exactly (a factor of 1). "
+                         "the photograph is kept, and the `range` term (1000 times the artwork's sparsity, "
+                         "unless `terms` weighs it) keeps its colours from being clipped; a dense painting keeps "
+                         "alpha/beta exactly (a factor of 1). "
                          "`fixed`: alpha/beta alone, as the paper has it (docs/calibration.md)",
                          "`auto` with `mean`, `fixed` with `paper`")
     lattice: float = key(Computed(lambda c: DEFAULT_LATTICE[c["losses"]]), number,

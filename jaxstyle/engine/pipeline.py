@@ -270,6 +270,19 @@ def artworks_of(cfg: Config, cache: dict) -> tuple[float, int]:
     return known[key]
 
 
+def weighting_lines(cfg: Config, variants: list[Variant], cache: dict) -> list[str]:
+    """The log line that says what ``weighting: auto`` does for a sparse artwork (none for a dense
+    one, whose run is the fixed weighting's)."""
+    auto = [v for v in variants if v.weighting == "auto"]
+    sparse = artworks_of(cfg, cache)[0] if auto else 0.0
+    if sparse <= 0.0:
+        return []
+    ranged = any(v.terms.get("range", 0.0) > 0.0 for v in auto)
+    return [f"weighting: auto: the artwork has flat areas (sparsity {sparse:.2f}), so its style term is weighed by "
+            "the ends' factor at each stage" + (" and the range term keeps the pixels in [0, 1]" if ranged else "")
+            + " (docs/calibration.md)"]
+
+
 def with_auto_terms(cfg: Config, variants: list[Variant], cache: dict) -> list[Variant]:
     """``variants`` with ``weighting: auto``'s ``range`` term where the artworks are sparse
     (:func:`jaxstyle.engine.balance.auto_terms`); the artworks are read only where some variant
@@ -624,7 +637,7 @@ def run_plan(cfg: Config, params=None, run_hooks: RunHooks = RunHooks(), variant
         [resume.images, np.repeat(resume.images[-1:], len(setup.padded) - setup.n, axis=0)]).astype(np.float32)
     last = setup.stages[-1]
     if announce:
-        for line in input_lines(cfg, setup.final_inputs.trims):
+        for line in input_lines(cfg, setup.final_inputs.trims) + weighting_lines(cfg, setup.variants, setup.cache):
             log(line)
         log(f"{setup.n} variant(s) at {last.shape[1]}x{last.shape[0]} px, {cfg.optimizer.iterations} "
             f"{cfg.optimizer.name} iterations, on {jax.devices()[0].platform}" if len(setup.stages) == 1 else
