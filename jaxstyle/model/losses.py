@@ -323,7 +323,8 @@ LossTerm = Callable[[jax.Array, Mapping[str, jax.Array], Targets], jax.Array]
 #: as a mapping passed to :class:`Objective`.
 TERMS: Mapping[str, LossTerm] = MappingProxyType({
     "tv": lambda image, feats, targets: total_variation(image),
-    # Values outside [0, 1], which writing the image would clip (terms: {range: 1000}).
+    # Values outside [0, 1], which writing the image would clip: ``weighting: auto`` adds it for a
+    # sparse artwork (engine/balance.py), ``terms: {range: 1000}`` to any run.
     "range": lambda image, feats, targets: out_of_range(image),
     # The config's top-level ``lattice`` weight (on by default with ``losses: mean``).
     "lattice": lambda image, feats, targets: lattice_energy(image),
